@@ -1,0 +1,74 @@
+/* dssdn_frontend.h - the C twin of dssdn_edge.frontend.Frontend.logmel (log10 mel power).
+ *
+ * Dependency-free C99, float32 arithmetic (DSSDN_REAL, see below), no dynamic memory. Every size and table comes from the
+ * generated header dssdn_frontend_tables.h (written by dssdn_edge.frontend_c.emit_c for one
+ * FrontendConfig), so this file and dssdn_frontend.c never change between configurations.
+ *
+ * Streaming use:
+ *     dssdn_frontend_t st;                     (about 4 * (2 * N_FFT + N_BINS) bytes; make it static)
+ *     dssdn_frontend_init(&st);                (pre-fills the N_FFT/2 zeros of centre padding)
+ *     n = dssdn_frontend_push(&st, x, DSSDN_HOP, frames, 1);     (one hop in -> one frame out)
+ *     ...
+ *     n = dssdn_frontend_flush(&st, frames, DSSDN_FLUSH_FRAMES); (end padding: the last frames)
+ * gives frame-for-frame the same (1 + n_samples / HOP) frames as the offline numpy path.
+ */
+#ifndef DSSDN_FRONTEND_H
+#define DSSDN_FRONTEND_H
+
+#include "dssdn_frontend_tables.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The arithmetic type: float by default (the device build). Compile with -DDSSDN_DOUBLE to do the same
+ * steps in double: float32 cannot reach the 1e-4 (log10 units) agreement with the float64 numpy path on
+ * frames with more than ~90 dB of dynamic range, because rounding the windowed samples to float32 alone
+ * already costs up to ~1.6e-4 there (see dssdn_edge/frontend_c.py). The tables are emitted with 17
+ * significant digits, so each is rounded once to whichever type is chosen. */
+#ifdef DSSDN_DOUBLE
+typedef double DSSDN_REAL;
+#else
+typedef float DSSDN_REAL;
+#endif
+
+/* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power. */
+#define DSSDN_SCRATCH_LEN (DSSDN_N_FFT + DSSDN_N_BINS)
+
+/* Upper bound of the frames one push of n samples can produce (size out_frames with it). */
+#define DSSDN_MAX_FRAMES(n) (((n) + DSSDN_HOP - 1) / DSSDN_HOP)
+
+/* Upper bound of the frames dssdn_frontend_flush produces. */
+#define DSSDN_FLUSH_FRAMES DSSDN_MAX_FRAMES(DSSDN_N_FFT / 2)
+
+typedef struct {
+    float buf[DSSDN_N_FFT];             /* the analysis window being filled, oldest sample first */
+    int fill;                           /* samples currently in buf */
+    int flushed;                        /* set by flush: the stream is over until the next init */
+    DSSDN_REAL scratch[DSSDN_SCRATCH_LEN]; /* FFT and power work space */
+} dssdn_frontend_t;
+
+/* One full analysis window (N_FFT samples) -> one frame of N_MELS log10 mel powers.
+ * scratch must hold DSSDN_SCRATCH_LEN reals and must not alias samples or out. */
+void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
+                        DSSDN_REAL scratch[DSSDN_SCRATCH_LEN]);
+
+/* Start a stream: N_FFT/2 zeros of centre padding, as librosa center=True. */
+void dssdn_frontend_init(dssdn_frontend_t *st);
+
+/* Add n samples; write each completed frame (N_MELS floats, row after row) to out_frames.
+ * Returns the number of frames written, or -1 without consuming anything when max_frames is too
+ * small for the frames these samples complete (DSSDN_MAX_FRAMES(n) is always enough), n < 0, or
+ * the stream was already flushed. */
+int dssdn_frontend_push(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+                        int max_frames);
+
+/* End the stream: push N_FFT/2 zeros of end padding and return the frames they complete
+ * (at most DSSDN_FLUSH_FRAMES), or -1 as for push. Call dssdn_frontend_init to start again. */
+int dssdn_frontend_flush(dssdn_frontend_t *st, float *out_frames, int max_frames);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSSDN_FRONTEND_H */
