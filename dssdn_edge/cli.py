@@ -64,5 +64,148 @@ def train(size: str, data: Path | None, out: Path | None, **kwargs) -> None:
     run(cfg, out or Path("runs") / name, Dataset.load(data))
 
 
+def _load(size: str | None, checkpoint: Path | None):
+    from .checkpoint import load_checkpoint
+    from .pretrained import load_pretrained
+
+    return load_checkpoint(checkpoint) if checkpoint else load_pretrained(size or "small")
+
+
+@main.command(name="eval")
+@click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Instead of the shipped weights.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="ESC-50 folder (metadata.csv).")
+@click.option("--split", type=click.Choice(["test", "calib", "train"]), default="test", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write eval JSON + confusion PNG here.")
+@friendly_errors
+def eval_(size: str, checkpoint: Path | None, data: Path | None, split: str, out: Path | None) -> None:
+    """Clip-level accuracy on fold 5 (mean of 1-s window logits), per class, confusion matrix."""
+    import json
+
+    from .data import Dataset, clip_features
+    from .evaluate import clip_logits, plot_confusion, summarize
+    from .frontend import Frontend
+
+    ckpt = _load(size, checkpoint)
+    fe = Frontend(ckpt.frontend_config)
+    feats = clip_features(Dataset.load(data).split(split), fe, desc=f"features ({split})")
+    logits = clip_logits(ckpt.model, feats, ckpt.normalization, fe.config.segment_frames, 25)
+    ev = summarize(logits, feats.targets, ckpt.labels)
+    click.echo(f"{ckpt.name}: {split} clip accuracy {ev.accuracy:.2%} on {len(feats.targets)} clips")
+    worst = sorted(ev.per_class.items(), key=lambda kv: kv[1])[:5]
+    click.echo("hardest classes: " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{ckpt.name}-{split}.json").write_text(json.dumps(ev.to_dict(), indent=1) + "\n")
+        plot_confusion(ev, out / f"{ckpt.name}-{split}-confusion.png", f"{ckpt.name} ({split})")
+        click.echo(f"wrote {out / (ckpt.name + '-' + split + '.json')} and the confusion matrix PNG")
+
+
+@main.command()
+@click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--layers/--no-layers", default=False, help="Print the per-layer table.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> None:
+    """Params and MACs per 1-s input (DCASE/NeSsi convention), budget, and the shipped metrics."""
+    import json
+
+    from .complexity import format_table, measure
+    from .model import BUDGETS, build_model, config_for, resolve_name
+    from .pretrained import pretrained_path
+
+    name = resolve_name(size)
+    meta = {}
+    if checkpoint is not None or pretrained_path(name).is_file():
+        ckpt = _load(size, checkpoint)
+        model, fe_cfg, meta = ckpt.model, ckpt.frontend_config, ckpt.meta
+    else:
+        from .frontend import FrontendConfig
+
+        model, fe_cfg = build_model(config_for(name)), FrontendConfig()
+    c = measure(model, fe_cfg)
+    budget = BUDGETS.get(name)
+    if as_json:
+        click.echo(json.dumps({"name": name, "complexity": c.to_dict(with_layers=layers),
+                               "budget": budget, "metrics": meta.get("metrics")}, indent=1))
+        return
+    if layers:
+        click.echo(format_table(c))
+    click.echo(f"{name}: {c.params:,} params (BN folded), {c.macs / 1e6:.2f} M MACs per 1-s input")
+    if budget:
+        ok = c.params <= budget["params"] and c.macs <= budget["macs"]
+        click.echo(f"budget: <= {budget['params']:,} params, <= {budget['macs'] / 1e6:.0f} M MACs -> "
+                   f"{'within' if ok else 'OVER'}")
+    if meta.get("metrics"):
+        m = meta["metrics"]
+        click.echo(f"shipped weights: fold-5 accuracy {m['test_accuracy']:.2%} (fold-4 {m['calib_accuracy']:.2%})")
+    click.echo(f"convention: {c.convention}")
+
+
+@main.command()
+@click.argument("audio", type=click.Path(path_type=Path), required=False)
+@click.option("--npy", type=click.Path(path_type=Path), default=None, help="Save features (channels, frames, bands).")
+@click.option("--png", type=click.Path(path_type=Path), default=None, help="Plot the low and high bands.")
+@click.option("--normalize/--raw", default=False, help="Apply the shipped small model's normalisation.")
+@click.option("--emit-c", "emit_c_dir", type=click.Path(path_type=Path), default=None,
+              help="Write the C twin (tables header + sources) for this front end into DIR and exit.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@friendly_errors
+def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: bool, emit_c_dir: Path | None,
+             force: bool) -> None:
+    """Compute the split log-mel features of AUDIO; print shape and stats, optionally save/plot them."""
+    from .features import describe, features_for_file, plot_bands, save_npy
+    from .frontend import Frontend, FrontendConfig
+
+    fe = Frontend(FrontendConfig())
+    if emit_c_dir is not None:
+        from .frontend_c import emit_c
+
+        for path in emit_c(fe.config, emit_c_dir, force=force):
+            click.echo(f"wrote {path}")
+        return
+    if audio is None:
+        raise click.UsageError("give an AUDIO file (or --emit-c DIR)")
+    feats = features_for_file(audio, fe, normalize)
+    click.echo(describe(audio, feats, fe))
+    if npy:
+        save_npy(npy, feats, force)
+        click.echo(f"wrote {npy}")
+    if png:
+        plot_bands(png, feats, fe, str(audio), force)
+        click.echo(f"wrote {png}")
+
+
+@main.command()
+@click.option("--size", type=click.Choice(SIZES), default=None, help="The shipped model (exported first).")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None, help="Export folder.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, rpi, cortex-m4 or cortex-m7.")
+@click.option("--host", default=None, help="USER@HOST[:PORT] of the Pi (your ssh config and keys).")
+@click.option("--runtimes", default=None, help="Comma list of torch,onnxruntime,litert,tflite-runtime,tflm.")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--runs", type=int, default=200, show_default=True)
+@click.option("--warmup", type=int, default=20, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="[runs/bench/<name>-<device>]")
+@click.option("--estimate", is_flag=True, help="MAC-based latency ESTIMATE (rpi without --host, cortex-m).")
+@click.option("--ssh-config", type=click.Path(path_type=Path), default=None, help="ssh -F FILE.")
+@click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh -i FILE.")
+@click.option("--remote-python", default="python3", show_default=True, help="Python on the device.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Weights for torch eager.")
+@friendly_errors
+def bench(size: str | None, export_dir: Path | None, runtimes: str | None, **kwargs) -> None:
+    """Benchmark an export: latency, front end, end-to-end real-time factor, memory; writes JSON/MD/PNG."""
+    from .bench import BenchOptions, default_out, report, run_bench
+
+    names = [r.strip() for r in runtimes.split(",") if r.strip()] if runtimes else None
+    opts = BenchOptions(size=size, export_dir=export_dir, runtimes=names, **kwargs)
+    result = run_bench(opts)
+    report.console_table(result)
+    for path in report.write_report(result, default_out(opts, result)):
+        click.echo(f"wrote {path}")
+    if result.get("interrupted"):
+        sys.exit(130)
+
+
 if __name__ == "__main__":
     main()

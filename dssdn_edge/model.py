@@ -52,6 +52,14 @@ SIZES: dict[str, ModelConfig] = {
 }
 
 
+# Hard limits per 1-s input at the shipped front end (design note); a test enforces them.
+BUDGETS: dict[str, dict[str, int]] = {
+    "dssdn-small": {"params": 60_000, "macs": 10_000_000},
+    "dssdn-middle": {"params": 128_000, "macs": 30_000_000},
+    "dssdn-large": {"params": 250_000, "macs": 70_000_000},
+}
+
+
 def model_names() -> list[str]:
     return list(SIZES)
 
