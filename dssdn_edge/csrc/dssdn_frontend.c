@@ -1,10 +1,10 @@
 /* dssdn_frontend.c - log10 mel power frames, the C twin of dssdn_edge.frontend (see the header).
  *
- * Per frame: periodic Hann window, an N_FFT-point real FFT done as an N_FFT/2-point complex radix-2
- * FFT of the even/odd samples packed as re/im followed by the usual split step, power |X[k]|^2,
- * the sparse HTK mel sums, log10(sum + eps). All arithmetic is DSSDN_REAL (float unless built with
- * -DDSSDN_DOUBLE); the window, twiddles and mel weights were computed in float64 by Python and are
- * rounded once, by the compiler, to DSSDN_REAL.
+ * Per frame: periodic Hann window; an N_FFT-point real FFT done as an N_FFT/2-point complex FFT
+ * (radix-4/2, decimation in frequency) of the even/odd samples packed as re/im, followed by the usual
+ * split step; power |X[k]|^2; the sparse HTK mel sums; log10(sum + eps). All arithmetic is DSSDN_REAL
+ * (float unless built with -DDSSDN_DOUBLE); the window, twiddles and mel weights were computed in
+ * float64 by Python and are rounded once, by the compiler, to DSSDN_REAL.
  */
 #include <math.h>
 #include <string.h>
@@ -26,64 +26,154 @@
 #if DSSDN_N_BINS != FFT_M + 1
 #error "dssdn_frontend_tables.h: DSSDN_N_BINS must be DSSDN_N_FFT / 2 + 1"
 #endif
+#if DSSDN_N_FFT < 16 || (1 << DSSDN_FFT_LOG2) != DSSDN_N_FFT / 2
+#error "dssdn_frontend_tables.h: DSSDN_N_FFT must be a power of two >= 16 with DSSDN_FFT_LOG2 = log2(N_FFT/2)"
+#endif
 #if DSSDN_HOP < 1 || DSSDN_HOP > DSSDN_N_FFT
 #error "dssdn_frontend_tables.h: DSSDN_HOP must be in 1..DSSDN_N_FFT"
 #endif
 
-/* In-place complex FFT of FFT_M points stored re,im,re,im...; forward sign, no scaling.
- * Twiddle exp(-2 pi i j / len) is entry j * (N_FFT / len) of the N_FFT-point table. */
-static void fft_complex(DSSDN_REAL *z)
+/* Window the frame and pack it for the half-length complex FFT: z[n] = x[2n] w[2n] + i x[2n+1] w[2n+1],
+ * real and imaginary parts in separate arrays so every FFT pass is a contiguous, vectorisable loop. */
+static void window_pack(const float *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
 {
-    int i, len;
-    for (i = 0; i < FFT_M; i++) {
-        int j = (int)dssdn_bitrev[i];
-        if (j > i) {
-            DSSDN_REAL tr = z[2 * i], ti = z[2 * i + 1];
-            z[2 * i] = z[2 * j];
-            z[2 * i + 1] = z[2 * j + 1];
-            z[2 * j] = tr;
-            z[2 * j + 1] = ti;
-        }
-    }
-    for (len = 2; len <= FFT_M; len <<= 1) {
-        const int half = len / 2;
-        const int stride = DSSDN_N_FFT / len;
-        int start, k;
-        for (k = 0; k < half; k++) {
-            const DSSDN_REAL wr = dssdn_twiddle[2 * k * stride];
-            const DSSDN_REAL wi = dssdn_twiddle[2 * k * stride + 1];
-            for (start = k; start < FFT_M; start += len) {
-                DSSDN_REAL *a = z + 2 * start;
-                DSSDN_REAL *b = a + 2 * half;
-                const DSSDN_REAL tr = wr * b[0] - wi * b[1];
-                const DSSDN_REAL ti = wr * b[1] + wi * b[0];
-                b[0] = a[0] - tr;
-                b[1] = a[1] - ti;
-                a[0] += tr;
-                a[1] += ti;
-            }
-        }
+    int n;
+    for (n = 0; n < FFT_M; n++) {
+        re[n] = (DSSDN_REAL)x[2 * n] * dssdn_window[2 * n];
+        im[n] = (DSSDN_REAL)x[2 * n + 1] * dssdn_window[2 * n + 1];
     }
 }
 
-/* Power spectrum |X[k]|^2, k = 0..N_FFT/2, of the real signal whose even/odd samples were packed
- * into z as re/im and transformed by fft_complex. With a = Z[k], b = Z[M-k]:
- * E = (a + conj b) / 2, D = (a - conj b) / 2, X[k] = E - i W^k D and X[M-k] = conj(E) - i conj(W^k D). */
-static void real_power(const DSSDN_REAL *z, DSSDN_REAL *power)
+/* The FFT is decimation in frequency (natural order in, bit-reversed order out): an optional radix-2
+ * pass when log2(FFT_M) is odd, then radix-4 passes down to a last, twiddle-free one. Loops over k run
+ * four at a time: the trip counts are multiples of 4, which lets gcc -O2 vectorise them, and on a
+ * scalar core they are just unrolled. dssdn_fft_twiddle holds, pass after pass, [re | im] of
+ * exp(-2 pi i k / len) for the radix-2 pass and [W^k re | im | W^2k re | im | W^3k re | im] for each
+ * radix-4 pass, all computed in float64 by the generator. */
+
+#define RADIX2(u)                                                                    \
+    do {                                                                             \
+        const DSSDN_REAL xr = ar[k + (u)], xi = ai[k + (u)];                         \
+        const DSSDN_REAL yr = br[k + (u)], yi = bi[k + (u)];                         \
+        const DSSDN_REAL dr = xr - yr, di = xi - yi;                                 \
+        ar[k + (u)] = xr + yr;                                                       \
+        ai[k + (u)] = xi + yi;                                                       \
+        br[k + (u)] = dr * wr[k + (u)] - di * wi[k + (u)];                           \
+        bi[k + (u)] = dr * wi[k + (u)] + di * wr[k + (u)];                           \
+    } while (0)
+
+/* One radix-2 DIF pass over the two halves a, b of the whole array (half = FFT_M / 2). */
+static void radix2_pass(DSSDN_REAL *restrict ar, DSSDN_REAL *restrict ai, DSSDN_REAL *restrict br,
+                        DSSDN_REAL *restrict bi, const DSSDN_REAL *restrict w, int half)
+{
+    const DSSDN_REAL *wr = w, *wi = w + half;
+    int k;
+    for (k = 0; k < half; k += 4) {
+        RADIX2(0);
+        RADIX2(1);
+        RADIX2(2);
+        RADIX2(3);
+    }
+}
+
+/* Multiply (xr + i xi) by twiddle j of a radix-4 pass and store it at element k + u of (or_, oi). */
+#define TWIDDLE_STORE(or_, oi, xr, xi, j, u)                                          \
+    do {                                                                             \
+        const DSSDN_REAL twr = w[(2 * (j) - 2) * q + k + (u)];                       \
+        const DSSDN_REAL twi = w[(2 * (j) - 1) * q + k + (u)];                       \
+        or_[k + (u)] = (xr) * twr - (xi) * twi;                                      \
+        oi[k + (u)] = (xr) * twi + (xi) * twr;                                       \
+    } while (0)
+
+/* Radix-4 DIF butterfly on elements k + u of the four quarters: with W = exp(-2 pi i / 4q),
+ * out0 = (x0 + x2) + (x1 + x3), out1 = ((x0 + x2) - (x1 + x3)) W^2k,
+ * out2 = ((x0 - x2) - i (x1 - x3)) W^k, out3 = ((x0 - x2) + i (x1 - x3)) W^3k. */
+#define RADIX4(u)                                                                    \
+    do {                                                                             \
+        const DSSDN_REAL s02r = r0[k + (u)] + r2[k + (u)], s02i = i0[k + (u)] + i2[k + (u)]; \
+        const DSSDN_REAL d02r = r0[k + (u)] - r2[k + (u)], d02i = i0[k + (u)] - i2[k + (u)]; \
+        const DSSDN_REAL s13r = r1[k + (u)] + r3[k + (u)], s13i = i1[k + (u)] + i3[k + (u)]; \
+        const DSSDN_REAL vr = i1[k + (u)] - i3[k + (u)], vi = r3[k + (u)] - r1[k + (u)];     \
+        r0[k + (u)] = s02r + s13r;                                                   \
+        i0[k + (u)] = s02i + s13i;                                                   \
+        TWIDDLE_STORE(r1, i1, s02r - s13r, s02i - s13i, 2, u);                       \
+        TWIDDLE_STORE(r2, i2, d02r + vr, d02i + vi, 1, u);                           \
+        TWIDDLE_STORE(r3, i3, d02r - vr, d02i - vi, 3, u);                           \
+    } while (0)
+
+/* One block of a radix-4 pass: quarters r0..r3 / i0..i3 of q elements each (q a multiple of 4). */
+static void radix4_block(DSSDN_REAL *restrict r0, DSSDN_REAL *restrict r1, DSSDN_REAL *restrict r2,
+                         DSSDN_REAL *restrict r3, DSSDN_REAL *restrict i0, DSSDN_REAL *restrict i1,
+                         DSSDN_REAL *restrict i2, DSSDN_REAL *restrict i3, const DSSDN_REAL *restrict w,
+                         int q)
 {
     int k;
-    power[0] = (z[0] + z[1]) * (z[0] + z[1]);
-    power[FFT_M] = (z[0] - z[1]) * (z[0] - z[1]);
+    for (k = 0; k < q; k += 4) {
+        RADIX4(0);
+        RADIX4(1);
+        RADIX4(2);
+        RADIX4(3);
+    }
+}
+
+/* The last radix-4 pass (q = 1): every twiddle is 1. */
+static void radix4_last(DSSDN_REAL *re, DSSDN_REAL *im)
+{
+    int j;
+    for (j = 0; j < FFT_M; j += 4) {
+        const DSSDN_REAL s02r = re[j] + re[j + 2], s02i = im[j] + im[j + 2];
+        const DSSDN_REAL d02r = re[j] - re[j + 2], d02i = im[j] - im[j + 2];
+        const DSSDN_REAL s13r = re[j + 1] + re[j + 3], s13i = im[j + 1] + im[j + 3];
+        const DSSDN_REAL vr = im[j + 1] - im[j + 3], vi = re[j + 3] - re[j + 1];
+        re[j] = s02r + s13r;
+        im[j] = s02i + s13i;
+        re[j + 1] = s02r - s13r;
+        im[j + 1] = s02i - s13i;
+        re[j + 2] = d02r + vr;
+        im[j + 2] = d02i + vi;
+        re[j + 3] = d02r - vr;
+        im[j + 3] = d02i - vi;
+    }
+}
+
+/* In-place FFT of FFT_M complex points (forward sign, unscaled); output in bit-reversed order. */
+static void fft_dif(DSSDN_REAL *re, DSSDN_REAL *im)
+{
+    const DSSDN_REAL *w = dssdn_fft_twiddle;
+    int len = FFT_M, q, start;
+    if (DSSDN_FFT_LOG2 % 2) {
+        radix2_pass(re, im, re + FFT_M / 2, im + FFT_M / 2, w, FFT_M / 2);
+        w += FFT_M;
+        len = FFT_M / 2;
+    }
+    for (q = len / 4; q >= 4; q /= 4) {
+        for (start = 0; start < FFT_M; start += 4 * q) {
+            DSSDN_REAL *r = re + start, *i = im + start;
+            radix4_block(r, r + q, r + 2 * q, r + 3 * q, i, i + q, i + 2 * q, i + 3 * q, w, q);
+        }
+        w += 6 * q;
+    }
+    radix4_last(re, im);
+}
+
+/* Power spectrum |X[k]|^2, k = 0..N_FFT/2, of the real frame whose even/odd samples were packed as
+ * re/im and transformed (bit-reversed output). With a = Z[k], b = Z[M-k]: E = (a + conj b) / 2,
+ * D = (a - conj b) / 2, X[k] = E - i W^k D and X[M-k] = conj(E) - i conj(W^k D), W = exp(-2 pi i / N). */
+static void real_power(const DSSDN_REAL *re, const DSSDN_REAL *im, DSSDN_REAL *power)
+{
+    int k;
+    power[0] = (re[0] + im[0]) * (re[0] + im[0]);
+    power[FFT_M] = (re[0] - im[0]) * (re[0] - im[0]);
     for (k = 1; k <= FFT_M / 2; k++) {
-        const DSSDN_REAL ar = z[2 * k], ai = z[2 * k + 1];
-        const DSSDN_REAL br = z[2 * (FFT_M - k)], bi = z[2 * (FFT_M - k) + 1];
+        const int p = (int)dssdn_bitrev[k], n = (int)dssdn_bitrev[FFT_M - k];
+        const DSSDN_REAL ar = re[p], ai = im[p], br = re[n], bi = im[n];
         const DSSDN_REAL er = HALF * (ar + br), ei = HALF * (ai - bi);
         const DSSDN_REAL dr = HALF * (ar - br), di = HALF * (ai + bi);
-        const DSSDN_REAL wr = dssdn_twiddle[2 * k], wi = dssdn_twiddle[2 * k + 1];
+        const DSSDN_REAL wr = dssdn_split_twiddle[2 * k], wi = dssdn_split_twiddle[2 * k + 1];
         const DSSDN_REAL tr = wr * dr - wi * di; /* T = W^k D */
         const DSSDN_REAL ti = wr * di + wi * dr;
-        const DSSDN_REAL xr = er + ti, xi = ei - tr;    /* X[k] */
-        const DSSDN_REAL yr = er - ti, yi = -ei - tr;   /* X[M-k] */
+        const DSSDN_REAL xr = er + ti, xi = ei - tr;  /* X[k] */
+        const DSSDN_REAL yr = er - ti, yi = -ei - tr; /* X[M-k] */
         power[k] = xr * xr + xi * xi;
         power[FFT_M - k] = yr * yr + yi * yi;
     }
@@ -93,14 +183,12 @@ void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS
                         DSSDN_REAL scratch[DSSDN_SCRATCH_LEN])
 {
     const DSSDN_REAL eps = (DSSDN_REAL)DSSDN_LOG_EPS;
-    DSSDN_REAL *z = scratch;
+    DSSDN_REAL *re = scratch, *im = scratch + FFT_M;
     DSSDN_REAL *power = scratch + DSSDN_N_FFT;
     int i, band;
-    for (i = 0; i < DSSDN_N_FFT; i++) {
-        z[i] = (DSSDN_REAL)samples[i] * dssdn_window[i];
-    }
-    fft_complex(z);
-    real_power(z, power);
+    window_pack(samples, re, im);
+    fft_dif(re, im);
+    real_power(re, im, power);
     for (band = 0; band < DSSDN_N_MELS; band++) {
         const DSSDN_REAL *w = dssdn_mel_weights + dssdn_mel_offset[band];
         const DSSDN_REAL *p = power + dssdn_mel_start[band];
