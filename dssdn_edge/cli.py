@@ -57,7 +57,8 @@ def train(size: str, data: Path | None, out: Path | None, **kwargs) -> None:
     """Train a DSSDN size (or the ResNet baseline) on ESC-50 folds 1-3, selecting on fold 4."""
     from .data import Dataset
     from .model import resolve_name
-    from .train import TrainConfig, train as run
+    from .train import TrainConfig
+    from .train import train as run
 
     name = resolve_name(size)
     cfg = TrainConfig(model=name, **kwargs)

@@ -67,7 +67,7 @@ class FrontendConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FrontendConfig":
+    def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -112,7 +112,7 @@ class SparseFilterbank:
     n_bins: int
 
     @classmethod
-    def from_dense(cls, dense: np.ndarray) -> "SparseFilterbank":
+    def from_dense(cls, dense: np.ndarray) -> SparseFilterbank:
         starts, lengths, chunks = [], [], []
         for row in dense:
             nz = np.flatnonzero(row)
@@ -128,7 +128,7 @@ class SparseFilterbank:
 
     def to_dense(self) -> np.ndarray:
         dense = np.zeros((len(self.start), self.n_bins))
-        for band, (s, n, o) in enumerate(zip(self.start, self.length, self.offset)):
+        for band, (s, n, o) in enumerate(zip(self.start, self.length, self.offset, strict=True)):
             dense[band, s : s + n] = self.weights[o : o + n]
         return dense
 
@@ -149,18 +149,18 @@ class Normalization:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, list]) -> "Normalization":
+    def from_dict(cls, data: dict[str, list]) -> Normalization:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
 
     @classmethod
-    def fit(cls, feats: np.ndarray) -> "Normalization":
+    def fit(cls, feats: np.ndarray) -> Normalization:
         """From (N, channels, frames, bands) features; std floored so silent bands stay finite."""
         mean = feats.mean(axis=(0, 2), dtype=np.float64)
         std = np.maximum(feats.std(axis=(0, 2), dtype=np.float64), 1e-3)
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     @classmethod
-    def identity(cls, cfg: FrontendConfig) -> "Normalization":
+    def identity(cls, cfg: FrontendConfig) -> Normalization:
         shape = (cfg.channels, cfg.n_mels)
         return cls(np.zeros(shape, np.float32), np.ones(shape, np.float32))
 
@@ -211,7 +211,7 @@ class Frontend:
         cut = self.config.split_band
         return feats[..., :cut], feats[..., cut:]
 
-    def stream(self) -> "StreamingFrontend":
+    def stream(self) -> StreamingFrontend:
         return StreamingFrontend(self)
 
 
