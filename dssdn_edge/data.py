@@ -55,7 +55,7 @@ class Dataset:
     labels: tuple[str, ...]
 
     @classmethod
-    def load(cls, root: str | Path | None = None) -> "Dataset":
+    def load(cls, root: str | Path | None = None) -> Dataset:
         root = Path(root) if root else default_data_root()
         meta = root / "metadata.csv"
         if not meta.is_file():
