@@ -1,0 +1,249 @@
+"""Does an export fit a microcontroller? Flash and RAM against the named boards' budgets.
+
+Flash = the int8 .tflite bytes (what mcu/model_data.cc embeds) + the front end's constant tables (counted
+from the generated dssdn_frontend_tables.h) + a code-size allowance. RAM = the tensor arena that the real
+TensorFlow Lite Micro interpreter (pip ``tflite-micro``) allocates for the model + the C front end's state
+and buffers. The arena is measured, not guessed: planner estimates miss TFLM's persistent allocations
+(node structs, eval tensors, quantisation params), which are a large share for a 200-op graph.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchError
+from .devices import McuBoard
+
+# Not measured here (no Arm toolchain on this host): an allowance for the TFLM interpreter, allocator and
+# flatbuffer reader plus one CMSIS-NN kernel per distinct op, plus the C front end. Replace it with the
+# linker map of a real firmware build when there is one.
+CODE_RUNTIME_BYTES = 64 * 1024
+CODE_PER_OP_BYTES = 6 * 1024
+CODE_FRONTEND_BYTES = 4 * 1024
+CODE_SOURCE = (
+    f"ALLOWANCE, not measured: {CODE_RUNTIME_BYTES // 1024} KB TFLM runtime + {CODE_PER_OP_BYTES // 1024} KB "
+    f"per distinct op kernel + {CODE_FRONTEND_BYTES // 1024} KB front end; replace with a linker map"
+)
+C_TYPE_BYTES = {
+    "DSSDN_REAL": 4,
+    "float": 4,
+    "double": 8,
+    "uint16_t": 2,
+    "int16_t": 2,
+    "uint8_t": 1,
+    "int8_t": 1,
+    "int32_t": 4,
+    "uint32_t": 4,
+    "int": 4,
+}
+_ARRAY = re.compile(r"static\s+const\s+(\w+)\s+(\w+)\s*\[\s*(\d+)\s*\]")
+_ARENA = re.compile(r"Arena allocation total (\d+) bytes")
+_ARENA_PART = re.compile(r"Arena allocation (head|tail) (\d+) bytes")
+
+
+@dataclass
+class Footprint:
+    """Flash and RAM of model + front end on a Cortex-M, with where each number came from."""
+
+    model_bytes: int
+    frontend_tables_bytes: int
+    code_bytes: int
+    arena_bytes: int
+    arena_head_bytes: int | None
+    arena_tail_bytes: int | None
+    frontend_ram_bytes: int
+    ops: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+    manifest_arena_bytes: int | None = None
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.model_bytes + self.frontend_tables_bytes + self.code_bytes
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.arena_bytes + self.frontend_ram_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}
+
+
+@dataclass(frozen=True)
+class Fit:
+    board: str
+    flash_ok: bool
+    ram_ok: bool
+    arena_block_ok: bool
+    flash_headroom: int
+    ram_headroom: int
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_ok and self.ram_ok and self.arena_block_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fits": self.fits}
+
+
+# --------------------------------------------------------------------------------------- tables
+def tables_bytes(header_text: str) -> int:
+    """Bytes of every ``static const TYPE name[N]`` table (DSSDN_REAL as float: the device build)."""
+    total = 0
+    for ctype, name, n in _ARRAY.findall(header_text):
+        if ctype not in C_TYPE_BYTES:
+            raise BenchError(f"dssdn_frontend_tables.h: unknown C type {ctype} of {name}")
+        total += C_TYPE_BYTES[ctype] * int(n)
+    return total
+
+
+def frontend_ram_bytes(fe: dict[str, Any]) -> tuple[int, str]:
+    """dssdn_frontend_t (window buffer N_FFT floats, 2 ints, scratch N_FFT + N_BINS reals) + one output
+    frame + the log-mel history the delta needs (delta_width frames) + one hop of int16 microphone samples."""
+    n_fft, n_mels, hop = int(fe["n_fft"]), int(fe["n_mels"]), int(fe["hop_length"])
+    n_bins = n_fft // 2 + 1
+    state = 4 * n_fft + 8 + 4 * (n_fft + n_bins)
+    frame, history, mic = 4 * n_mels, 4 * n_mels * int(fe.get("delta_width") or 0), 2 * hop
+    why = (
+        f"front end RAM: state {state} B (buf {n_fft} floats + scratch {n_fft}+{n_bins} floats) + frame "
+        f"{frame} B + delta history {history} B + one hop of int16 audio {mic} B"
+    )
+    return state + frame + history + mic, why
+
+
+# ------------------------------------------------------------------------------------------ TFLM
+def _capture_fds(fn: Any) -> tuple[Any, str]:
+    """Run ``fn`` with the C-level stdout and stderr captured (TFLM prints its allocations there)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            for fd in saved:
+                os.dup2(tmp.fileno(), fd)
+            value = fn()
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        tmp.seek(0)
+        return value, tmp.read().decode(errors="replace")
+
+
+def tflm_interpreter(model: bytes, arena_size: int) -> Any:
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+
+
+def measure_arena(tflite_path: Path) -> dict[str, int]:
+    """Arena bytes the real TFLM interpreter allocates (RecordingMicroAllocator total, head, tail). The
+    interpreter is built in an arena large enough, then asked what it used; TFLM rejects unsupported ops
+    here, which is the MCU compatibility check."""
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        raise BenchError(
+            "tflite-micro is not installed (pip install --pre tflite-micro): cannot size the TFLM arena"
+        ) from None
+    model = Path(tflite_path).read_bytes()
+    size, last_error = max(1 << 20, 10 * len(model)), ""
+    while size <= 1 << 28:
+        try:
+            interp, _ = _capture_fds(lambda s=size: tflm_interpreter(model, s))
+            _, text = _capture_fds(interp.print_allocations)
+        except RuntimeError as exc:
+            last_error = str(exc).strip().splitlines()[-1] if str(exc).strip() else "RuntimeError"
+            if "arena" not in str(exc).lower() and "allocate" not in str(exc).lower():
+                raise BenchError(f"{tflite_path}: TFLM cannot load it ({last_error})") from None
+            size *= 4
+            continue
+        match = _ARENA.search(text)
+        if not match:
+            raise BenchError(f"{tflite_path}: TFLM did not report its arena allocation")
+        parts = {k: int(v) for k, v in _ARENA_PART.findall(text)}
+        return {"total": int(match.group(1)), "head": parts.get("head", 0), "tail": parts.get("tail", 0)}
+    raise BenchError(f"{tflite_path}: TFLM could not allocate even a {size >> 20} MB arena ({last_error})")
+
+
+def tflite_ops(tflite_path: Path) -> list[str]:
+    """Distinct builtin ops of the .tflite (for the code-size allowance)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    model = runtime.convert_bytearray_to_object(bytearray(Path(tflite_path).read_bytes()))
+    names = {runtime.get_builtin_code_from_operator_code(op) for op in model.operatorCodes}
+    inverse = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
+    return sorted(inverse.get(code, str(code)) for code in names)
+
+
+# ------------------------------------------------------------------------------------ footprint
+def int8_tflite(manifest: dict[str, Any]) -> str:
+    """The full-integer .tflite of the export (int8 input tensor): the file a microcontroller runs."""
+    for rel, art in sorted(manifest["artifacts"].items()):
+        dtype = str((art.get("input") or {}).get("dtype", ""))
+        if rel.endswith(".tflite") and ("int8" in dtype or (not dtype and "int8" in rel)):
+            return rel
+    raise BenchError(f"export {manifest.get('name')}: no int8 .tflite artifact (needed for a microcontroller)")
+
+
+def footprint(export_dir: Path, manifest: dict[str, Any]) -> Footprint:
+    rel = int8_tflite(manifest)
+    path = Path(export_dir) / rel
+    header = next(iter(sorted(Path(export_dir).rglob("dssdn_frontend_tables.h"))), None)
+    if header is not None:
+        table_text, table_src = header.read_text(), f"counted from {header.relative_to(export_dir)}"
+    else:
+        from ..frontend import FrontendConfig
+        from ..frontend_c import render_tables_header
+
+        table_text = render_tables_header(FrontendConfig.from_dict(manifest["frontend"]))
+        table_src = "counted from dssdn_frontend_tables.h rendered for the manifest's front end"
+    arena = measure_arena(path)
+    ops = tflite_ops(path)
+    fe_ram, fe_why = frontend_ram_bytes(manifest["frontend"])
+    code = CODE_RUNTIME_BYTES + CODE_PER_OP_BYTES * len(ops) + CODE_FRONTEND_BYTES
+    manifest_arena = manifest_arena_bytes(manifest)
+    return Footprint(
+        model_bytes=path.stat().st_size,
+        frontend_tables_bytes=tables_bytes(table_text),
+        code_bytes=code,
+        arena_bytes=arena["total"],
+        arena_head_bytes=arena["head"],
+        arena_tail_bytes=arena["tail"],
+        frontend_ram_bytes=fe_ram,
+        ops=ops,
+        manifest_arena_bytes=manifest_arena,
+        sources={
+            "model": f"{rel} size (the array in mcu/model_data.cc)",
+            "frontend_tables": table_src + " (DSSDN_REAL = float)",
+            "code": CODE_SOURCE + f" ({len(ops)} distinct ops)",
+            "arena": "measured: tflite-micro interpreter (host reference kernels), RecordingMicroAllocator "
+            "total; CMSIS-NN kernels may add a few KB of scratch",
+            "frontend_ram": fe_why,
+        },
+    )
+
+
+def manifest_arena_bytes(manifest: dict[str, Any]) -> int | None:
+    """The arena the exporter recorded (on whichever artifact carries a 'tflm' section), if any."""
+    for art in manifest["artifacts"].values():
+        arena = (art.get("tflm") or {}).get("arena_bytes")
+        if isinstance(arena, int):
+            return arena
+    return None
+
+
+def fit(fp: Footprint, board: McuBoard) -> Fit:
+    return Fit(
+        board.name,
+        fp.flash_bytes <= board.flash_bytes,
+        fp.ram_bytes <= board.ram_bytes,
+        fp.arena_bytes <= board.largest_ram_block,
+        board.flash_bytes - fp.flash_bytes,
+        board.ram_bytes - fp.ram_bytes,
+    )
