@@ -100,7 +100,7 @@ def card(shipped: Path, compare: Path | None, note: str | None = None) -> str:
         f"| weights file | {shipped.stat().st_size / 1024:.0f} KiB ({meta.get('weights_dtype', 'float32')}) |",
         f"| training time | {t['seconds'] / 60:.1f} min on a 2-core x86 CPU, 1 thread, no GPU |",
         "",
-        f"Accuracy is clip level: the mean of the logits of the 1-s windows of each 5-s clip ({m['eval']}).",
+        f"How accuracy is measured: {m['eval']}.",
         "",
         *baseline_lines(ck.name, m["test_accuracy"], shipped.parent),
         "",
