@@ -208,5 +208,89 @@ def bench(size: str | None, export_dir: Path | None, runtimes: str | None, **kwa
         sys.exit(130)
 
 
+@main.command()
+@click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Instead of the shipped weights.")
+@click.option("--int8/--no-int8", default=True, show_default=True,
+              help="Also build full-integer int8 models.")
+@click.option("--formats", default="onnx,tflite,c", show_default=True,
+              help="Comma list of onnx, tflite, c.")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
+              help="Calibrate int8 on your own audio (every readable file in DIR, recursively).")
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
+              help="ESC-50-style folder (metadata.csv) for fold-5 accuracy [../shared/data when present].")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [exports/<name>].")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--save-calibration", is_flag=True,
+              help="Only measure the int8 ranges on fold 4 and store them beside the weights "
+              "(<name>.calib.json).")
+@friendly_errors
+def export(size: str, checkpoint: Path | None, out: Path | None, save_calibration: bool, **kwargs) -> None:
+    """Export to ONNX, TFLite fp32/int8 and a TFLite Micro C array, with manifest.json and report.md."""
+    from .export import export_model, resolve_checkpoint
+    from .export import save_calibration as save_stats
+    from .model import resolve_name
+
+    if checkpoint is not None:
+        ckpt = resolve_checkpoint(checkpoint)
+        source = click.get_current_context().get_parameter_source("size")
+        explicit = source != click.core.ParameterSource.DEFAULT
+        if explicit and ckpt.model_config.arch + ckpt.model_config.operator != _arch_of(resolve_name(size)):
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: checkpoint is a {ckpt.name}, not a {resolve_name(size)}")
+    else:
+        ckpt = resolve_checkpoint(resolve_name(size))
+    if save_calibration:
+        click.echo(f"wrote {save_stats(ckpt)}")
+        return
+    result = export_model(ckpt, out or Path("exports") / ckpt.name, **kwargs)
+    _print_export(result)
+
+
+def _arch_of(name: str) -> str:
+    from .model import SIZES as CONFIGS
+
+    return CONFIGS[name].arch + CONFIGS[name].operator
+
+
+def _print_export(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.manifest['name']} export")
+    for col in ("file", "bytes", "runtime", "quality vs fp32 torch"):
+        table.add_column(col, justify="right" if col == "bytes" else "left")
+    for row in result.rows():
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    console.print(f"calibration: {result.manifest['calibration']['source']}")
+    console.print(f"wrote {result.out_dir} (manifest.json, report.md)")
+
+
+@main.command()
+@click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help=".onnx or .tflite inside an export folder, or a .safetensors checkpoint.")
+@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool) -> None:
+    """Classify audio files: mean of 1-s window logits, top-k labels with softmax scores."""
+    import json
+
+    from .predict import Predictor
+
+    predictions = Predictor.from_path(model_path).predict(list(audio), top_k)
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in predictions], indent=1))
+        return
+    for p in predictions:
+        top = ", ".join(f"{lab} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
+        click.echo(f"{p.path}: {top}")
+
+
 if __name__ == "__main__":
     main()

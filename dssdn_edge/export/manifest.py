@@ -1,0 +1,220 @@
+"""``manifest.json``: what an export folder contains, how it was made, and the SHA-256 of every file.
+
+A device or a later script trusts a model only through its manifest: labels, front end and normalisation
+come from it, and every file is checked against its hash so a truncated copy or a file swapped in from
+another export is caught before it produces a wrong answer. The manifest is written with sorted keys and
+no timestamps, so the same inputs give a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import sha256_file
+from ..errors import ExportError
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def list_files(folder: Path) -> list[str]:
+    """Relative POSIX paths of every regular file under ``folder`` except the manifest, sorted."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and rel != MANIFEST:
+            out.append(rel)
+    return out
+
+
+def file_entry(folder: Path, rel: str) -> dict[str, Any]:
+    path = folder / rel
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]) -> Path:
+    """Write ``manifest.json``: ``manifest`` plus an ``artifacts`` entry (hash, size and the given
+    details) for every file in ``folder``; files without details are listed with their kind."""
+    folder = Path(folder)
+    entries = {}
+    for rel in list_files(folder):
+        entries[rel] = {**artifacts.get(rel, {"format": _kind(rel)}), **file_entry(folder, rel)}
+    data = {**manifest, "format": FORMAT, "artifacts": entries}
+    path = folder / MANIFEST
+    path.write_text(dumps(data), encoding="utf-8")
+    return path
+
+
+def _kind(rel: str) -> str:
+    suffix = Path(rel).suffix
+    return {".c": "c-source", ".cc": "c++-source", ".h": "c-header", ".md": "markdown", ".json": "json"}.get(
+        suffix, suffix.lstrip(".") or "file"
+    )
+
+
+def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read ``folder/manifest.json``; with ``verify`` every listed file must exist with its SHA-256 and
+    size, and no unlisted file may be present. Raises ``ExportError`` naming the offending file."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExportError(f"{path}: manifest missing (not an export folder, or the export was interrupted)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path}: unreadable manifest ({exc})") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or not isinstance(data.get("artifacts"), dict)
+    ):
+        raise ExportError(f"{path}: not a format-{FORMAT} dssdn-edge manifest")
+    if verify:
+        verify_files(folder, data["artifacts"])
+    return data
+
+
+def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
+    for rel, entry in sorted(artifacts.items()):
+        target = folder / rel
+        if not target.is_file():
+            raise ExportError(f"{target}: listed in {MANIFEST} but missing")
+        if target.stat().st_size != entry.get("bytes") or sha256_file(target) != entry.get("sha256"):
+            raise ExportError(f"{target}: does not match its sha256 in {MANIFEST} (modified or truncated)")
+    extra = [rel for rel in list_files(folder) if rel not in artifacts and not Path(rel).name.startswith(".")]
+    if extra:
+        raise ExportError(f"{folder / extra[0]}: not listed in {MANIFEST} (not part of this export)")
+
+
+# ----------------------------------------------------------------------------------------- report
+KIB = 1024
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]], folder: Path) -> str:
+    """report.md: the manifest for people (sizes, op counts, arena and what dominates it, quality).
+    Sizes are those of the files in ``folder``; the C array's row gives the flatbuffer it holds."""
+    m = manifest
+    ev = m["evaluation"]
+    c = m["complexity"]
+    fe = m["frontend"]
+    lines = [
+        f"# Export report: {m['name']}",
+        "",
+        f"Created by {m['created_by']}; weights sha256 `{str(m.get('weights_sha256'))[:16]}…`; "
+        f"{len(m['labels'])} classes. Front end: {fe['sample_rate']} Hz, n_fft {fe['n_fft']}, hop "
+        f"{fe['hop_length']}, {fe['n_mels']} mel bands, delta width {fe['delta_width']}; one input window = "
+        f"{c['input_shape'][2]} frames × {c['input_shape'][3]} bands × {c['input_shape'][1]} channels "
+        "(normalised with the stored mean/std).",
+        "",
+        "## Artifacts and quality (vs the fp32 torch model)",
+        "",
+        f"Logit errors and top-1 agreement on {m['evaluation']['windows_source']}; clip accuracy = mean of "
+        f"window logits per clip (stride {m['evaluation']['window_stride_frames']} frames), source: "
+        f"{ev['accuracy_source']}. fp32 torch accuracy: {_pct(ev['torch_fp32_accuracy'])}.",
+        "",
+        "| file | bytes | precision | runtime | input | max abs Δ | mean abs Δ | top-1 agree | clip acc "
+        "| drop (pt) |",
+        "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rel, a in sorted(artifacts.items()):
+        if "runtime" not in a:
+            continue
+        q = a.get("quality", {})
+        acc = q.get("accuracy", {}) or {}
+        i = a["input"]
+        inp = f"{i['dtype']} {i['shape']}" + (
+            f" s={i['scale']:.4g} zp={i['zero_point']}" if i.get("scale") else ""
+        )
+        max_err = q.get(
+            "max_abs_logit_error", q.get("max_abs_output_diff_LSB", q.get("max_abs_output_diff_abs"))
+        )
+        lines.append(
+            f"| {rel} | {a.get('model_bytes') or (folder / rel).stat().st_size:,} | "
+            f"{a.get('precision', '-')} | {a['runtime']} | {inp} | {_fmt(max_err)} | "
+            f"{_fmt(q.get('mean_abs_logit_error'))} | {_pct(q.get('top1_agreement'))} | "
+            f"{_pct(acc.get('value'))} | {_fmt(acc.get('drop_points'), '+.2f')} |"
+        )
+    lines += [
+        "",
+        "The `mcu/model_data.cc` row compares TFLite Micro with LiteRT on the same int8 model "
+        "(difference in output LSB).",
+        "",
+        "## Complexity",
+        "",
+        f"- parameters (BN folded): {c['params']:,}; "
+        f"in the export graph: {c.get('export_graph_params', 0):,}",
+        f"- MACs per 1-s window, DCASE convention: {c['macs']:,} ({c['convention']})",
+    ]
+    if "graph_macs" in c:
+        by_op = ", ".join(f"{k} {v:,}" for k, v in c["graph_macs_by_op"].items() if v)
+        lines += [
+            f"- MACs, full exported graph: {c['graph_macs']:,} ({by_op})",
+            f"  - convention: {c['graph_macs_convention']}",
+        ]
+    lines += ["", "## Graph ops", ""]
+    for rel, a in sorted(artifacts.items()):
+        if "ops" in a:
+            total = sum(a["ops"].values())
+            lines.append(f"- {rel} ({total} ops): " + ", ".join(f"{k} {v}" for k, v in a["ops"].items()))
+    mcu = artifacts.get("mcu/model_data.cc")
+    if mcu is not None:
+        lines += ["", "## TensorFlow Lite for Microcontrollers", ""] + _arena_text(mcu)
+    cal = m["calibration"]
+    lines += ["", "## Calibration", "", f"- source: {cal['source']}"]
+    if cal.get("measured_on"):
+        lines.append(f"- the shipped statistics were measured on: {cal['measured_on']}")
+    if cal.get("method"):
+        lines.append(f"- method: {cal['method']}")
+    lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in sorted(m["tools"].items())), ""]
+    return "\n".join(lines)
+
+
+def _arena_text(mcu: dict[str, Any]) -> list[str]:
+    t = mcu["tflm"]
+    peak = t["peak"]
+    tensors = ", ".join(f"{p['shape']} ({p['bytes']:,} B)" for p in peak["peak_tensors"])
+    over = t["arena_bytes"] - 128 * KIB
+    out = [
+        f"- model (flatbuffer): {mcu['model_bytes']:,} bytes ({mcu['model_bytes'] / KIB:.1f} KiB)",
+        f"- arena measured by TFLM's recording allocator: {t['arena_bytes']:,} bytes "
+        f"({t['arena_bytes'] / KIB:.1f} KiB) = {t['arena_head_bytes']:,} activations "
+        f"(planned, non-persistent) + {t['arena_tail_bytes']:,} persistent (per-channel "
+        "multipliers/shifts, tensor and node structs)",
+    ]
+    if t.get("offline_plan"):
+        out.append(
+            f"- the model carries an offline memory plan (`OfflineMemoryAllocation` metadata, read by TFLM, "
+            f"ignored elsewhere); TFLM's default greedy planner would need "
+            f"{t['arena_bytes_default_planner']:,} bytes ({t['arena_bytes_default_planner'] / KIB:.1f} KiB)"
+        )
+    out.append(
+        f"- what dominates: the activations alive together at op {peak['peak_op']}: {tensors}; their sum "
+        f"{peak['peak_live_bytes']:,} bytes is the lower bound of the planned part "
+        f"(planned now: {t['arena_head_bytes']:,})"
+    )
+    if over > 0:
+        out.append(
+            f"- to go below 128 KiB the arena must lose {over:,} bytes, i.e. the largest early feature maps "
+            "must shrink: fewer channels in the first layers (the maps scale with the stem width), or "
+            "running the first block on time tiles (streaming it frame group by frame group, which needs a "
+            "custom runtime loop rather than one TFLM invoke); the persistent part shrinks only with fewer "
+            "output channels overall"
+        )
+    else:
+        out.append("- the arena is already below 128 KiB.")
+    out.append(f"- ops: {', '.join(f'{k} {v}' for k, v in t['ops'].items())}")
+    return out
