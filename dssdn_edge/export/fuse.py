@@ -190,6 +190,17 @@ class FusedECA(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ blocks
+def pool_as_depthwise(pool: nn.AvgPool2d, channels: int) -> nn.Conv2d:
+    """The same average as a depthwise conv with constant weights: XNNPACK has no int8 AVERAGE_POOL_2D, so a
+    pool splits the int8 graph into pieces that fall back to slow reference kernels; a depthwise conv stays
+    delegated (and TFLM runs both)."""
+    kh, kw = (pool.kernel_size, pool.kernel_size) if isinstance(pool.kernel_size, int) else pool.kernel_size
+    conv = nn.Conv2d(channels, channels, (kh, kw), stride=pool.stride, groups=channels, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0 / (kh * kw))
+    return conv.eval()
+
+
 class FusedBlock(nn.Module):
     """A DSSDB with every operator fused; the forward order is chosen so large maps die early."""
 
@@ -202,7 +213,7 @@ class FusedBlock(nn.Module):
         self.eca = FusedECA(block.eca, block.out.in_channels)
         w, b = fold_bn(block.out.weight, None, block.bn)
         self.out = conv_from(w, b)
-        self.pool = copy.deepcopy(block.pool)
+        self.pool = pool_as_depthwise(block.pool, block.out.out_channels)
 
     def forward_split(self, low: Tensor, high: Tensor) -> Tensor:
         # shortcuts first: the high band (and its stem output) is dead before the deep path starts
