@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint
+from .errors import CheckpointError
 from .model import build_model, config_for, resolve_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,6 @@ def load_pretrained(name: str) -> Checkpoint:
     ckpt = load_checkpoint(pretrained_path(full))
     expected = config_for(full, len(ckpt.labels), ckpt.frontend_config.channels)
     if ckpt.model_config != expected:
-        from .errors import CheckpointError
-
         raise CheckpointError(f"{ckpt.path}: shipped weights are not a {full} (config differs from the factory)")
     return ckpt
 
