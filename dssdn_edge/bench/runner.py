@@ -22,6 +22,7 @@ Exit status: 0 ok, 2 bad input (message on stderr, JSON error on stdout), 3 runt
 
 from __future__ import annotations
 
+import abc
 import argparse
 import hashlib
 import json
@@ -239,8 +240,8 @@ def probe() -> dict[str, Any]:
     return out
 
 
-class Backend:
-    """One loaded model in one runtime. Subclasses fill ``input_*`` and implement ``_run``."""
+class Backend(abc.ABC):
+    """One loaded model in one runtime. Subclasses fill ``input_*`` and implement ``run``."""
 
     runtime = "?"
     input_shape: tuple[int, ...] = ()
@@ -266,8 +267,9 @@ class Backend:
             return (raw.astype(np.float32) - self.output_zero_point) * self.output_scale
         return raw.astype(np.float32)
 
+    @abc.abstractmethod
     def run(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Invoke the model on one prepared input tensor; return its raw output."""
 
     def activation_memory(self) -> dict[str, Any]:
         return {"bytes": None, "kind": "n/a", "method": "not available for this runtime"}
