@@ -22,13 +22,19 @@ from dssdn_edge.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dssdn_edge.cli import main  # noqa: E402
 from dssdn_edge.data import Dataset, default_data_root  # noqa: E402
 from dssdn_edge.errors import CheckpointError, ExportError  # noqa: E402
-from dssdn_edge.export import calibration, export_model  # noqa: E402
+from dssdn_edge.export import (  # noqa: E402
+    calibration,
+    export_model,
+    measure_gains,  # noqa: E402
+)
 from dssdn_edge.export.fuse import (  # noqa: E402
     channel_ranges,
+    equalizable,
     equalization_gains,
     equalize,
     fuse_model,
 )
+from dssdn_edge.export.int8sim import Int8Sim  # noqa: E402
 from dssdn_edge.export.manifest import MANIFEST, list_files, load_manifest  # noqa: E402
 from dssdn_edge.export.onnx import OnnxRunner  # noqa: E402
 from dssdn_edge.export.tflite import LiteRTRunner, float_leftovers  # noqa: E402
@@ -183,14 +189,38 @@ def test_int8_quality_on_fold5(small_export):
 
 @needs_data
 @pytest.mark.xfail(
-    reason="post-training int8 reaches ~93 % window top-1 agreement on this low-margin model "
-    "(clip level ~95 %; int8 weights alone, float activations: 97.8 %); 98 % needs "
-    "quantisation-aware fine-tuning",
+    reason="post-training int8 reaches ~94 % window top-1 agreement on this low-margin model; the loss is "
+    "spread over the graph (benchmarks/results/int8-error-budget-dssdn-small.md: int8 weights alone 96.9 %, "
+    "int8 logits alone 96.8 %); 98 % needs quantisation-aware training of the model",
     strict=False,
 )
 def test_int8_top1_agreement_target(small_export):
     q = load_manifest(small_export)["artifacts"]["dssdn-small.int8.tflite"]["quality"]
     assert q["top1_agreement"] >= 0.98
+
+
+@needs_data
+def test_int8_simulation_matches_litert(small_export, small_ckpt):
+    """The torch int8 simulation behind benchmarks/int8_error_budget.py behaves like the real int8 model: the
+    same logit error and the same top-1 disagreement with fp32 (statistically: its rounding noise is not
+    bit-identical to LiteRT's, so individual logits differ)."""
+    windows = real_windows(400)
+    calib = calibration.fold4_windows(small_ckpt)
+    fused = fuse_model(small_ckpt.model)
+    if equalizable(fused):
+        fused = equalize(fused, measure_gains(fused, calib.windows))
+    with torch.no_grad():
+        fp32 = fused(torch.from_numpy(windows)).numpy()
+        sim_model = Int8Sim(fused)
+        sim_model.calibrate(torch.from_numpy(np.clip(calib.windows, -6, 6)))
+        sim = sim_model(torch.from_numpy(np.clip(windows, -6, 6))).numpy()
+    real = LiteRTRunner(artifact(small_export, ".int8.tflite").read_bytes())(windows)
+    sim_err, real_err = np.abs(sim - fp32).mean(), np.abs(real - fp32).mean()
+    assert 0.8 <= sim_err / real_err <= 1.25, (sim_err, real_err)
+    top1 = {k: v.argmax(1) for k, v in {"fp32": fp32, "sim": sim, "real": real}.items()}
+    sim_agree, real_agree = (top1["sim"] == top1["fp32"]).mean(), (top1["real"] == top1["fp32"]).mean()
+    assert real_agree < 0.995  # int8 really does disagree, so the comparison below means something
+    assert abs(sim_agree - real_agree) <= 0.02, (sim_agree, real_agree)
 
 
 def test_manifest_lists_every_file(small_export):
