@@ -37,7 +37,7 @@ from dssdn_edge.export.fuse import (  # noqa: E402
 from dssdn_edge.export.int8sim import Int8Sim  # noqa: E402
 from dssdn_edge.export.manifest import MANIFEST, list_files, load_manifest  # noqa: E402
 from dssdn_edge.export.onnx import OnnxRunner  # noqa: E402
-from dssdn_edge.export.tflite import LiteRTRunner, float_leftovers  # noqa: E402
+from dssdn_edge.export.tflite import LiteRTRunner, clip_inputs, float_leftovers  # noqa: E402
 from dssdn_edge.export.tflite import quantize as quantize_input  # noqa: E402
 from dssdn_edge.export.tflm import TflmRunner  # noqa: E402
 from dssdn_edge.frontend import FrontendConfig, Normalization  # noqa: E402
@@ -212,8 +212,8 @@ def test_int8_simulation_matches_litert(small_export, small_ckpt):
     with torch.no_grad():
         fp32 = fused(torch.from_numpy(windows)).numpy()
         sim_model = Int8Sim(fused)
-        sim_model.calibrate(torch.from_numpy(np.clip(calib.windows, -6, 6)))
-        sim = sim_model(torch.from_numpy(np.clip(windows, -6, 6))).numpy()
+        sim_model.calibrate(torch.from_numpy(clip_inputs(calib.windows)))
+        sim = sim_model(torch.from_numpy(clip_inputs(windows))).numpy()
     real = LiteRTRunner(artifact(small_export, ".int8.tflite").read_bytes())(windows)
     sim_err, real_err = np.abs(sim - fp32).mean(), np.abs(real - fp32).mean()
     assert 0.8 <= sim_err / real_err <= 1.25, (sim_err, real_err)

@@ -30,10 +30,10 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from .tflite import INPUT_CLIP, PERCENTILE, clip_inputs
+
 Tensor = torch.Tensor
 
-INPUT_CLIP = 6.0  # same as tflite.INPUT_CLIP: the int8 input covers ±6 std
-PERCENTILE = 99.99  # same as tflite.PERCENTILE
 SAMPLE_STRIDE = 13  # every 13th value of a map estimates its percentile (as tflite.percentile_ranges)
 QMIN, QMAX = -128, 127
 
@@ -135,9 +135,7 @@ def _feeds_cat(node: fx.Node) -> bool:
 
 class Int8Sim(nn.Module):
     """The export graph with int8 rounding where the .tflite has int8 tensors (see the module docstring).
-
-    The wrapped graph shares its conv/linear modules with ``fused``: tuning the simulation tunes them.
-    """
+    ``fused`` itself is left as it is (the simulation wraps its conv/linear modules, it does not copy them)."""
 
     def __init__(self, fused: nn.Module) -> None:
         super().__init__()
@@ -254,9 +252,9 @@ def error_budget(
     weights only, activations only, then each activation tensor alone (worst first). Ranges come from
     ``calib_windows``, as in the real export."""
     ref = _logits(fused.eval(), torch.from_numpy(eval_windows))
-    x = torch.from_numpy(np.clip(eval_windows, -INPUT_CLIP, INPUT_CLIP).astype(np.float32))
+    x = torch.from_numpy(clip_inputs(eval_windows))
     sim = Int8Sim(fused)
-    sim.calibrate(torch.from_numpy(np.clip(calib_windows, -INPUT_CLIP, INPUT_CLIP).astype(np.float32)))
+    sim.calibrate(torch.from_numpy(clip_inputs(calib_windows)))
     convs = [m for m in sim.modules() if isinstance(m, QConv)]
     grids = {name: q.params for name, q in sim.quants.items()}
     source = {
