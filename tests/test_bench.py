@@ -431,28 +431,32 @@ def _host(sshd: dict) -> str:
     return f"{sshd['user']}@127.0.0.1:{sshd['port']}"
 
 
+def _bench_rpi(export_dir: Path, host: str, ssh_config: Path, *extra: str) -> tuple[int, str]:
+    """``dssdn-edge bench --device rpi`` against ``host`` with the test's ssh config."""
+    return _bench_cli(
+        "--export", str(export_dir), "--device", "rpi", "--host", host, "--ssh-config", str(ssh_config), *extra
+    )
+
+
 def _structure(result: dict) -> tuple:
     entries = {(e["runtime"], e["artifact"]): tuple(sorted(e)) for e in result["results"]}
     return tuple(sorted(set(result) - {"remote"})), entries, tuple(sorted(result["sysinfo"]))
 
 
 def test_remote_bench_has_the_structure_of_a_local_run(export_dir: Path, sshd: dict, tmp_path: Path) -> None:
-    common = ["--export", str(export_dir), "--runtimes", RUNTIMES, "--runs", "5", "--warmup", "1"]
-    code, output = _bench_cli(
-        *common,
-        "--device",
-        "rpi",
-        "--host",
+    common = ["--runtimes", RUNTIMES, "--runs", "5", "--warmup", "1"]
+    code, output = _bench_rpi(
+        export_dir,
         _host(sshd),
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config"),
+        sshd["dir"] / "ssh_config",
+        *common,
         "--remote-python",
         sys.executable,
         "--out",
         str(tmp_path / "remote"),
     )
     assert code == 0, output
-    code, output = _bench_cli(*common, "--out", str(tmp_path / "local"))
+    code, output = _bench_cli("--export", str(export_dir), *common, "--out", str(tmp_path / "local"))
     assert code == 0, output
     remote = json.loads((tmp_path / "remote" / "bench.json").read_text())
     local = json.loads((tmp_path / "local" / "bench.json").read_text())
@@ -481,16 +485,7 @@ def test_remote_bench_has_the_structure_of_a_local_run(export_dir: Path, sshd: d
 
 
 def test_remote_unknown_host_key(export_dir: Path, sshd: dict) -> None:
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
-        _host(sshd),
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config_unknown"),
-    )
+    code, output = _bench_rpi(export_dir, _host(sshd), sshd["dir"] / "ssh_config_unknown")
     line = _one_error_line(output)
     assert code == 1 and f"host key for 127.0.0.1:{sshd['port']} is not known" in line and "ssh-keyscan" in line
 
@@ -505,47 +500,24 @@ def test_remote_changed_host_key(export_dir: Path, sshd: dict, tmp_path: Path) -
         .replace(str(sshd["dir"] / "known_hosts"), str(tmp_path / "known_hosts"))
     )
     (tmp_path / "ssh_config").write_text(config)
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
-        _host(sshd),
-        "--ssh-config",
-        str(tmp_path / "ssh_config"),
-    )
+    code, output = _bench_rpi(export_dir, _host(sshd), tmp_path / "ssh_config")
     line = _one_error_line(output)
     assert code == 1 and "has CHANGED" in line and "ssh-keygen -R" in line
 
 
 def test_remote_connection_refused(export_dir: Path, sshd: dict) -> None:
     port = _free_port()  # nothing listens there
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
-        f"{sshd['user']}@127.0.0.1:{port}",
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config"),
-    )
+    code, output = _bench_rpi(export_dir, f"{sshd['user']}@127.0.0.1:{port}", sshd["dir"] / "ssh_config")
     assert code == 1 and "connection refused" in _one_error_line(output)
 
 
 def test_remote_python_without_runtimes(export_dir: Path, sshd: dict, tmp_path: Path) -> None:
     """A bare venv: python3 runs, but numpy and every runtime are missing there."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
+    code, output = _bench_rpi(
+        export_dir,
         _host(sshd),
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config"),
+        sshd["dir"] / "ssh_config",
         "--remote-python",
         str(tmp_path / "bare" / "bin" / "python"),
     )
@@ -554,15 +526,10 @@ def test_remote_python_without_runtimes(export_dir: Path, sshd: dict, tmp_path: 
 
 
 def test_remote_runtime_missing_by_name(export_dir: Path, sshd: dict) -> None:
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
+    code, output = _bench_rpi(
+        export_dir,
         _host(sshd),
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config"),
+        sshd["dir"] / "ssh_config",
         "--remote-python",
         sys.executable,
         "--runtimes",
@@ -573,16 +540,7 @@ def test_remote_runtime_missing_by_name(export_dir: Path, sshd: dict) -> None:
 
 
 def test_remote_no_python(export_dir: Path, sshd: dict) -> None:
-    code, output = _bench_cli(
-        "--export",
-        str(export_dir),
-        "--device",
-        "rpi",
-        "--host",
-        _host(sshd),
-        "--ssh-config",
-        str(sshd["dir"] / "ssh_config"),
-        "--remote-python",
-        "/nonexistent/python3",
+    code, output = _bench_rpi(
+        export_dir, _host(sshd), sshd["dir"] / "ssh_config", "--remote-python", "/nonexistent/python3"
     )
     assert code == 1 and "no /nonexistent/python3 on" in _one_error_line(output)
