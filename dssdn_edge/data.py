@@ -134,7 +134,7 @@ def clip_features(
         np.asarray([c.target for c in clips], np.int64),
     )
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: runs may share a cache
     np.savez(tmp, feats=out.feats, silent=out.silent, targets=out.targets)
     os.replace(tmp, path)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -308,7 +309,7 @@ def cached_teacher_logits(teacher: Checkpoint, splits: Splits, grid: np.ndarray,
             bar.advance(task, len(rows))
     logits = np.concatenate(out).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: runs may share a cache
     np.save(tmp, logits)
     tmp.replace(path)
     return logits
