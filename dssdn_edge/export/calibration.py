@@ -29,7 +29,7 @@ from ..frontend import Frontend
 
 MIN_WINDOWS = 32  # fewer windows than this cannot give trustworthy activation ranges
 MAX_WINDOWS = 512  # plenty for min/max; keeps calibration to seconds on a small CPU
-STATS_FORMAT = 1
+STATS_FORMAT = 2  # 2: ONNX ranges measured on the equalised graph (format 1: on the plain one)
 
 
 @dataclass
@@ -176,7 +176,10 @@ def load_stats(path: Path, ckpt: Checkpoint) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path}: unreadable calibration statistics ({exc})") from None
     if data.get("format") != STATS_FORMAT:
-        raise ExportError(f"{path}: unknown calibration statistics format {data.get('format')!r}")
+        raise ExportError(
+            f"{path}: calibration statistics format {data.get('format')!r}, this version reads "
+            f"{STATS_FORMAT}; {REGENERATE}"
+        )
     want = ckpt.meta.get("weights_sha256")
     if data.get("weights_sha256") != want:
         raise ExportError(
