@@ -201,7 +201,8 @@ def run_remote(
 ) -> dict[str, Any]:
     """The whole remote session; the device's temp dir is removed whatever happens."""
     ssh = Ssh(target, ssh_config, identity)
-    first = ssh.run("sh -s", stdin="d=$(mktemp -d /tmp/dssdn-bench.XXXXXX) && echo tmpdir=$d\n" + sysinfo.SCRIPT)
+    template = "/tmp/dssdn-bench." + "X" * 6  # mktemp fills in the Xs
+    first = ssh.run("sh -s", stdin=f"d=$(mktemp -d {template}) && echo tmpdir=$d\n" + sysinfo.SCRIPT)
     tmp = _kv(first.stdout, "tmpdir")
     if first.returncode or not tmp:
         raise BenchError(f"cannot create a temp dir on {target}: {first.stderr.strip() or first.stdout.strip()}")
