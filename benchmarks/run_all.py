@@ -127,8 +127,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# CPU benchmark (dssdn-edge bench, this machine)",
         "",
-        f"- created {doc['created']}; {doc['sysinfo']['cpu_model']} ({doc['sysinfo']['cores']} cores, governor "
-        f"{doc['sysinfo']['governor'] or 'n/a'}, load {doc['sysinfo']['loadavg']})",
+        f"- created {doc['created']}; {bench_report.sys_line(doc['sysinfo'])}",
         f"- {s['threads']} thread(s); medians of {s['runs']} runs after {s['warmup']} warm-up; model latency is "
         "set input → invoke → read output; end to end is 1 s of audio → numpy front end → int8 model → label",
         "- MACs: DCASE convention (conv/linear mult-adds per 1-s window); accuracy: fold-5 clip accuracy of the "

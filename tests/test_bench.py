@@ -233,6 +233,9 @@ def test_local_bench_cli_writes_json_md_png(export_dir: Path, tmp_path: Path) ->
         result["ratios"]
     )
     assert result["sysinfo"]["before"]["cores"] >= 1 and result["sysinfo"]["after"]["cpu_model"] is not None
+    cpuinfo = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
+    for flag in ("avx2", "avx512_vnni", "asimd", "asimddp"):  # the flags int8 speed depends on are recorded
+        assert (flag in cpuinfo) == (flag in result["sysinfo"]["before"]["simd"]), flag
     assert result["device"] == {"kind": "cpu", "mode": "measured", "name": result["device"]["name"], "host": None}
 
 
@@ -308,14 +311,18 @@ def test_estimates_follow_their_sources() -> None:
 
 def test_sysinfo_parses_a_raspberry_pi_report() -> None:
     """The text the sysinfo script prints on a throttled Pi 4 (values as the firmware reports them)."""
+    from dssdn_edge.bench import report
     from dssdn_edge.bench.sysinfo import parse
 
     info = parse(
         "hostname=pi4\nmachine=aarch64\ncpu_model=Cortex-A72\ncores=4\ngovernor=ondemand\n"
         "cur_freq_khz=600000\nmax_freq_khz=1500000\ndevice_model=Raspberry Pi 4 Model B Rev 1.4\n"
         "temp_millic=61835\nvcgencmd_temp=temp=62.3'C\nthrottled=throttled=0x50005\nloadavg=0.10 0.20 0.30\n"
+        "simd=asimd \n"
     )
     assert info.is_raspberry_pi and info.cores == 4 and info.governor == "ondemand"
+    assert info.simd == ["asimd"]  # a Pi 4 has NEON but not the dot product: int8 gains little there
+    assert "SIMD asimd" in report.sys_line(info.to_dict())
     assert info.temperature_c == 62.3 and info.temperature_source == "vcgencmd measure_temp"
     assert info.max_freq_mhz == 1500 and info.throttled == "0x50005"
     assert info.throttle_flags == [

@@ -90,7 +90,7 @@ def markdown(result: dict[str, Any]) -> str:
     for when in ("before", "after"):
         info = result.get("sysinfo", {}).get(when)
         if info:
-            lines.append(f"- system {when}: {_sys_line(info)}")
+            lines.append(f"- system {when}: {sys_line(info)}")
     env = result.get("environment", {})
     if env:
         versions = ", ".join(f"{k} {v}" for k, v in result.get("runtimes_available", {}).items())
@@ -172,10 +172,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _sys_line(info: dict[str, Any]) -> str:
+def sys_line(info: dict[str, Any]) -> str:
+    """One line on the measuring machine (a ``SysInfo`` as stored in a result)."""
     parts = [
         info.get("device_model") or info.get("cpu_model") or info.get("machine"),
         f"{info.get('cores')} cores",
+        f"SIMD {' '.join(info.get('simd') or []) or 'n/a'}",
         f"governor {info.get('governor') or 'n/a'}",
     ]
     if info.get("temperature_c") is not None:

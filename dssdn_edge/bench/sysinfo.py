@@ -1,4 +1,8 @@
-"""What the measuring machine was: CPU, cores, governor, Pi model, temperature, throttling, load.
+"""What the measuring machine was: CPU, cores, SIMD, governor, Pi model, temperature, throttling, load.
+
+Whether int8 beats fp32 depends on the instruction set: x86 with VNNI (or ARM with the dot-product
+extension) multiplies int8 several times faster than fp32, plain AVX2 or NEON hardly at all. The flags
+that decide it are recorded so that an int8/fp32 ratio can be read against them.
 
 Latency on a Pi depends as much on the governor, the temperature and under-voltage throttling as on the
 model, so every run records them before and after. One POSIX shell script gathers them, run locally with
@@ -26,6 +30,8 @@ m="$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head 
 [ -n "$m" ] || m="$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1)"
 kv cpu_model "$m"
 kv cores "$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)"
+f='avx2|avx512f|avx512_vnni|avx_vnni|asimd|asimddp|i8mm'
+kv simd "$(grep -m 1 -o -w -E "$f" /proc/cpuinfo 2>/dev/null | sort -u)"
 c=/sys/devices/system/cpu/cpu0/cpufreq
 kv governor "$(cat $c/scaling_governor 2>/dev/null)"
 kv cur_freq_khz "$(cat $c/scaling_cur_freq 2>/dev/null)"
@@ -63,6 +69,7 @@ class SysInfo:
     os: str = ""
     cpu_model: str = ""
     cores: int | None = None
+    simd: list[str] = field(default_factory=list)  # the int8-relevant CPU flags (AVX2, VNNI, NEON dot product)
     governor: str | None = None
     cur_freq_mhz: float | None = None
     max_freq_mhz: float | None = None
@@ -82,20 +89,6 @@ class SysInfo:
         out = asdict(self)
         out["is_raspberry_pi"] = self.is_raspberry_pi
         return out
-
-    def one_line(self) -> str:
-        parts = [
-            self.device_model or self.cpu_model or self.machine,
-            f"{self.cores} cores",
-            f"governor {self.governor or 'n/a'}",
-        ]
-        if self.temperature_c is not None:
-            parts.append(f"{self.temperature_c:.1f} °C")
-        if self.throttle_flags:
-            parts.append("THROTTLED: " + ", ".join(self.throttle_flags))
-        if self.loadavg:
-            parts.append(f"load {self.loadavg}")
-        return "; ".join(parts)
 
 
 def _num(text: str | None) -> float | None:
@@ -130,6 +123,7 @@ def parse(text: str) -> SysInfo:
         governor=kv.get("governor") or None,
         device_model=kv.get("device_model") or None,
         loadavg=kv.get("loadavg") or None,
+        simd=kv.get("simd", "").split(),
     )
     cores = _num(kv.get("cores"))
     info.cores = int(cores) if cores else None
