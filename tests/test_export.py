@@ -300,9 +300,14 @@ def test_every_size_exports_and_runs_in_tflm(name, tmp_path):
         path = random_checkpoint(tmp_path, name)
     out = tmp_path / "out"
     export_model(str(path), out, formats=("tflite", "c"))
-    mcu = load_manifest(out)["artifacts"]["mcu/model_data.cc"]
+    manifest = load_manifest(out)
+    mcu = manifest["artifacts"]["mcu/model_data.cc"]
     assert mcu["tflm"]["arena_bytes"] > 0 and mcu["quality"]["top1_agreement"] >= 0.75
     assert float_leftovers((out / f"{name}.int8.tflite").read_bytes()) == []
+    if HAVE_DATA and path == pretrained_path(name):  # the accuracy target holds for every shipped size
+        q = manifest["artifacts"][f"{name}.int8.tflite"]["quality"]
+        assert q["accuracy"]["source"].startswith("fold 5") and q["accuracy"]["drop_points"] <= 1.0
+        assert q["top1_agreement"] >= 0.90  # guard at the level post-training int8 reaches (see the xfail above)
 
 
 @needs_data
