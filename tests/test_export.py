@@ -270,6 +270,7 @@ def test_export_without_shared_uses_shipped_calibration(small_export, small_ckpt
     assert m["calibration"]["kind"] == "shipped"
     assert m["evaluation"]["accuracy_source"] == "model card"
     assert m["artifacts"]["dssdn-small.int8.tflite"]["quality"]["top1_agreement"] is None  # nothing to measure on
+    assert "No audio was available" in (out / "report.md").read_text()
     if fold4:
         again = tmp_path / "from-saved"
         export_model(str(copy / small_ckpt.path.name), again, formats=("tflite", "onnx"))
