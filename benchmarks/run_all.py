@@ -114,6 +114,17 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def portable(value: Any) -> Any:
+    """The published files name paths relative to the repository, not to the checkout they were made in."""
+    if isinstance(value, str):
+        return value.replace(sys.executable, "python").replace(f"{ROOT}/", "")
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    return value
+
+
 def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -198,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("interrupted"):
             interrupted = True
             break
-    doc = {
+    doc = portable({
         "schema": "dssdn-bench-table/1",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "sysinfo": here.to_dict(),
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "missing": missing,
         "interrupted": interrupted,
         "models": models,
-    }
+    })
     args.out.mkdir(parents=True, exist_ok=True)
     bench_report.write_json(doc, args.out / "bench_cpu.json")
     if models:
