@@ -230,7 +230,7 @@ def build_reference(
         )
     card = ckpt.meta.get("metrics", {}).get("test_accuracy")
     windows = calib.windows if calib is not None and calib.windows.ndim == 4 else np.zeros((0,), np.float32)
-    source = f"calibration windows ({calib.source})" if len(windows) else "none (no audio available)"
+    source = f"calibration windows ({calib.source})" if len(windows) else manifest_mod.NO_AUDIO
     logits = run_all(torch_runner(model), windows, "torch fp32") if len(windows) else np.zeros((0,))
     return Reference(windows, logits.astype(np.float64), source, None, card, "model card")
 
