@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -35,34 +36,123 @@ def main() -> None:
     """DSSDN acoustic scene classifiers: train, evaluate, export to int8 and benchmark on edge devices."""
 
 
+def _csv_ints(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _fractions(value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in value.replace("/", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected train,val,test fractions like 0.8,0.1,0.1, got {value!r}") from None
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise click.BadParameter(f"expected three non-negative fractions, got {value!r}")
+    total = sum(parts)
+    return tuple(p / total for p in parts)  # type: ignore[return-value]
+
+
 @main.command()
-@click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
-@click.option("--epochs", type=click.IntRange(1), default=25, show_default=True)
+@click.option("--size", type=click.Choice(SIZES), default=None, help="Model size [small, or that of --init].")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="ESC-50 folder, a folder of class folders, or a CSV (filename,label[,split|fold][,group]).")
+@click.option("--init", default=None, help="Fine-tune from a shipped model (dssdn-small ...) or a checkpoint; "
+              "'none' trains from scratch [scratch for ESC-50, the shipped size for your own data].")
+@click.option("--epochs", type=click.IntRange(1), default=400, show_default=True)
 @click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--teacher", default=None, help="'resnet' (shipped, or trained first) or a checkpoint path.")
-@click.option("--kd-lambda", type=click.FloatRange(0, 1), default=0.02, show_default=True)
-@click.option("--kd-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
-@click.option("--mixup", "mixup_alpha", type=click.FloatRange(0), default=0.2, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=4e-3, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-2, show_default=True)
+@click.option("--warmup-epochs", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--windows-per-clip", type=click.IntRange(1), default=1, show_default=True,
+              help="Random 1-s crops of every clip per epoch.")
+@click.option("--mixup", "mixup_alpha", type=click.FloatRange(0), default=0.3, show_default=True,
+              help="Beta(a, a) mixing on every batch; 0 disables.")
+@click.option("--gain-db", type=click.FloatRange(0), default=6.0, show_default=True)
+@click.option("--shift-frames", type=click.IntRange(0), default=5, show_default=True)
+@click.option("--freq-masks", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--freq-mask-max", type=click.IntRange(0), default=12, show_default=True)
+@click.option("--time-masks", type=click.IntRange(0), default=1, show_default=True)
+@click.option("--time-mask-max", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--freq-mixstyle", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of Freq-MixStyle per batch.")
-@click.option("--windows-per-clip", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
+@click.option("--teacher", default=None, help="'resnet' (shipped) or a checkpoint path to distil from.")
+@click.option("--teacher-logits", type=click.Path(path_type=Path), default=None,
+              help="A teacher-outputs .npz (per-window logits), e.g. ../shared/data/esc50_16k/teacher/*.npz.")
+@click.option("--kd-lambda", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Weight of the label loss (1 - lambda goes to the teacher).")
+@click.option("--kd-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option("--train-folds", default=None, help="ESC-50: folds to train on [1,2,3]; 1,2,3,4 for the shipped weights.")
+@click.option("--val-fold", type=int, default=4, show_default=True, help="ESC-50: fold scored during training.")
+@click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
+              help="Your data without a split/fold column: train,val,test fractions (stratified, seeded).")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) unreadable audio files instead of stopping.")
+@click.option("--freeze-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="Fine-tuning: train only the head for the first epochs.")
+@click.option("--renormalize", is_flag=True, help="Fine-tuning: refit the normalisation on your data.")
+@click.option("--eval-every", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Train on a small subset.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="ESC-50 folder (metadata.csv).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [runs/<model>].")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [runs/<model>-<time>].")
+@click.option("--force", is_flag=True, help="Start over in a non-empty --out folder.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+              help="Continue the run in this folder exactly where it stopped (all other options come from it).")
+@click.option("--stop-after", type=click.IntRange(1), default=None,
+              help="End this sitting after N epochs (resumable with --resume).")
 @friendly_errors
-def train(size: str, data: Path | None, out: Path | None, **kwargs) -> None:
-    """Train a DSSDN size (or the ResNet baseline) on ESC-50 folds 1-3, selecting on fold 4."""
+def train(size: str | None, data: Path | None, init: str | None, out: Path | None, force: bool,
+          resume_dir: Path | None, stop_after: int | None, train_folds: str | None, split_fractions: str,
+          skip_bad: bool, teacher_logits: Path | None, **kwargs) -> None:
+    """Train a DSSDN size on ESC-50 or on your own labelled audio (fine-tuning the shipped weights)."""
     from .data import Dataset
-    from .model import resolve_name
     from .train import TrainConfig
     from .train import train as run
 
-    name = resolve_name(size)
-    cfg = TrainConfig(model=name, **kwargs)
-    run(cfg, out or Path("runs") / name, Dataset.load(data))
+    command = "dssdn-edge " + " ".join(sys.argv[1:])
+    if resume_dir is not None:
+        result = run(TrainConfig(), resume_dir, resume=True, stop_after=stop_after, log=click.echo)
+        sys.exit(130 if result.interrupted else 0)
+    dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
+    name, init = _train_model(size, init, dataset.kind)
+    cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
+                      teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    click.echo(dataset.summary())
+    result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
+                 stop_after=stop_after, command=command)
+    sys.exit(130 if result.interrupted else 0)
+
+
+def _train_model(size: str | None, init: str | None, kind: str) -> tuple[str, str | None]:
+    """The model name and the initialisation: ``--init`` decides the size when ``--size`` is not given;
+    your own data starts from the shipped weights of the size unless ``--init none``."""
+    from .checkpoint import read_sidecar
+    from .model import resolve_name
+
+    if init is not None and init.lower() == "none":
+        return resolve_name(size or "small"), None
+    if init is None:
+        name = resolve_name(size or "small")
+        return name, (None if kind == "esc50" else name)
+    try:
+        init_name = resolve_name(init)
+    except ValueError:
+        side = read_sidecar(Path(init).with_suffix(".safetensors")) if Path(init).exists() else None
+        if side is None:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{init}: --init is neither a shipped model nor a checkpoint file") from None
+        init_name = side.get("name", "")
+    if size is not None and resolve_name(size) != init_name:
+        from .errors import CheckpointError
+
+        raise CheckpointError(f"{init}: --init is a {init_name}, not a {resolve_name(size)}")
+    return init_name, init
 
 
 def _load(size: str | None, checkpoint: Path | None):
@@ -75,31 +165,34 @@ def _load(size: str | None, checkpoint: Path | None):
 @main.command(name="eval")
 @click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Instead of the shipped weights.")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="ESC-50 folder (metadata.csv).")
-@click.option("--split", type=click.Choice(["test", "calib", "train"]), default="test", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="ESC-50 folder, class folders or a CSV [ESC-50 in ../shared].")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write eval JSON + confusion PNG here.")
+@click.option("--force", is_flag=True, help="Overwrite existing result files in --out.")
 @friendly_errors
-def eval_(size: str, checkpoint: Path | None, data: Path | None, split: str, out: Path | None) -> None:
-    """Clip-level accuracy on fold 5 (mean of 1-s window logits), per class, confusion matrix."""
-    import json
-
-    from .data import Dataset, clip_features
-    from .evaluate import clip_logits, plot_confusion, summarize
-    from .frontend import Frontend
+def eval_(size: str, checkpoint: Path | None, data: Path | None, split: str, out: Path | None, force: bool) -> None:
+    """Clip-level accuracy (mean of 1-s window logits), per class, confusion matrix."""
+    from .data import Dataset
+    from .evaluate import evaluate_dataset, plot_confusion
+    from .fileio import refuse_overwrite, write_json
 
     ckpt = _load(size, checkpoint)
-    fe = Frontend(ckpt.frontend_config)
-    feats = clip_features(Dataset.load(data).split(split), fe, desc=f"features ({split})")
-    logits = clip_logits(ckpt.model, feats, ckpt.normalization, fe.config.segment_frames, 25)
-    ev = summarize(logits, feats.targets, ckpt.labels)
-    click.echo(f"{ckpt.name}: {split} clip accuracy {ev.accuracy:.2%} on {len(feats.targets)} clips")
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise DssdnError(f"{out}: exists and is not a folder")
+        files = [out / f"{ckpt.name}-{split}.json", out / f"{ckpt.name}-{split}-confusion.png"]
+        for f in files:
+            refuse_overwrite(f, force)
+    ev = evaluate_dataset(ckpt, Dataset.load(data), split)
+    click.echo(f"{ckpt.name}: {split} clip accuracy {ev.accuracy:.2%} on {ev.clips} clips")
     worst = sorted(ev.per_class.items(), key=lambda kv: kv[1])[:5]
     click.echo("hardest classes: " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
-    if out:
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{ckpt.name}-{split}.json").write_text(json.dumps(ev.to_dict(), indent=1) + "\n")
-        plot_confusion(ev, out / f"{ckpt.name}-{split}-confusion.png", f"{ckpt.name} ({split})")
-        click.echo(f"wrote {out / (ckpt.name + '-' + split + '.json')} and the confusion matrix PNG")
+        write_json(files[0], ev.to_dict())
+        plot_confusion(ev, files[1], f"{ckpt.name} ({split})")
+        click.echo(f"wrote {files[0]} and {files[1].name}")
 
 
 @main.command()

@@ -1,31 +1,35 @@
-"""ESC-50 (16 kHz copy in ../shared/data) as cached features and 1-s windows.
+"""Labelled clips as cached features and 1-s windows: what training, evaluation and calibration read.
 
-Features are computed once per clip with the project's own front end and cached on disk keyed by the
-front-end config, so training, calibration and evaluation read the exact numbers a device computes.
-A model sees 1-s windows (51 frames) cut from those clip-level feature sequences; windows that are
-entirely digital silence (ESC-50 pads short sounds with zeros) are dropped.
+Features are computed once per clip with the project's own front end, so every number a model learns
+from is one a device computes. Clips may have any length; they are stored end to end (a ragged array)
+and a model sees 1-s windows cut from them by the one window cutter of the project, ``window_starts``,
+which ``predict`` uses too. Windows that are entirely digital silence (ESC-50 pads short sounds with
+zeros) are never training targets nor scored.
+
+The on-disk cache is keyed by what decides its content: the front-end config and, for every clip, the
+resolved path, size and modification time of its file. Another folder with the same file names, or a file
+replaced in place, is a cache miss, never a stale hit.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .audio import load_audio
 from .errors import DssdnError
+from .fileio import temp_name
 from .frontend import Frontend, FrontendConfig
 from .progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_LICENCE = (
-    "ESC-50 (K. J. Piczak, ACM MM 2015), 16 kHz copy: CC BY-NC 3.0 as a whole, ESC-10 subset CC BY 3.0"
-)
+FEATURES_VERSION = 2  # bump when the cached arrays change meaning
+SPLITS = ("train", "val", "test")
 
 
 def default_data_root() -> Path:
@@ -44,100 +48,82 @@ class Clip:
     path: Path
     target: int
     label: str
-    fold: int
-    split: str  # train / calib / test
+    split: str = "train"  # train / val / test
+    fold: int | None = None
+    group: str | None = None  # clips of one source recording share a group (and so a split)
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """Clips with labels and a train / val / test assignment; ``labels[target]`` names a class."""
+
     root: Path
     clips: tuple[Clip, ...]
     labels: tuple[str, ...]
+    kind: str = "esc50"  # esc50 | folder | csv
+    licence: str | None = None
+    description: str = ""
 
     @classmethod
-    def load(cls, root: str | Path | None = None) -> Dataset:
+    def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
+        """ESC-50 (a folder with its metadata.csv) or a user's data (class folders, or a CSV).
+
+        Keyword arguments go to the user-data loader (``split``, ``seed``, ``skip_bad`` ...)."""
+        from .userdata import is_esc50, load_esc50, load_user_data
+
         root = Path(root) if root else default_data_root()
-        meta = root / "metadata.csv"
-        if not meta.is_file():
-            raise DssdnError(f"{meta}: dataset metadata not found (set DSSDN_DATA or pass --data)")
-        with meta.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        clips = tuple(
-            Clip(root / r["filename"], int(r["target"]), r["label"], int(r["fold"]), r["split"]) for r in rows
-        )
-        names = {c.target: c.label for c in clips}
-        return cls(root, clips, tuple(names[i] for i in range(len(names))))
+        if is_esc50(root):
+            return load_esc50(root)
+        if root == default_data_root() and not root.exists():
+            raise DssdnError(f"{root}: ESC-50 not found (set DSSDN_DATA or pass --data)")
+        return load_user_data(root, **kwargs)
 
-    def split(self, name: str, limit_per_class: int | None = None) -> list[Clip]:
-        chosen = [c for c in self.clips if c.split == name]
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def with_folds(self, train: tuple[int, ...], val: int | None, test: int | None) -> Dataset:
+        """Reassign splits from folds (ESC-50 protocol): e.g. train (1, 2, 3), val 4, test 5."""
+        def which(c: Clip) -> str:
+            if c.fold in train:
+                return "train"
+            return "val" if c.fold == val else "test" if c.fold == test else "unused"
+
+        if any(c.fold is None for c in self.clips):
+            raise DssdnError(f"{self.root}: this dataset has no folds")
+        return replace(self, clips=tuple(replace(c, split=which(c)) for c in self.clips))
+
+    def subset(self, limit_per_class: int | None) -> Dataset:
+        """At most ``limit_per_class`` clips of each class in each split (tests, quick runs)."""
         if limit_per_class is None:
-            return chosen
-        seen: dict[int, int] = {}
-        out = []
-        for c in chosen:
-            if seen.get(c.target, 0) < limit_per_class:
-                seen[c.target] = seen.get(c.target, 0) + 1
-                out.append(c)
-        return out
+            return self
+        seen: dict[tuple[str, int], int] = {}
+        keep = []
+        for c in self.clips:
+            key = (c.split, c.target)
+            if seen.get(key, 0) < limit_per_class:
+                seen[key] = seen.get(key, 0) + 1
+                keep.append(c)
+        return replace(self, clips=tuple(keep))
+
+    def summary(self) -> str:
+        counts = {s: len(self.split(s)) for s in SPLITS}
+        parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        return f"{self.root}: {len(self.labels)} classes, {len(self.clips)} clips ({parts})"
 
 
-@dataclass
-class ClipFeatures:
-    """Unnormalised features of many equal-length clips: (clips, channels, frames, bands)."""
-
-    feats: np.ndarray
-    silent: np.ndarray  # (clips, frames) bool: the frame's window held only zeros
-    targets: np.ndarray
-
-    def windows(self, seg_frames: int, stride: int) -> np.ndarray:
-        """(k, 2) array of (clip, start) for every window with at least one non-silent frame; a clip
-        with none keeps its first window so that it is still scored."""
-        out = []
-        n_frames = self.feats.shape[2]
-        starts = list(range(0, max(n_frames - seg_frames, 0) + 1, stride))
-        for i, silent in enumerate(self.silent):
-            keep = [s for s in starts if not silent[s : s + seg_frames].all()] or starts[:1]
-            out.extend((i, s) for s in keep)
-        return np.asarray(out, dtype=np.int64)
-
-    def gather(self, index: np.ndarray, seg_frames: int) -> np.ndarray:
-        """Cut the windows named by (clip, start) rows out of the clip features."""
-        offsets = np.arange(seg_frames)
-        frames = index[:, 1:2] + offsets[None, :]  # (k, seg)
-        return self.feats[index[:, :1], :, frames].transpose(0, 2, 1, 3)
+# ---------------------------------------------------------------------------------------- windows
+def window_starts(silent: np.ndarray, seg: int, stride: int) -> list[int]:
+    """First frames of the ``seg``-frame windows of one clip, every ``stride`` frames, skipping windows
+    whose frames all saw only digital zeros. A clip with no window left keeps none."""
+    n = len(silent)
+    return [s for s in range(0, max(n - seg, 0) + 1, stride) if not silent[s : s + seg].all()]
 
 
-def frontend_key(cfg: FrontendConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def clip_features(
-    clips: list[Clip], frontend: Frontend, cache_dir: Path | None = None, desc: str = "features"
-) -> ClipFeatures:
-    """Features for ``clips``, from the on-disk cache when the same clips and front end were seen."""
-    cfg = frontend.config
-    cache_dir = cache_dir or default_cache_dir()
-    ident = hashlib.sha256(("\n".join(str(c.path.name) for c in clips) + frontend_key(cfg)).encode())
-    path = cache_dir / f"features-{ident.hexdigest()[:16]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return ClipFeatures(z["feats"], z["silent"], z["targets"])
-    feats, silent = [], []
-    for clip in progress(clips, desc):
-        audio = load_audio(clip.path, cfg.sample_rate, min_samples=cfg.n_fft)
-        feats.append(frontend.features(audio))
-        silent.append(silent_frames(audio, cfg))
-    n = min(f.shape[1] for f in feats)  # clips are 5.0 s; guard against an odd sample count
-    out = ClipFeatures(
-        np.stack([f[:, :n] for f in feats]),
-        np.stack([s[:n] for s in silent]),
-        np.asarray([c.target for c in clips], np.int64),
-    )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: runs may share a cache
-    np.savez(tmp, feats=out.feats, silent=out.silent, targets=out.targets)
-    os.replace(tmp, path)
-    return out
+def pad_to_window(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """A clip shorter than one model window is zero-padded to one window (as ESC-50 pads short sounds)."""
+    if len(audio) < cfg.segment_samples:
+        return np.pad(audio, (0, cfg.segment_samples - len(audio)))
+    return audio
 
 
 def silent_frames(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
@@ -147,3 +133,94 @@ def silent_frames(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     n = 1 + len(audio) // cfg.hop_length
     starts = np.arange(n) * cfg.hop_length
     return (counts[starts + cfg.n_fft] - counts[starts]) == 0
+
+
+@dataclass
+class ClipFeatures:
+    """Unnormalised features of many clips of any length, stored end to end.
+
+    ``frames`` is (total frames, channels, bands); clip i owns rows ``offsets[i] : offsets[i] + lengths[i]``.
+    """
+
+    frames: np.ndarray
+    silent: np.ndarray  # (total frames,) bool: the frame's analysis window held only zeros
+    offsets: np.ndarray  # (clips,) int64
+    lengths: np.ndarray  # (clips,) int64
+    targets: np.ndarray  # (clips,) int64
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def clip(self, i: int) -> np.ndarray:
+        """(channels, frames, bands) of clip ``i``."""
+        o, n = self.offsets[i], self.lengths[i]
+        return self.frames[o : o + n].transpose(1, 0, 2)
+
+    def windows(self, seg_frames: int, stride: int, keep_silent_clips: bool = True) -> np.ndarray:
+        """(k, 2) array of (clip, start) for every non-silent window; a clip whose windows are all silent
+        keeps its first one when ``keep_silent_clips`` (so that it is still scored)."""
+        out: list[tuple[int, int]] = []
+        for i, (o, n) in enumerate(zip(self.offsets, self.lengths, strict=True)):
+            starts = window_starts(self.silent[o : o + n], seg_frames, stride)
+            if not starts and keep_silent_clips:
+                starts = [0]
+            out.extend((i, s) for s in starts)
+        return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+    def gather(self, index: np.ndarray, seg_frames: int) -> np.ndarray:
+        """(k, channels, seg_frames, bands) windows named by (clip, start) rows."""
+        rows = self.offsets[index[:, 0]][:, None] + index[:, 1:2] + np.arange(seg_frames)[None, :]
+        return np.ascontiguousarray(self.frames[rows].transpose(0, 2, 1, 3))
+
+
+def file_identity(path: Path) -> str:
+    """What decides a file's content without reading it: resolved path, size, modification time."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def cache_key(clips: list[Clip], cfg: FrontendConfig) -> str:
+    h = hashlib.sha256(f"v{FEATURES_VERSION}".encode())
+    h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for c in clips:
+        h.update(file_identity(c.path).encode() + b"\n")
+    return h.hexdigest()[:20]
+
+
+def clip_features(
+    clips: list[Clip], frontend: Frontend, cache_dir: Path | None = None, desc: str = "features"
+) -> ClipFeatures:
+    """Features for ``clips``, from the on-disk cache when exactly these files and front end were seen."""
+    cfg = frontend.config
+    if not clips:
+        raise DssdnError("no clips to compute features for")
+    cache_dir = cache_dir or default_cache_dir()
+    path = cache_dir / f"features-{cache_key(clips, cfg)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return ClipFeatures(z["frames"], z["silent"], z["offsets"], z["lengths"], z["targets"])
+        except (OSError, KeyError, ValueError):
+            pass  # a damaged cache file is recomputed, never trusted
+    frames, silent = [], []
+    for clip in progress(clips, desc):
+        audio = pad_to_window(load_audio(clip.path, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
+        frames.append(frontend.features(audio).transpose(1, 0, 2))
+        silent.append(silent_frames(audio, cfg))
+    lengths = np.asarray([len(f) for f in frames], np.int64)
+    out = ClipFeatures(
+        np.concatenate(frames),
+        np.concatenate(silent),
+        np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        lengths,
+        np.asarray([c.target for c in clips], np.int64),
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        np.savez(tmp, frames=out.frames, silent=out.silent, offsets=out.offsets, lengths=out.lengths,
+                 targets=out.targets)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

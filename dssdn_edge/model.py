@@ -25,12 +25,16 @@ class ModelConfig:
     widths: tuple[int, ...] = (24, 32, 64, 64, 64)
     split: tuple[bool, ...] = (True, True, True, True, True)
     stem: int = 16
+    stem_kernel: tuple[int, int] = (1, 1)  # (time, freq) taps of the stem conv
+    stem_stride: tuple[int, int] = (1, 1)  # (time, freq) stride; freq taps = freq stride keeps bands apart
     in_channels: int = 2
     n_classes: int = 50
     hidden: int = 100
     dropout: float = 0.3
     pooled_blocks: tuple[int, ...] = (1, 2, 3, 4)  # 0-based blocks whose outputs are pooled
     orth_alpha: float = 0.1  # OSC regulariser weight
+    time_pool: tuple[int, ...] = ()  # per block time pooling factor; () = 2 for every block
+    pool_first: bool = False  # pool before the block's output 1×1 (half its cost) instead of after
     depth: tuple[int, ...] = field(default=())  # resnet only: basic blocks per stage
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,10 +45,15 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+# The DSSDN sizes share a strided stem — a (3, 2) conv with stride (2, 2): 51 frames × 128 bands in, 26 × 64
+# out — so every map of the network is a quarter of the spec's full-resolution one (4× faster training on a
+# CPU, ¼ the activation memory on a device); its freq taps equal its freq stride, so bands are never mixed
+# across the low/high cut. Blocks pool time before their output 1×1, and the last block, at one frame, not at all.
+_FAST = dict(stem_kernel=(3, 2), stem_stride=(2, 2), time_pool=(2, 2, 2, 2, 1), pool_first=True)
 SIZES: dict[str, ModelConfig] = {
-    "dssdn-small": ModelConfig(operator="spc", widths=(24, 32, 48, 48, 64)),
-    "dssdn-middle": ModelConfig(operator="osc", widths=(24, 64, 96, 96, 96)),
-    "dssdn-large": ModelConfig(operator="sc", widths=(24, 128, 128, 128, 128)),
+    "dssdn-small": ModelConfig(operator="spc", widths=(24, 32, 48, 48, 64), **_FAST),
+    "dssdn-middle": ModelConfig(operator="osc", widths=(24, 64, 96, 96, 96), **_FAST),
+    "dssdn-large": ModelConfig(operator="sc", widths=(24, 128, 128, 128, 128), **_FAST),
     "resnet": ModelConfig(
         arch="resnet", operator="", widths=(32, 64, 128, 152), split=(), stem=32, depth=(1, 1, 1, 2),
         pooled_blocks=(),
@@ -73,11 +82,32 @@ def resolve_name(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ DSSDN
+class TimePool(nn.Module):
+    """Average ``factor`` consecutive frames (and, for an unsplit block, pairs of bands), dropping a ragged
+    end like ``AvgPool2d``. A reshape + mean: several times faster than ``avg_pool2d`` on CPU, same values."""
+
+    def __init__(self, factor: int, freq: int = 1) -> None:
+        super().__init__()
+        self.factor, self.freq = factor, freq
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.factor == 1 and self.freq == 1:
+            return x
+        b, c, t, f = x.shape
+        t2, f2 = t // self.factor, f // self.freq
+        x = x[:, :, : t2 * self.factor, : f2 * self.freq]
+        return x.reshape(b, c, t2, self.factor, f2, self.freq).mean(dim=(3, 5))
+
+
 class DSSDB(nn.Module):
     """Distillation block: three chained operators on (split: the low band of) the input, 1×1
-    "distilled" shortcuts that fold in what the deep path skipped, ECA, a 1×1 to the next width."""
+    "distilled" shortcuts that fold in what the deep path skipped, ECA, a 1×1 to the next width.
 
-    def __init__(self, op: str, cin: int, cout: int, split: bool) -> None:
+    ``pool_first`` averages time before the output 1×1 rather than after its BN + ReLU: the 1×1, BN and
+    ReLU then run on half the frames and on C/2 rather than C' channels pooled, which is most of the
+    block's training cost at full resolution."""
+
+    def __init__(self, op: str, cin: int, cout: int, split: bool, time_pool: int = 2, pool_first: bool = False) -> None:
         super().__init__()
         Op = OPERATORS[op]
         half = cin // 2
@@ -89,7 +119,8 @@ class DSSDB(nn.Module):
         self.eca = ECA()
         self.out = nn.Conv2d(mid, cout, 1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
-        self.pool = nn.AvgPool2d((2, 1)) if split else nn.AvgPool2d(2)
+        self.pool = TimePool(time_pool, 1 if split else 2)
+        self.pool_first = pool_first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.split:
@@ -100,7 +131,10 @@ class DSSDB(nn.Module):
             x1 = self.op1(x)
             x3 = self.op3(self.op2(x1))
             o = torch.cat([self.short_a(x), self.short_b(x1), x3], dim=1)
-        return self.pool(F.relu(self.bn(self.out(self.eca(o)))))
+        o = self.eca(o)
+        if self.pool_first:
+            return F.relu(self.bn(self.out(self.pool(o))))
+        return self.pool(F.relu(self.bn(self.out(o))))
 
 
 class Head(nn.Module):
@@ -118,12 +152,16 @@ class DSSDN(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.config = cfg
+        k, s = cfg.stem_kernel, cfg.stem_stride
         self.stem = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, cfg.stem, 1, bias=False), nn.BatchNorm2d(cfg.stem), nn.ReLU()
+            nn.Conv2d(cfg.in_channels, cfg.stem, k, stride=s, padding=(k[0] // 2, 0), bias=False),
+            nn.BatchNorm2d(cfg.stem),
+            nn.ReLU(),
         )
+        pools = cfg.time_pool or (2,) * len(cfg.widths)
         blocks, cin = [], cfg.stem
-        for width, split in zip(cfg.widths, cfg.split, strict=True):
-            blocks.append(DSSDB(cfg.operator, cin, width, split))
+        for width, split, pool in zip(cfg.widths, cfg.split, pools, strict=True):
+            blocks.append(DSSDB(cfg.operator, cin, width, split, pool, cfg.pool_first))
             cin = width
         self.blocks = nn.ModuleList(blocks)
         self.head = Head(sum(cfg.widths[i] for i in cfg.pooled_blocks), cfg.hidden, cfg.n_classes, cfg.dropout)

@@ -1,18 +1,26 @@
-"""Training: 1-s windows, mixup + masking (+ optional Freq-MixStyle), cosine schedule, teacher distillation.
+"""Training: long schedules of 1-s crops with mixing, gain, shifts, mild masks, EMA and distillation.
 
-Recipe (design note, DSMN + CP-JKU): AdamW, warm-up then cosine, mixup Beta(0.2), time/freq masks;
-the best epoch is picked on fold 4 (``calib``) and fold 5 (``test``) is touched once, at the end.
-With a teacher, its logits for every training window are computed once and cached, and the student
-minimises λ·CE + (1−λ)·T²·KL(teacher ‖ student).
+The recipe follows what makes small audio models train well on few clips and two CPU cores
+(../shared/design/training.md): many epochs of one random non-silent 1-s crop per clip, mixup on every
+batch, ±gain and time shifts, mild masks, an exponential moving average of the weights, and a teacher's
+per-window outputs as soft targets (the target of a mixed input is the same mix of the two teacher
+distributions). One thread, ``channels_last``, features precomputed in memory.
+
+A run lives in one folder. Every few minutes (and on Ctrl-C) the whole training state is written
+atomically to ``state.pt`` — model, optimiser, schedule position, EMA, history and every RNG state — so
+``train(..., resume=True)`` continues exactly where it stopped, step for step.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import os
+import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,97 +29,160 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, sha256_file
-from .data import DATA_LICENCE, ClipFeatures, Dataset, clip_features, default_cache_dir
+from .augment import freq_mixstyle, mask_, mix, random_gain_
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .data import ClipFeatures, Dataset, clip_features
+from .errors import DssdnError
 from .evaluate import clip_logits
+from .fileio import atomic_path, write_json
 from .frontend import Frontend, FrontendConfig, Normalization
-from .model import ModelConfig, build_model, config_for, resolve_name
+from .model import build_model, config_for, resolve_name
 from .progress import progress_bar
+from .teacher import TeacherTable, load_teacher_file, teacher_from_checkpoint
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "train_config.json"
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything that decides a run's result; stored in the run folder and the checkpoint sidecar."""
+
     model: str = "dssdn-small"
-    epochs: int = 30
+    epochs: int = 400  # one epoch = ``windows_per_clip`` random 1-s crops of every training clip
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 4e-3
     weight_decay: float = 1e-2
-    warmup_epochs: int = 2
-    mixup_alpha: float = 0.2
-    time_masks: int = 2
-    time_mask_max: int = 8  # frames
-    freq_masks: int = 2
-    freq_mask_max: int = 16  # bands
+    warmup_epochs: int = 10
+    windows_per_clip: int = 1
+    window_stride: int = 10  # grid of candidate training windows (frames); the teacher file's grid
+    shift_frames: int = 5  # random time shift of a crop around its grid position (± frames)
+    gain_db: float = 6.0  # random level change ± dB
+    mixup_alpha: float = 0.3  # Beta(α, α) mixing on every batch; 0 disables
+    time_masks: int = 1
+    time_mask_max: int = 5  # frames
+    freq_masks: int = 1
+    freq_mask_max: int = 12  # bands
     freq_mixstyle: float = 0.0  # probability per batch; 0 disables
-    windows_per_clip: int = 4  # training windows drawn per clip and epoch
-    window_stride: int = 10  # grid of candidate training windows (frames)
+    ema_decay: float = 0.999  # per step; 0 disables
+    eval_every: int = 5  # epochs between evaluations on the val split
     eval_stride: int = 25  # window stride for clip-level evaluation (frames)
-    teacher: str | None = None  # None, "resnet" (shipped/trained) or a checkpoint path
-    kd_lambda: float = 0.02
+    teacher: str | None = None  # "resnet" (shipped) or a checkpoint path
+    teacher_logits: str | None = None  # a teacher-outputs .npz (dssdn_edge.teacher)
+    kd_lambda: float = 0.1  # weight of the label loss; 1 - λ goes to the teacher
     kd_temperature: float = 2.0
+    train_folds: tuple[int, ...] | None = None  # ESC-50: folds to train on (default 1, 2, 3)
+    val_fold: int | None = 4  # ESC-50: fold for evaluation during training (None: no val)
+    test_fold: int | None = 5
+    init: str | None = None  # fine-tune: a shipped model name or a checkpoint path
+    freeze_epochs: int = 0  # fine-tune: train only the head for the first epochs
+    renormalize: bool = False  # fine-tune: refit normalisation on the new data
     limit_per_class: int | None = None  # small subsets for tests / quick runs
     seed: int = 0
     threads: int = 1
+    channels_last: bool = True
+    checkpoint_minutes: float = 3.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise DssdnError(f"unknown training options {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
 
 @dataclass
 class TrainResult:
-    checkpoint: Path
+    checkpoint: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
-    calib_accuracy: float = 0.0
-    test_accuracy: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    finished: bool = True
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM (not by ``stop_after``)
 
 
 @dataclass
 class Splits:
     train: ClipFeatures
-    calib: ClipFeatures
-    test: ClipFeatures
+    val: ClipFeatures | None
+    test: ClipFeatures | None
     labels: list[str]
-    normalization: Normalization
 
 
-def prepare_splits(dataset: Dataset, frontend: Frontend, limit_per_class: int | None = None) -> Splits:
-    feats = {
-        name: clip_features(dataset.split(name, limit_per_class), frontend, desc=f"features ({name})")
-        for name in ("train", "calib", "test")
-    }
-    seg = frontend.config.segment_frames
-    train = feats["train"]
-    norm = Normalization.fit(train.gather(train.windows(seg, seg), seg))
-    return Splits(feats["train"], feats["calib"], feats["test"], list(dataset.labels), norm)
+# ----------------------------------------------------------------------------------------- setup
+def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tuple[Dataset, Splits]:
+    if dataset.kind == "esc50":
+        train_folds = cfg.train_folds or (1, 2, 3)
+        val = None if cfg.val_fold in train_folds else cfg.val_fold
+        test = None if cfg.test_fold in train_folds else cfg.test_fold
+        dataset = dataset.with_folds(train_folds, val, test)
+    dataset = dataset.subset(cfg.limit_per_class)
+    feats = {}
+    for name in ("train", "val", "test"):
+        clips = dataset.split(name)
+        feats[name] = clip_features(clips, frontend, desc=f"features ({name})") if clips else None
+    if feats["train"] is None:
+        raise DssdnError(f"{dataset.root}: no training clips")
+    return dataset, Splits(feats["train"], feats["val"], feats["test"], list(dataset.labels))
 
 
-# ----------------------------------------------------------------------------------- augmentation
-def mask_(x: torch.Tensor, n: int, max_width: int, dim: int, gen: torch.Generator) -> None:
-    """SpecAugment masks in place on normalised features (0 = the training mean)."""
-    size = x.shape[dim]
-    for _ in range(n):
-        widths = torch.randint(0, max_width + 1, (x.shape[0],), generator=gen)
-        starts = (torch.rand(x.shape[0], generator=gen) * (size - widths + 1)).long()
-        pos = torch.arange(size)
-        m = (pos[None] >= starts[:, None]) & (pos[None] < (starts + widths)[:, None])  # (B, size)
-        shape = [x.shape[0], 1, 1, 1]
-        shape[dim] = size
-        x.masked_fill_(m.view(shape), 0.0)
+def initial_model(cfg: TrainConfig, labels: list[str], fe: FrontendConfig, init: Checkpoint | None) -> nn.Module:
+    """A fresh model, or the ``init`` checkpoint's body with a classifier for ``labels``."""
+    if init is None:
+        return build_model(config_for(cfg.model, n_classes=len(labels), in_channels=fe.channels))
+    model = init.model
+    if list(init.labels) != list(labels):
+        fc = model.head.fc2
+        model.head.fc2 = nn.Linear(fc.in_features, len(labels))  # a new classifier for the new labels
+        model.config = replace(model.config, n_classes=len(labels))
+    return model
 
 
-def freq_mixstyle(x: torch.Tensor, alpha: float, gen: torch.Generator) -> torch.Tensor:
-    """Freq-MixStyle (CP-JKU): mix per-band statistics between examples to simulate other devices."""
-    mu = x.mean(dim=(1, 2), keepdim=True)
-    sig = (x.var(dim=(1, 2), keepdim=True) + 1e-6).sqrt()
-    normed = (x - mu) / sig
-    lam = torch.distributions.Beta(alpha, alpha).sample((x.shape[0], 1, 1, 1))
-    perm = torch.randperm(x.shape[0], generator=gen)
-    return normed * (lam * sig + (1 - lam) * sig[perm]) + lam * mu + (1 - lam) * mu[perm]
+def resolve_init(cfg: TrainConfig) -> Checkpoint | None:
+    if cfg.init is None:
+        return None
+    from .model import SIZES
+    from .pretrained import load_pretrained
+
+    if cfg.init in SIZES or f"dssdn-{cfg.init}" in SIZES:
+        return load_pretrained(cfg.init)
+    return load_checkpoint(cfg.init)
 
 
-# ------------------------------------------------------------------------------------------ loop
+def fit_normalization(train: ClipFeatures, seg: int) -> Normalization:
+    index = train.windows(seg, seg)
+    return Normalization.fit(train.gather(index, seg))
+
+
+def build_teacher(
+    cfg: TrainConfig, dataset: Dataset, splits: Splits, fe: FrontendConfig, log: Callable[[str], None]
+) -> TeacherTable | None:
+    if cfg.teacher_logits and cfg.teacher:
+        raise DssdnError("give either --teacher or --teacher-logits, not both")
+    if cfg.teacher_logits:
+        return load_teacher_file(Path(cfg.teacher_logits), dataset.split("train"), splits.train, splits.labels,
+                                 fe, dataset.root, cfg.window_stride)
+    if cfg.teacher:
+        from .pretrained import pretrained_path
+
+        path = pretrained_path("resnet") if cfg.teacher == "resnet" else Path(cfg.teacher)
+        ckpt = load_checkpoint(path, expect_frontend=fe)
+        if list(ckpt.labels) != splits.labels:
+            raise DssdnError(f"{path}: the teacher's classes differ from the dataset's")
+        log(f"teacher {ckpt.name}: computing its logits for every training window once")
+        info = {"name": ckpt.name, "file": path.name, "sha256": ckpt.meta.get("weights_sha256"),
+                "test_accuracy": ckpt.meta.get("metrics", {}).get("test_accuracy")}
+        return teacher_from_checkpoint(ckpt.model, ckpt.normalization, splits.train, fe, cfg.window_stride, info)
+    return None
+
+
+# ------------------------------------------------------------------------------------------ pieces
 def lr_lambda(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -119,146 +190,97 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    log_p = F.log_softmax(student / temperature, dim=1)
-    q = F.softmax(teacher / temperature, dim=1)
-    return F.kl_div(log_p, q, reduction="batchmean") * temperature**2
+def kd_loss(student: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T²·KL(p ‖ softmax(s/T)) for teacher probabilities ``p`` already at temperature T."""
+    log_q = F.log_softmax(student / temperature, dim=1)
+    return F.kl_div(log_q, target_probs, reduction="batchmean") * temperature**2
 
 
-def train(
-    cfg: TrainConfig,
-    out_dir: Path,
-    dataset: Dataset | None = None,
-    frontend_config: FrontendConfig | None = None,
-    log: Any = print,
-) -> TrainResult:
-    """Train ``cfg.model``; write ``out_dir/<model>.safetensors`` (+ sidecar, history, curve PNG)."""
-    start = time.time()
-    torch.set_num_threads(cfg.threads)
-    name = resolve_name(cfg.model)
-    dataset = dataset or Dataset.load()
-    frontend = Frontend(frontend_config or FrontendConfig())
-    fe = frontend.config
-    splits = prepare_splits(dataset, frontend, cfg.limit_per_class)
-    model_cfg = config_for(name, n_classes=len(splits.labels), in_channels=fe.channels)
-    seg = fe.segment_frames
-    grid = splits.train.windows(seg, cfg.window_stride)
+class EMA:
+    """Exponential moving average of the weights (buffers copied), with the usual warm-up of the decay."""
 
-    teacher_logits = None
-    teacher_info: dict[str, Any] | None = None
-    if cfg.teacher:
-        teacher = resolve_teacher(cfg, out_dir, dataset, fe, log)
-        teacher_logits = cached_teacher_logits(teacher, splits, grid, seg)
-        teacher_info = {
-            "name": teacher.name,
-            "file": teacher.path.name if teacher.path else None,
-            "sha256": teacher.meta.get("weights_sha256"),
-            "test_accuracy": teacher.meta.get("metrics", {}).get("test_accuracy"),
-            "kd_lambda": cfg.kd_lambda,
-            "kd_temperature": cfg.kd_temperature,
-        }
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_model(model_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_epoch = min(len(grid), cfg.windows_per_clip * len(splits.train.targets))
-    steps = max(1, per_epoch // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, cfg.warmup_epochs * steps, cfg.epochs * steps)
-    )
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out_dir / f"{name}.safetensors"
-    history: list[dict[str, float]] = []
-    best = (-1.0, 0)
-    best_state: dict[str, torch.Tensor] | None = None
-    with progress_bar() as bar:
-        task = bar.add_task(f"train {name}", total=cfg.epochs * steps, info="")
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            order = rng.permutation(len(grid))[: steps * cfg.batch_size].reshape(steps, cfg.batch_size)
-            tot_loss = tot_correct = tot_n = 0.0
-            for rows in order:
-                x = torch.from_numpy(splits.normalization.apply(splits.train.gather(grid[rows], seg)))
-                y = torch.from_numpy(splits.train.targets[grid[rows, 0]])
-                t = None if teacher_logits is None else torch.from_numpy(teacher_logits[rows])
-                loss, logits = train_step(model, x, y, t, cfg, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                tot_loss += loss.item() * len(y)
-                tot_correct += (logits.argmax(1) == y).sum().item()
-                tot_n += len(y)
-                bar.update(task, advance=1, info=f"epoch {epoch} loss {tot_loss / tot_n:.3f}")
-            calib_acc = accuracy(model, splits.calib, splits.normalization, seg, cfg.eval_stride)
-            row = {
-                "epoch": epoch,
-                "loss": tot_loss / tot_n,
-                "train_accuracy": tot_correct / tot_n,
-                "calib_accuracy": calib_acc,
-                "lr": sched.get_last_lr()[0],
-                "seconds": time.time() - start,
-            }
-            history.append(row)
-            log(
-                f"epoch {epoch:3d}/{cfg.epochs}  loss {row['loss']:.4f}  train acc {row['train_accuracy']:.3f}"
-                f"  fold-4 acc {calib_acc:.3f}"
-            )
-            if calib_acc > best[0]:
-                best = (calib_acc, epoch)
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    test_acc = accuracy(model, splits.test, splits.normalization, seg, cfg.eval_stride)
-    seconds = time.time() - start
-    meta = {
-        "metrics": {
-            "calib_accuracy": best[0],
-            "test_accuracy": test_acc,
-            "best_epoch": best[1],
-            "eval": f"clip level (mean of 1-s window logits, stride {cfg.eval_stride} frames); "
-            "calib = fold 4, test = fold 5",
-        },
-        "training": {**cfg.to_dict(), "seconds": round(seconds, 1), "teacher_info": teacher_info},
-        "data": {"name": "ESC-50 (16 kHz)", "licence": DATA_LICENCE,
-                 "train": "folds 1-3", "select": "fold 4", "test": "fold 5"},
-    }
-    dtype = torch.float16 if model_cfg.arch == "resnet" else torch.float32
-    save_checkpoint(ckpt_path, name, model, model_cfg, fe, splits.normalization, splits.labels, meta, dtype)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    plot_history(history, out_dir / "history.png", name)
-    log(f"best fold-4 accuracy {best[0]:.3f} at epoch {best[1]}; fold-5 accuracy {test_acc:.3f}; "
-        f"{seconds / 60:.1f} min -> {ckpt_path}")
-    return TrainResult(ckpt_path, history, best[1], best[0], test_acc, seconds)
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        ema_p = [p for p in self.model.parameters()]
+        cur_p = [p.detach() for p in model.parameters()]
+        torch._foreach_mul_(ema_p, d)
+        torch._foreach_add_(ema_p, cur_p, alpha=1 - d)
+        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+
+
+@dataclass
+class Batcher:
+    """Draws each epoch's crops and turns rows of them into augmented training batches."""
+
+    cfg: TrainConfig
+    feats: ClipFeatures
+    norm: Normalization
+    seg: int
+    log_floor: float
+    teacher: TeacherTable | None
+
+    def __post_init__(self) -> None:
+        grid = self.feats.windows(self.seg, self.cfg.window_stride, keep_silent_clips=False)
+        self.grid = grid
+        # every clip's candidate windows; a clip that is silent throughout is not a training target
+        self.by_clip = [np.flatnonzero(grid[:, 0] == i) for i in range(len(self.feats))]
+        self.clips = np.asarray([i for i, rows in enumerate(self.by_clip) if len(rows)], np.int64)
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.clips) * self.cfg.windows_per_clip // self.cfg.batch_size)
+
+    def epoch_plan(self, rng: np.random.Generator) -> np.ndarray:
+        """(steps, batch, 3) rows of (clip, grid start, shifted start) for one epoch."""
+        clips = np.repeat(self.clips, self.cfg.windows_per_clip)
+        rows = np.array([self.by_clip[c][rng.integers(len(self.by_clip[c]))] for c in clips], np.int64)
+        chosen = self.grid[rows]
+        shift = rng.integers(-self.cfg.shift_frames, self.cfg.shift_frames + 1, len(chosen))
+        max_start = self.feats.lengths[chosen[:, 0]] - self.seg
+        shifted = np.clip(chosen[:, 1] + shift, 0, max_start)
+        plan = np.column_stack([chosen, shifted])[rng.permutation(len(chosen))]
+        steps = self.steps_per_epoch()
+        return plan[: steps * self.cfg.batch_size].reshape(steps, self.cfg.batch_size, 3)
+
+    def batch(self, rows: np.ndarray, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        x = torch.from_numpy(self.feats.gather(rows[:, [0, 2]], self.seg))
+        random_gain_(x, self.cfg.gain_db, self.log_floor, gen)
+        x = torch.from_numpy(self.norm.apply(x.numpy()))
+        y = torch.from_numpy(self.feats.targets[rows[:, 0]])
+        t = None if self.teacher is None else torch.from_numpy(self.teacher.lookup(rows[:, :2]))
+        return x, y, t
 
 
 def train_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    teacher: torch.Tensor | None,
-    cfg: TrainConfig,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, cfg: TrainConfig,
     gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss of one batch: masks, mixup on every batch, CE on the mixed labels and KD on the mixed teacher."""
     if cfg.freq_mixstyle and torch.rand((), generator=gen).item() < cfg.freq_mixstyle:
         x = freq_mixstyle(x, 0.3, gen)
     mask_(x, cfg.time_masks, cfg.time_mask_max, 2, gen)
     mask_(x, cfg.freq_masks, cfg.freq_mask_max, 3, gen)
-    perm, lam = torch.arange(len(y)), 1.0
+    perm, lam = torch.arange(len(y)), torch.ones(len(y))
     if cfg.mixup_alpha > 0:
-        lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=gen))).beta(
-            cfg.mixup_alpha, cfg.mixup_alpha))
-        perm = torch.randperm(len(y), generator=gen)
-        x = lam * x + (1 - lam) * x[perm]
+        x, perm, lam = mix(x, cfg.mixup_alpha, gen)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     logits = model(x)
-    ce = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
+    logp = F.log_softmax(logits, dim=1)
+    ce = -(lam * logp.gather(1, y[:, None])[:, 0] + (1 - lam) * logp.gather(1, y[perm][:, None])[:, 0]).mean()
     if teacher is not None:
-        t = lam * teacher + (1 - lam) * teacher[perm]
-        loss = cfg.kd_lambda * ce + (1 - cfg.kd_lambda) * kd_loss(logits, t, cfg.kd_temperature)
+        p = F.softmax(teacher / cfg.kd_temperature, dim=1)
+        p = lam[:, None] * p + (1 - lam[:, None]) * p[perm]  # the same mix of the two teachers' outputs
+        loss = cfg.kd_lambda * ce + (1 - cfg.kd_lambda) * kd_loss(logits, p, cfg.kd_temperature)
     else:
         loss = ce
     return loss + model.regularization_loss(), logits
@@ -269,53 +291,294 @@ def accuracy(model: nn.Module, feats: ClipFeatures, norm: Normalization, seg: in
     return float((logits.argmax(1) == feats.targets).mean())
 
 
-# --------------------------------------------------------------------------------------- teacher
-def resolve_teacher(
-    cfg: TrainConfig, out_dir: Path, dataset: Dataset, fe: FrontendConfig, log: Any
-) -> Checkpoint:
-    """A checkpoint path, the shipped ResNet, or (none shipped) a ResNet trained now with this recipe."""
-    from .pretrained import pretrained_path
-
-    if cfg.teacher != "resnet":
-        return load_checkpoint(cfg.teacher, expect_frontend=fe)
-    shipped = pretrained_path("resnet")
-    if shipped.is_file() and cfg.limit_per_class is None:
-        return load_checkpoint(shipped, expect_frontend=fe)
-    log("no shipped ResNet teacher for this setting: training one with the same recipe first")
-    teacher_cfg = replace(cfg, model="resnet", teacher=None)
-    result = train(teacher_cfg, Path(out_dir) / "teacher", dataset, fe, log)
-    return load_checkpoint(result.checkpoint, expect_frontend=fe)
+def set_trainable(model: nn.Module, head_only: bool) -> None:
+    """Freeze (or unfreeze) everything but the head; frozen BatchNorms keep their running statistics."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(not head_only or name.startswith("head."))
+    if head_only:
+        for name, m in model.named_modules():
+            if isinstance(m, nn.BatchNorm2d) and not name.startswith("head."):
+                m.eval()
 
 
-def cached_teacher_logits(teacher: Checkpoint, splits: Splits, grid: np.ndarray, seg: int) -> np.ndarray:
-    """Teacher logits for every training window, computed once per (teacher, windows) and cached."""
-    import hashlib
+@contextmanager
+def graceful_interrupt() -> Iterator[dict[str, bool]]:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop at the next step boundary and save; a second one
+    interrupts at once (the last saved state is still whole: saves are atomic)."""
+    flag = {"stop": False}
+    previous = {}
 
-    key = hashlib.sha256(
-        (sha256_file(teacher.path) if teacher.path else teacher.name).encode() + grid.tobytes()
-        + splits.train.targets.tobytes()
-    ).hexdigest()[:16]
-    path = default_cache_dir() / f"teacher-{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    out = []
-    model = teacher.model.eval()
-    with torch.inference_mode(), progress_bar() as bar:
-        task = bar.add_task("teacher logits", total=len(grid), info="")
-        for i in range(0, len(grid), 256):
-            rows = grid[i : i + 256]
-            x = torch.from_numpy(teacher.normalization.apply(splits.train.gather(rows, seg)))
-            out.append(model(x).numpy())
-            bar.advance(task, len(rows))
-    logits = np.concatenate(out).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: runs may share a cache
-    np.save(tmp, logits)
-    tmp.replace(path)
-    return logits
+    def handler(signum, _frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: no signal handling, plain KeyboardInterrupt
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
-def plot_history(history: list[dict[str, float]], path: Path, name: str) -> None:
+# ----------------------------------------------------------------------------------------- the run
+def check_run_dir(out_dir: Path, resume: bool, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DssdnError(f"{out_dir}: exists and is a file, not a run folder")
+    if resume:
+        if not (out_dir / STATE_FILE).is_file():
+            raise DssdnError(f"{out_dir}: no {STATE_FILE} to resume from (not a run folder, or it never saved)")
+        return
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise DssdnError(f"{out_dir}: run folder already exists and is not empty "
+                         "(use --resume to continue it, another --out, or --force to start over)")
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: Path,
+    dataset: Dataset | None = None,
+    log: Callable[[str], None] = print,
+    resume: bool = False,
+    force: bool = False,
+    stop_after: int | None = None,
+    command: str | None = None,
+) -> TrainResult:
+    """Train (or ``resume``) a run in ``out_dir``; write ``<model>.safetensors`` + sidecar when finished.
+
+    ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later)."""
+    out_dir = Path(out_dir)
+    check_run_dir(out_dir, resume, force)
+    if resume:
+        saved = json.loads((out_dir / CONFIG_FILE).read_text())
+        cfg = TrainConfig.from_dict(saved["config"])
+        dataset = dataset or Dataset.load(saved["data_root"])
+        command = command or saved.get("command")
+    torch.set_num_threads(cfg.threads)
+    name = resolve_name(cfg.model)
+    cfg = replace(cfg, model=name)
+    dataset = dataset or Dataset.load()
+    init = resolve_init(cfg)
+    if init is not None and init.name != name:
+        raise DssdnError(f"{init.path}: --init is a {init.name}, the run trains a {name}")
+    fe = init.frontend_config if init else FrontendConfig()
+    frontend = Frontend(fe)
+    dataset, splits = prepare_data(cfg, dataset, frontend)
+    seg = fe.segment_frames
+    norm = init.normalization if init is not None and not cfg.renormalize else fit_normalization(splits.train, seg)
+    teacher = build_teacher(cfg, dataset, splits, fe, log)
+
+    torch.manual_seed(cfg.seed)
+    model = initial_model(cfg, splits.labels, fe, init)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batcher = Batcher(cfg, splits.train, norm, seg, float(np.log10(fe.log_eps)), teacher)
+    steps = batcher.steps_per_epoch()
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, cfg.warmup_epochs * steps, cfg.epochs * steps)
+    )
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    st: dict[str, Any] = {"epoch": 0, "step": 0, "plan": None, "history": [], "best": (-1.0, 0),
+                          "best_state": None, "seconds": 0.0, "windows_seen": 0, "sums": [0.0, 0.0, 0]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        load_state(out_dir / STATE_FILE, model, opt, sched, ema, gen, rng, st)
+        log(f"resuming {out_dir} at epoch {st['epoch'] + 1} step {st['step']} of {cfg.epochs} epochs")
+    else:
+        write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "data_root": str(dataset.root),
+                                           "command": command})
+    eval_model = (lambda: ema.model) if ema else (lambda: model)
+    has_val = splits.val is not None
+    last_save = time.time()
+    session_start, session_epochs = time.time(), 0
+    stopped = False
+
+    def save() -> None:
+        st["seconds"] = st["seconds_base"] + time.time() - session_start
+        save_state(out_dir / STATE_FILE, model, opt, sched, ema, gen, rng, st)
+
+    st["seconds_base"] = st["seconds"]
+    with graceful_interrupt() as interrupt, progress_bar() as bar:
+        task = bar.add_task(f"train {name}", total=cfg.epochs * steps, completed=st["epoch"] * steps + st["step"],
+                            info="")
+        while st["epoch"] < cfg.epochs:
+            epoch = st["epoch"] + 1
+            if st["plan"] is None:
+                st["plan"], st["step"], st["sums"] = batcher.epoch_plan(rng), 0, [0.0, 0.0, 0]
+            model.train()
+            set_trainable(model, head_only=epoch <= cfg.freeze_epochs)
+            plan = st["plan"]
+            while st["step"] < len(plan):
+                if interrupt["stop"]:
+                    stopped = True
+                    break
+                x, y, t = batcher.batch(plan[st["step"]], gen)
+                loss, logits = train_step(model, x, y, t, cfg, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if ema:
+                    ema.update(model)
+                st["step"] += 1
+                st["windows_seen"] += len(y)
+                sums = st["sums"]
+                sums[0] += loss.item() * len(y)
+                sums[1] += (logits.argmax(1) == y).sum().item()
+                sums[2] += len(y)
+                bar.update(task, advance=1, info=f"epoch {epoch} loss {sums[0] / sums[2]:.3f}")
+                if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                    save()
+                    last_save = time.time()
+            if stopped:
+                break
+            sums = st["sums"]
+            row: dict[str, Any] = {"epoch": epoch, "loss": sums[0] / sums[2], "train_accuracy_mixed": sums[1] / sums[2],
+                                   "lr": sched.get_last_lr()[0], "windows_seen": st["windows_seen"]}
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                m = eval_model()
+                if has_val:
+                    row["val_accuracy"] = accuracy(m, splits.val, norm, seg, cfg.eval_stride)
+                    if row["val_accuracy"] > st["best"][0]:
+                        st["best"] = (row["val_accuracy"], epoch)
+                        st["best_state"] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+                log(epoch_line(epoch, cfg.epochs, row))
+            row["seconds"] = round(st["seconds_base"] + time.time() - session_start, 1)
+            st["history"].append(row)
+            st["epoch"], st["plan"] = epoch, None
+            session_epochs += 1
+            if stop_after is not None and session_epochs >= stop_after and st["epoch"] < cfg.epochs:
+                stopped = True
+                break
+    save()
+    if stopped:
+        log(f"stopped at epoch {st['epoch'] + (1 if st['plan'] is not None else 0)} step {st['step']} "
+            f"(state saved): resume with `dssdn-edge train --resume {out_dir}`")
+        return TrainResult(None, st["history"], st["best"][1], {}, st["seconds"], finished=False,
+                           interrupted=interrupt["stop"])
+    return finish(cfg, out_dir, name, dataset, splits, norm, fe, model, ema, st, teacher, command, log)
+
+
+def epoch_line(epoch: int, total: int, row: dict[str, Any]) -> str:
+    text = f"epoch {epoch:4d}/{total}  loss {row['loss']:.4f}  lr {row['lr']:.2e}"
+    if "val_accuracy" in row:
+        text += f"  val acc {row['val_accuracy']:.3f}"
+    return text
+
+
+def finish(
+    cfg: TrainConfig, out_dir: Path, name: str, dataset: Dataset, splits: Splits, norm: Normalization,
+    fe: FrontendConfig, model: nn.Module, ema: EMA | None, st: dict[str, Any], teacher: TeacherTable | None,
+    command: str | None, log: Callable[[str], None],
+) -> TrainResult:
+    """Pick the weights (best val epoch, or the last when there is no val split), score every split,
+    write the checkpoint, the history and its plot."""
+    final = copy.deepcopy(ema.model if ema else model).eval().to(memory_format=torch.contiguous_format)
+    selected = "last epoch"
+    if st["best_state"] is not None:
+        final.load_state_dict(st["best_state"])
+        selected = f"best val epoch ({st['best'][1]})"
+    metrics: dict[str, Any] = {"selected": selected, "best_epoch": st["best"][1] if st["best_state"] else cfg.epochs}
+    for split in ("train", "val", "test"):
+        feats = getattr(splits, split)
+        if feats is not None:
+            metrics[f"{split}_accuracy"] = accuracy(final, feats, norm, fe.segment_frames, cfg.eval_stride)
+    metrics["eval"] = (f"clip level (mean of 1-s window logits, stride {cfg.eval_stride} frames); "
+                       f"{split_description(dataset, cfg)}")
+    seconds = st["seconds"]
+    meta = {
+        "metrics": metrics,
+        "training": {**cfg.to_dict(), "seconds": round(seconds, 1), "windows_seen": st["windows_seen"],
+                     "command": command, "teacher_info": teacher.info if teacher else None},
+        "data": {"name": dataset.description, "kind": dataset.kind, "licence": dataset.licence,
+                 "clips": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
+    }
+    ckpt_path = out_dir / f"{name}.safetensors"
+    model_cfg = final.config
+    dtype = torch.float16 if model_cfg.arch == "resnet" else torch.float32
+    save_checkpoint(ckpt_path, name, final, model_cfg, fe, norm, splits.labels, meta, dtype)
+    write_json(out_dir / "history.json", st["history"])
+    plot_history(st["history"], out_dir / "history.png", name)
+    log(summary(name, metrics, seconds, ckpt_path))
+    return TrainResult(ckpt_path, st["history"], metrics["best_epoch"], metrics, seconds)
+
+
+def split_description(dataset: Dataset, cfg: TrainConfig) -> str:
+    if dataset.kind == "esc50":
+        folds = cfg.train_folds or (1, 2, 3)
+        val = None if cfg.val_fold in folds else cfg.val_fold
+        return (f"train = folds {', '.join(map(str, folds))}" + (f", val = fold {val}" if val else "")
+                + (f", test = fold {cfg.test_fold}" if cfg.test_fold not in folds else ""))
+    counts = ", ".join(f"{s} {len(dataset.split(s))} clips" for s in ("train", "val", "test"))
+    return f"{dataset.kind} dataset: {counts}"
+
+
+def summary(name: str, metrics: dict[str, Any], seconds: float, path: Path) -> str:
+    accs = "  ".join(f"{s} {metrics[f'{s}_accuracy']:.2%}" for s in ("train", "val", "test")
+                     if f"{s}_accuracy" in metrics)
+    return (f"{name}: {metrics['selected']}; clip accuracy  {accs}\n"
+            f"trained {seconds / 60:.1f} min -> {path}\n"
+            f"next: dssdn-edge export --checkpoint {path} --int8")
+
+
+# ------------------------------------------------------------------------------------------- state
+def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None,
+               gen: torch.Generator, rng: np.random.Generator, st: dict[str, Any]) -> None:
+    """Everything needed to continue bit for bit, in tensors and plain Python types only (so it loads with
+    ``weights_only=True``); written under a temporary name and renamed."""
+    state = {
+        "version": STATE_VERSION,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "ema": None if ema is None else {"model": ema.model.state_dict(), "updates": ema.updates},
+        "torch_rng": torch.get_rng_state(),
+        "gen_rng": gen.get_state(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "loop": {k: v for k, v in st.items() if k not in ("plan", "best_state")},
+        "plan": None if st["plan"] is None else torch.from_numpy(st["plan"]),
+        "best_state": st["best_state"],
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None,
+               gen: torch.Generator, rng: np.random.Generator, st: dict[str, Any]) -> None:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file: say which, never unpickle anything else
+        raise DssdnError(f"{path}: unreadable training state ({str(exc).splitlines()[0][:120]})") from None
+    if state.get("version") != STATE_VERSION:
+        raise DssdnError(f"{path}: training state of another format version")
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise DssdnError(f"{path}: state does not fit this model ({str(exc).splitlines()[0][:120]})") from None
+    sched.load_state_dict(state["scheduler"])
+    if ema is not None and state["ema"] is not None:
+        ema.model.load_state_dict(state["ema"]["model"])
+        ema.updates = state["ema"]["updates"]
+    torch.set_rng_state(state["torch_rng"])
+    gen.set_state(state["gen_rng"])
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    loop = state["loop"]
+    loop["best"] = tuple(loop["best"])
+    st.update(loop)
+    st["plan"] = None if state["plan"] is None else state["plan"].numpy()
+    st["best_state"] = state["best_state"]
+
+
+# -------------------------------------------------------------------------------------------- plot
+def plot_history(history: list[dict[str, Any]], path: Path, name: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,14 +587,18 @@ def plot_history(history: list[dict[str, float]], path: Path, name: str) -> None
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
     ax[0].plot(epochs, [h["loss"] for h in history])
-    ax[0].set(xlabel="epoch", ylabel="training loss", title=name)
-    ax[1].plot(epochs, [h["train_accuracy"] for h in history], label="train (mixed)")
-    ax[1].plot(epochs, [h["calib_accuracy"] for h in history], label="fold 4 (clip)")
+    ax[0].set(xlabel="epoch", ylabel="training loss (mixed inputs)", title=name)
+    val = [(h["epoch"], h["val_accuracy"]) for h in history if "val_accuracy" in h]
+    if val:
+        ax[1].plot(*zip(*val, strict=True), marker=".", label="val (clip level)")
+    ax[1].plot(epochs, [h["train_accuracy_mixed"] for h in history], alpha=0.6, label="train (mixed inputs)")
     ax[1].set(xlabel="epoch", ylabel="accuracy")
     ax[1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return path
 
 
-__all__ = ["TrainConfig", "TrainResult", "train", "ModelConfig"]
+__all__ = ["TrainConfig", "TrainResult", "train"]

@@ -57,7 +57,7 @@ def spread(n: int, limit: int) -> np.ndarray:
 def fold4_windows(ckpt: Checkpoint, root: Path | None = None, limit: int = MAX_WINDOWS) -> CalibrationSet:
     """Non-overlapping 1-s windows of fold 4, silent windows dropped, normalised with the model's stats."""
     dataset = Dataset.load(root)
-    clips = dataset.split("calib")
+    clips = dataset.split("val")
     if not clips:
         raise ExportError(f"{dataset.root / 'metadata.csv'}: no clips with split 'calib' (fold 4)")
     frontend = Frontend(ckpt.frontend_config)

@@ -18,8 +18,10 @@ the fused model computes the same function (to float rounding, ~1e-6) with far f
   (TFLite Micro has no grouped CONV_2D).
 * OSC's two bias-free 1×1 convs are multiplied into one when that is not larger than the pair.
 * ECA's Conv1d(1, 1, k) over channels equals a C×C banded matrix: a FULLY_CONNECTED, no transposes.
-* The 1×1 stem commutes with slicing the frequency axis, so when the first block splits, the stem is
-  applied to each half separately and the full-width stem output never exists.
+* The stem commutes with slicing the frequency axis (its freq taps equal its freq stride), so when the first
+  block splits, the stem is applied to each half separately and the full-width stem output never exists.
+* A block that pools before its output 1×1 gets both as ONE strided conv (each tap = the 1×1 kernel / pool
+  size); a block that pools after gets the pool as a constant depthwise conv (XNNPACK keeps it in int8).
 
 For int8 only, :func:`equalize` then rescales the output channels of SC/OSC operators by positive gains
 measured on calibration windows and undoes them in the next operator (exact, since ReLU commutes with a
@@ -39,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..model import DSSDB, DSSDN, BasicBlock, ResNet
+from ..model import DSSDB, DSSDN, BasicBlock, ResNet, TimePool
 from ..ops import ECA, OSC, SC, SPC, DepthwisePair
 
 Tensor = torch.Tensor
@@ -190,14 +192,28 @@ class FusedECA(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ blocks
-def pool_as_depthwise(pool: nn.AvgPool2d, channels: int) -> nn.Conv2d:
+def pool_as_depthwise(pool: TimePool, channels: int) -> nn.Conv2d | None:
     """The same average as a depthwise conv with constant weights: XNNPACK has no int8 AVERAGE_POOL_2D, so a
     pool splits the int8 graph into pieces that fall back to slow reference kernels; a depthwise conv stays
-    delegated (and TFLM runs both)."""
-    kh, kw = (pool.kernel_size, pool.kernel_size) if isinstance(pool.kernel_size, int) else pool.kernel_size
-    conv = nn.Conv2d(channels, channels, (kh, kw), stride=pool.stride, groups=channels, bias=False)
+    delegated (and TFLM runs both). ``None`` for a pool of 1 (no op at all)."""
+    kh, kw = pool.factor, pool.freq
+    if kh == kw == 1:
+        return None
+    conv = nn.Conv2d(channels, channels, (kh, kw), stride=(kh, kw), groups=channels, bias=False)
     with torch.no_grad():
         conv.weight.fill_(1.0 / (kh * kw))
+    return conv.eval()
+
+
+@torch.no_grad()
+def pool_into_conv(pool: TimePool, weight: Tensor, bias: Tensor) -> nn.Conv2d:
+    """An average pool followed by a 1×1 conv is ONE strided conv whose every tap is the 1×1 kernel divided
+    by the pool size: one CONV_2D instead of a depthwise pool and a 1×1 (and no pooled map in memory)."""
+    kh, kw = pool.factor, pool.freq
+    kernel = weight.expand(-1, -1, kh, kw) / (kh * kw)
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], (kh, kw), stride=(kh, kw), bias=True)
+    conv.weight.copy_(kernel)
+    conv.bias.copy_(bias)
     return conv.eval()
 
 
@@ -212,8 +228,13 @@ class FusedBlock(nn.Module):
         self.short_b = copy.deepcopy(block.short_b).eval()
         self.eca = FusedECA(block.eca, block.out.in_channels)
         w, b = fold_bn(block.out.weight, None, block.bn)
-        self.out = conv_from(w, b)
-        self.pool = pool_as_depthwise(block.pool, block.out.out_channels)
+        self.pool_first = block.pool_first
+        if block.pool_first:  # pool → 1×1 → BN → ReLU: the pool folds into the conv
+            self.out = pool_into_conv(block.pool, w, b)
+            self.pool = None
+        else:
+            self.out = conv_from(w, b)
+            self.pool = pool_as_depthwise(block.pool, block.out.out_channels)
 
     def forward_split(self, low: Tensor, high: Tensor) -> Tensor:
         # shortcuts first: the high band (and its stem output) is dead before the deep path starts
@@ -232,7 +253,8 @@ class FusedBlock(nn.Module):
         return self._tail(torch.cat([self.short_a(x), self.short_b(x1), x3], dim=1))
 
     def _tail(self, o: Tensor) -> Tensor:
-        return self.pool(F.relu(self.out(self.eca(o))))
+        o = F.relu(self.out(self.eca(o)))
+        return o if self.pool is None else self.pool(o)
 
 
 class FusedHead(nn.Module):
@@ -251,18 +273,20 @@ class FusedDSSDN(nn.Module):
     def __init__(self, model: DSSDN, dilated: bool = True) -> None:
         super().__init__()
         self.config = model.config
-        conv, bn = model.stem[0], model.stem[1]
-        w, b = fold_bn(conv.weight, None, bn)
-        self.stem = conv_from(w, b)
+        self.stem = _fuse_conv_bn(model.stem[0], model.stem[1])
+        kf, sf = self.stem.kernel_size[1], self.stem.stride[1]
+        # the stem commutes with cutting the freq axis when its freq taps never straddle the cut
+        self.stem_splits = kf == sf and self.stem.padding[1] == 0
         self.blocks = nn.ModuleList(FusedBlock(blk, dilated) for blk in model.blocks)
         self.pooled = tuple(model.config.pooled_blocks)
         self.head = FusedHead(model.head)
 
     def forward(self, x: Tensor) -> Tensor:
         first = self.blocks[0]
-        if first.split:
-            # the 1×1 stem commutes with cutting the freq axis: never build the full-width stem output
-            half = math.ceil(x.shape[3] / 2)
+        sf = self.stem.stride[1]
+        if first.split and self.stem_splits and x.shape[3] % (2 * sf) == 0:
+            # the stem commutes with cutting the freq axis: never build the full-width stem output
+            half = x.shape[3] // 2
             high = F.relu(self.stem(x[..., half:]))
             low = F.relu(self.stem(x[..., :half]))
             x = first.forward_split(low, high)

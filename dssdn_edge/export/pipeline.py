@@ -1,0 +1,691 @@
+"""The export pipeline: one trained model in, a verified export folder out.
+
+``export_model`` is the one entry point. It fuses the model (``fuse.py``), converts it (``onnx.py``,
+``tflite.py``), calibrates int8 on real features (``calibration.py``), proves the MCU build in the real
+TFLM interpreter (``tflm.py``), measures every artifact against the fp32 torch model on real windows and
+writes ``manifest.json`` + ``report.md`` (``manifest.py``). Everything is built in a hidden sibling folder
+and renamed into place at the end, so an interrupted export leaves nothing behind, and nothing in it
+depends on time or randomness, so exporting twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.metadata
+import os
+import platform
+import random
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..complexity import measure
+from ..data import Dataset, clip_features
+from ..errors import DssdnError, ExportError
+from ..evaluate import mean_by_clip
+from ..frontend_c import emit_c
+from ..model import SIZES, resolve_name
+from ..progress import progress
+from . import calibration as calib_mod
+from . import manifest as manifest_mod
+from . import onnx as onnx_mod
+from . import tflite as tflite_mod
+from . import tflm as tflm_mod
+from .fuse import MAX_GAIN, channel_ranges, equalizable, equalization_gains, equalize, fuse_model
+
+__all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
+
+FORMATS = ("onnx", "tflite", "c")
+EVAL_STRIDE = 25  # frames between evaluation windows, as dssdn_edge.evaluate.clip_logits in training
+FP32_TOLERANCE = 1e-3  # an fp32 artifact further than this from torch is a broken conversion
+TFLM_WINDOWS = 16  # TFLM's reference kernels are slow in Python; a few windows prove agreement
+TOOLS = (
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "onnxscript",
+    "litert-torch",
+    "ai-edge-quantizer",
+    "ai-edge-litert",
+    "tflite-micro",
+)
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(file, bytes, runtime, quality) for a short summary table."""
+        out = []
+        for rel, a in sorted(self.manifest["artifacts"].items()):
+            if "runtime" not in a:
+                continue
+            q = a.get("quality", {})
+            acc = q.get("accuracy", {})
+            bits = []
+            if q.get("max_abs_logit_error") is not None:
+                bits.append(f"max|Δ| {q['max_abs_logit_error']:.2g}, top-1 agree {q['top1_agreement']:.1%}")
+            if acc.get("value") is not None:
+                bits.append(f"acc {acc['value']:.1%} ({acc['drop_points']:+.2f} pt)")
+            if "tflm" in a:
+                bits.append(f"arena {a['tflm']['arena_bytes'] / 1024:.1f} KiB")
+            out.append((rel, f"{a['bytes']:,}", a["runtime"], "; ".join(bits) or "-"))
+        return out
+
+
+# --------------------------------------------------------------------------------------- inputs
+def resolve_checkpoint(name_or_checkpoint: str | Path | Checkpoint) -> Checkpoint:
+    """A shipped size name ('small', 'dssdn-small', 'resnet'), a .safetensors path, or a loaded checkpoint."""
+    if isinstance(name_or_checkpoint, Checkpoint):
+        return name_or_checkpoint
+    text = str(name_or_checkpoint)
+    if text in SIZES or f"dssdn-{text}" in SIZES:
+        from ..pretrained import load_pretrained
+
+        return load_pretrained(resolve_name(text))
+    return load_checkpoint(Path(text))
+
+
+def normalise_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
+    items = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [str(f) for f in formats]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise ExportError(
+            f"unknown export format {bad[0] if bad else '(none)'!r}; choose from {', '.join(FORMATS)}"
+        )
+    return tuple(f for f in FORMATS if f in items)
+
+
+@dataclass
+class EvalSet:
+    """Fold-5 windows (stride 25) with the clip each belongs to: what clip accuracy is measured on."""
+
+    windows: np.ndarray
+    clip_of_window: np.ndarray
+    targets: np.ndarray
+    source: str
+
+
+def load_eval_set(ckpt: Checkpoint, eval_dir: str | Path | None) -> EvalSet | None:
+    """Fold 5 of ``eval_dir`` (or of ../shared when present). A model trained on other labels cannot be
+    scored on ESC-50: that is an error for an explicit ``eval_dir`` and means "no evaluation" otherwise."""
+    root = Path(eval_dir) if eval_dir is not None else None
+    if root is None and not calib_mod.dataset_root_available():
+        return None
+    try:
+        dataset = Dataset.load(root)
+        clips = dataset.split("test")
+        if not clips:
+            raise ExportError(f"{dataset.root / 'metadata.csv'}: no clips with split 'test' (fold 5)")
+        if list(dataset.labels) != list(ckpt.labels):
+            if root is None:
+                return None
+            raise ExportError(f"{dataset.root / 'metadata.csv'}: labels differ from the model's labels")
+        from ..frontend import Frontend
+
+        feats = clip_features(clips, Frontend(ckpt.frontend_config), desc="evaluation features (fold 5)")
+    except DssdnError as exc:
+        raise ExportError(f"evaluation data: {exc}") from None
+    seg = ckpt.frontend_config.segment_frames
+    index = feats.windows(seg, EVAL_STRIDE)
+    where = "../shared" if root is None else str(root)
+    return EvalSet(
+        ckpt.normalization.apply(feats.gather(index, seg)),
+        index[:, 0],
+        feats.targets,
+        f"fold 5 of {where} ({len(clips)} clips, {len(index)} windows)",
+    )
+
+
+# ---------------------------------------------------------------------------------------- quality
+def run_all(runner: Runner, windows: np.ndarray, desc: str, chunk: int = 64) -> np.ndarray:
+    starts = list(range(0, len(windows), chunk))
+    outs = [runner(windows[s : s + chunk]) for s in progress(starts, desc)]
+    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+
+
+def torch_runner(model: nn.Module) -> Runner:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+
+    return run
+
+
+@dataclass
+class Reference:
+    """The fp32 torch model's logits on the evaluation windows and its clip accuracy."""
+
+    windows: np.ndarray
+    logits: np.ndarray
+    windows_source: str
+    evalset: EvalSet | None
+    accuracy: float | None
+    accuracy_source: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def clip_accuracy(logits: np.ndarray, ev: EvalSet) -> float:
+    clip = mean_by_clip(logits, ev.clip_of_window, len(ev.targets))
+    return float((clip.argmax(1) == ev.targets).mean())
+
+
+def quality(ref: Reference, logits: np.ndarray) -> dict[str, Any]:
+    """Logit error and top-1 agreement vs fp32 torch on real windows, and clip accuracy (drop in points)."""
+    out: dict[str, Any] = {
+        "vs": "fp32 torch",
+        "windows": int(len(logits)),
+        "windows_source": ref.windows_source,
+    }
+    if len(logits):
+        err = np.abs(logits.astype(np.float64) - ref.logits)
+        out.update(
+            max_abs_logit_error=float(err.max()),
+            mean_abs_logit_error=float(err.mean()),
+            top1_agreement=float((logits.argmax(1) == ref.logits.argmax(1)).mean()),
+        )
+    else:
+        out.update(max_abs_logit_error=None, mean_abs_logit_error=None, top1_agreement=None)
+    if ref.evalset is not None and len(logits):
+        ev = ref.evalset
+        mine = mean_by_clip(logits, ev.clip_of_window, len(ev.targets)).argmax(1)
+        theirs = mean_by_clip(ref.logits, ev.clip_of_window, len(ev.targets)).argmax(1)
+        out["clip_top1_agreement"] = float((mine == theirs).mean())
+        acc = clip_accuracy(logits, ev)
+        out["accuracy"] = {
+            "value": acc,
+            "torch_fp32": ref.accuracy,
+            "drop_points": 100.0 * (ref.accuracy - acc),
+            "source": ref.accuracy_source,
+        }
+    else:
+        out["accuracy"] = {
+            "value": None,
+            "torch_fp32": ref.accuracy,
+            "drop_points": None,
+            "source": ref.accuracy_source,
+        }
+    return out
+
+
+def build_reference(
+    ckpt: Checkpoint, evalset: EvalSet | None, calib: calib_mod.CalibrationSet | None
+) -> Reference:
+    model = ckpt.model.eval()
+    if evalset is not None:
+        logits = run_all(torch_runner(model), evalset.windows, "torch fp32 (fold 5)").astype(np.float64)
+        return Reference(
+            evalset.windows, logits, evalset.source, evalset, clip_accuracy(logits, evalset), evalset.source
+        )
+    card = ckpt.meta.get("metrics", {}).get("test_accuracy")
+    windows = calib.windows if calib is not None and calib.windows.ndim == 4 else np.zeros((0,), np.float32)
+    source = f"calibration windows ({calib.source})" if len(windows) else manifest_mod.NO_AUDIO
+    logits = run_all(torch_runner(model), windows, "torch fp32") if len(windows) else np.zeros((0,))
+    return Reference(windows, logits.astype(np.float64), source, None, card, "model card")
+
+
+def check_fp32(
+    label: str, runner: Runner, fused_ref: Callable[[np.ndarray], np.ndarray], shape: Sequence[int]
+) -> float:
+    """Max |logit difference| on fixed pseudo-random inputs: a conversion check that needs no data."""
+    x = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
+    err = float(np.abs(runner(x) - fused_ref(x)).max())
+    if not err <= FP32_TOLERANCE:
+        raise ExportError(f"{label}: fp32 artifact differs from torch by {err:.3g} (> {FP32_TOLERANCE})")
+    return err
+
+
+# ----------------------------------------------------------------------------------------- staging
+def _staging_dir(out_dir: Path, force: bool) -> Path:
+    """A hidden sibling folder unique to this process, where the export is built before it is renamed."""
+    if out_dir.exists() and not force:
+        raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: exists and is not a folder")
+    staging = out_dir.parent / f".{out_dir.name}.partial{os.getpid()}"
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    except OSError as exc:
+        raise ExportError(
+            f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})"
+        ) from None
+    return staging
+
+
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+    fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExportError(f"{out_dir}: another export into this folder is running; wait for it") from None
+        yield
+    finally:
+        fh.close()
+        lock_path.unlink(missing_ok=True)
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    old = out_dir.parent / f".{out_dir.name}.old{os.getpid()}"
+    try:
+        if out_dir.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            out_dir.rename(old)
+        staging.rename(out_dir)
+    except OSError as exc:
+        raise ExportError(f"{out_dir}: cannot move the finished export into place ({exc.strerror})") from None
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "dssdn-edge": __version__}
+    for name in TOOLS:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+# -------------------------------------------------------------------------------------------- export
+class _Builder:
+    """Holds the state of one export while artifacts are produced into ``staging``."""
+
+    def __init__(
+        self,
+        ckpt: Checkpoint,
+        staging: Path,
+        int8: bool,
+        calib: calib_mod.CalibrationSet | None,
+        ref: Reference,
+    ) -> None:
+        self.ckpt, self.staging, self.int8, self.calib, self.ref = ckpt, staging, int8, calib, ref
+        fe = ckpt.frontend_config
+        self.shape = (1, fe.channels, fe.segment_frames, fe.n_mels)
+        self.example = torch.zeros(self.shape)
+        self.fused = fuse_model(ckpt.model)
+        self.artifacts: dict[str, dict[str, Any]] = {}
+        self.stats = self._load_stats() if calib is not None and calib.kind == "shipped" else None
+        self.gains = self._equalize() if int8 else {}
+        self.fused_run = torch_runner(self.fused)
+        self.graph_macs: dict[str, int] | None = None
+        self._check_fusion()
+
+    def _equalize(self) -> dict[str, list[float]]:
+        """Per-channel equalisation of the export graph for int8 (exact; see fuse.equalize)."""
+        if not equalizable(self.fused):
+            return {}
+        if self.stats is not None:
+            gains = self.stats.get("equalization")
+            if gains is None:
+                path = self.stats["path"]
+                raise ExportError(f"{path}: no equalisation gains stored; {calib_mod.REGENERATE}")
+        else:
+            gains = measure_gains(self.fused, self.calib.windows)
+        self.fused = equalize(self.fused, gains)
+        return gains
+
+    def _check_fusion(self) -> None:
+        x = np.random.default_rng(1).standard_normal((4, *self.shape[1:])).astype(np.float32)
+        err = float(np.abs(torch_runner(self.ckpt.model)(x) - self.fused_run(x)).max())
+        if not err <= 1e-4:
+            raise ExportError(f"{self.ckpt.path}: fused export graph differs from the model by {err:.3g}")
+
+    def _load_stats(self) -> dict[str, Any]:
+        path = Path(self.calib.details["path"])
+        return {"path": path, **calib_mod.load_stats(path, self.ckpt)}
+
+    def name(self, suffix: str) -> str:
+        return f"{self.ckpt.name}{suffix}"
+
+    def write(self, rel: str, data: bytes) -> None:
+        path = self.staging / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def measure(self, runner: Runner, label: str) -> dict[str, Any]:
+        logits = run_all(runner, self.ref.windows, label) if len(self.ref.windows) else np.zeros((0,))
+        return quality(self.ref, logits)
+
+    # -- ONNX ---------------------------------------------------------------------------------------
+    def onnx(self) -> None:
+        fp32 = onnx_mod.export_fp32(self.fused, self.example)
+        rel = self.name(".onnx")
+        self.write(rel, fp32)
+        runner = onnx_mod.OnnxRunner(fp32, rel)
+        io = {"shape": list(self.shape), "dtype": "float32", "scale": None, "zero_point": None}
+        out = {"shape": [1, len(self.ckpt.labels)], "dtype": "float32", "scale": None, "zero_point": None}
+        base = {
+            "format": "onnx",
+            "runtime": "onnxruntime",
+            "layout": "NCHW (batch, channels, frames, bands)",
+            "input": io,
+            "output": out,
+            "opset": onnx_mod.OPSET,
+        }
+        self.artifacts[rel] = {
+            **base,
+            "precision": "fp32",
+            "ops": onnx_mod.op_counts(fp32),
+            "conversion_check_max_abs_error": check_fp32(rel, runner, self.fused_run, self.shape),
+            "quality": self.measure(runner, "onnx fp32"),
+        }
+        if not self.int8:
+            return
+        if self.stats is not None:
+            section = self.stats.get("onnx")
+            calib_mod.check_fingerprint(self.stats["path"], section, onnx_mod.graph_fingerprint(fp32), "ONNX")
+            int8, _ = onnx_mod.quantize_int8(fp32, cache=section["cache"])
+        else:
+            int8, _ = self._onnx_calibrated(fp32)
+        rel8 = self.name(".int8.onnx")
+        self.write(rel8, int8)
+        self.artifacts[rel8] = {
+            **base,
+            "precision": "int8 QDQ (per-channel 7-bit-range weights, per-tensor activations)",
+            "ops": onnx_mod.op_counts(int8),
+            "quality": self.measure(onnx_mod.OnnxRunner(int8, rel8), "onnx int8"),
+        }
+
+    def _onnx_calibrated(self, fp32: bytes) -> tuple[bytes, dict[str, Any]]:
+        bar = iter(progress(range(len(self.calib.windows)), "calibration (onnx)"))
+
+        def tick(_n: int) -> None:
+            next(bar, None)
+
+        out = onnx_mod.quantize_int8(fp32, windows=self.calib.windows, on_item=tick)
+        for _ in bar:
+            pass
+        return out
+
+    # -- TFLite -------------------------------------------------------------------------------------
+    def tflite(self, write_files: bool) -> bytes:
+        """Build fp32 (and int8) .tflite; write them if asked; return the model the MCU should run."""
+        raw = tflite_mod.convert_fp32(self.fused, self.example)
+        fp32 = tflite_mod.compact(raw, strip_names=False)
+        self.graph_macs = tflite_mod.graph_macs(fp32)
+        if write_files:
+            rel = self.name(".tflite")
+            self.write(rel, fp32)
+            runner = tflite_mod.LiteRTRunner(fp32)
+            self.artifacts[rel] = self._tflite_entry(
+                fp32,
+                "fp32",
+                {
+                    "conversion_check_max_abs_error": check_fp32(rel, runner, self.fused_run, self.shape),
+                    "quality": self.measure(runner, "tflite fp32"),
+                },
+            )
+        if not self.int8:
+            return fp32
+        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
+        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
+        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
+        if write_files:
+            rel8 = self.name(".int8.tflite")
+            self.write(rel8, int8)
+            self.artifacts[rel8] = self._tflite_entry(
+                int8,
+                "int8 (full integer: weights, activations, I/O)",
+                {"float_tensors": 0, "quality": self.measure(tflite_mod.LiteRTRunner(int8), "tflite int8")},
+            )
+        return int8
+
+    def _qsvs(self, raw: bytes) -> dict[str, Any]:
+        if self.stats is not None:
+            section = self.stats.get("tflite")
+            calib_mod.check_fingerprint(
+                self.stats["path"], section, tflite_mod.graph_fingerprint(raw), "TFLite"
+            )
+            return tflite_mod.qsvs_from_json(section["qsvs"])
+        return _calibrate_tflite(raw, self.calib.windows)
+
+    def _tflite_entry(self, data: bytes, precision: str, extra: dict[str, Any]) -> dict[str, Any]:
+        i, o = tflite_mod.io_details(data)
+        return {
+            "format": "tflite",
+            "runtime": "LiteRT (ai-edge-litert)",
+            "precision": precision,
+            "layout": "NHWC (batch, frames, bands, channels)",
+            "input": i.to_dict(),
+            "output": o.to_dict(),
+            "ops": tflite_mod.op_counts(data),
+            **extra,
+        }
+
+    # -- C / TFLM -----------------------------------------------------------------------------------
+    def mcu(self, model: bytes) -> None:
+        runner = tflm_mod.TflmRunner(model, "TFLite Micro")
+        litert = tflite_mod.LiteRTRunner(model)
+        windows = self.ref.windows[:: max(1, len(self.ref.windows) // TFLM_WINDOWS)][:TFLM_WINDOWS]
+        inputs_are_real = len(windows) > 0
+        if not inputs_are_real:
+            windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
+        diffs, agree = [], []
+        for x in progress(windows, "TFLite Micro"):
+            q = tflite_mod.quantize(x[None].transpose(0, 2, 3, 1), litert.in_io)
+            y_micro = runner(q)
+            litert.interpreter.set_tensor(litert.input["index"], q)
+            litert.interpreter.invoke()
+            y_lite = litert.interpreter.get_tensor(litert.output["index"])
+            diffs.append(float(np.abs(y_micro.astype(np.float64) - y_lite.astype(np.float64)).max()))
+            agree.append(int(y_micro.argmax()) == int(y_lite.argmax()))
+        report = runner.arena()
+        default = tflm_mod.TflmRunner(tflm_mod.strip_offline_plan(model), "TFLite Micro")
+        default(tflite_mod.quantize(windows[:1].transpose(0, 2, 3, 1), litert.in_io))
+        default_arena = default.arena().arena_bytes
+        tflm_mod.write_c_array(model, self.staging / "mcu")
+        emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True)
+        i, o = tflite_mod.io_details(model)
+        unit = "LSB" if i.scale is not None else "abs"
+        self.artifacts["mcu/model_data.cc"] = {
+            "format": "c-array (.tflite flatbuffer)",
+            "runtime": "TFLite Micro",
+            "precision": "int8" if i.scale is not None else "fp32",
+            "layout": "NHWC (batch, frames, bands, channels)",
+            "input": i.to_dict(),
+            "output": o.to_dict(),
+            "model_bytes": len(model),
+            "tflm": {
+                **report.to_dict(),
+                "offline_plan": tflm_mod.has_offline_plan(model),
+                "arena_bytes_default_planner": default_arena,
+                "ops": tflite_mod.op_counts(model),
+                "peak": tflm_mod.arena_breakdown(model),
+            },
+            "quality": {
+                "vs": "LiteRT on the same model",
+                "windows": len(windows),
+                "inputs": "real windows" if inputs_are_real else "pseudo-random (no audio available)",
+                f"max_abs_output_diff_{unit}": max(diffs),
+                "top1_agreement": float(np.mean(agree)),
+            },
+        }
+
+
+def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
+    """Equalisation gains from the calibration windows as the int8 model sees them (clipped)."""
+    return equalization_gains(channel_ranges(fused, torch.from_numpy(tflite_mod.clip_inputs(windows))))
+
+
+def _calibrate_tflite(raw: bytes, windows: np.ndarray) -> dict[str, Any]:
+    bar = progress(range(0, len(windows), 32), "calibration (tflite)")
+    it = iter(bar)
+    qsvs = tflite_mod.calibrate(raw, windows, chunk=32, on_chunk=lambda _n: next(it, None))
+    for _ in it:
+        pass
+    return qsvs
+
+
+def export_model(
+    name_or_checkpoint: str | Path | Checkpoint,
+    out_dir: str | Path,
+    formats: Sequence[str] | str = FORMATS,
+    int8: bool = True,
+    calib_dir: str | Path | None = None,
+    eval_dir: str | Path | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """Export a shipped size or a checkpoint into ``out_dir`` (see the module docstring)."""
+    formats = normalise_formats(formats)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
+    ckpt = resolve_checkpoint(name_or_checkpoint)
+    with _exclusive(out_dir):
+        return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
+
+
+def _export(
+    ckpt: Checkpoint, out_dir: Path, formats: tuple[str, ...], int8: bool, calib_dir: str | Path | None,
+    eval_dir: str | Path | None, force: bool,
+) -> ExportResult:
+    staging = _staging_dir(out_dir, force)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic and, on a busy small CPU, many times faster
+    try:
+        _seed()
+        calib = calib_mod.choose_source(ckpt, calib_dir) if int8 else None
+        evalset = load_eval_set(ckpt, eval_dir)
+        ref = build_reference(ckpt, evalset, calib)
+        builder = _Builder(ckpt, staging, int8, calib, ref)
+        if "onnx" in formats:
+            builder.onnx()
+        if "tflite" in formats or "c" in formats:
+            mcu_model = builder.tflite(write_files="tflite" in formats)
+            if "c" in formats:
+                builder.mcu(mcu_model)
+        manifest = _manifest(ckpt, calib, builder)
+        (staging / "report.md").write_text(
+            manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
+        )
+        manifest_mod.write_manifest(staging, manifest, builder.artifacts)
+        _publish(staging, out_dir)
+    finally:
+        torch.set_num_threads(threads)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out_dir, manifest_mod.load_manifest(out_dir))
+
+
+def _manifest(ckpt: Checkpoint, calib: calib_mod.CalibrationSet | None, builder: _Builder) -> dict[str, Any]:
+    complexity = measure(ckpt.model, ckpt.frontend_config).to_dict()
+    if builder.graph_macs is not None:
+        complexity["graph_macs"] = int(sum(builder.graph_macs.values()))
+        complexity["graph_macs_by_op"] = builder.graph_macs
+        complexity["graph_macs_convention"] = tflite_mod.MAC_CONVENTION
+    complexity["export_graph_params"] = int(sum(p.numel() for p in builder.fused.parameters()))
+    calibration: dict[str, Any] = {"source": "none (fp32 only)"}
+    if calib is not None:
+        calibration = {
+            "source": calib.source,
+            "kind": calib.kind,
+            "windows": int(len(calib.windows)) if calib.windows.ndim == 4 else None,
+            "method": (
+                f"per-tensor ranges on windows clipped to ±{tflite_mod.INPUT_CLIP:g} std "
+                "(the int8 input range); "
+                f"{tflite_mod.PERCENTILE:g}th percentile for spatial maps (TFLite "
+                f"{', '.join(sorted(tflite_mod.PERCENTILE_OPS))}; ONNX "
+                f"{', '.join(sorted(onnx_mod.PERCENTILE_NODES))}), min/max for the rest; no moving average"
+            ),
+        }
+        if calib.kind == "shipped":
+            calibration["measured_on"] = builder.stats.get("source")
+        if builder.gains:
+            calibration["equalization"] = (
+                f"per-channel gains on {len(builder.gains)} operator outputs (op1/op2 of every block), "
+                f"at most {MAX_GAIN:g}x, folded exactly into every exported graph"
+            )
+    return {
+        "name": ckpt.name,
+        "created_by": f"dssdn-edge {__version__}",
+        "labels": list(ckpt.labels),
+        "frontend": ckpt.frontend_config.to_dict(),
+        "normalization": ckpt.normalization.to_dict(),
+        "model_config": ckpt.model_config.to_dict(),
+        "weights_sha256": ckpt.meta.get("weights_sha256"),
+        "model_card": {
+            "test_accuracy": ckpt.meta.get("metrics", {}).get("test_accuracy"),
+            "eval": ckpt.meta.get("metrics", {}).get("eval"),
+        },
+        "complexity": complexity,
+        "calibration": calibration,
+        "evaluation": {
+            "windows_source": builder.ref.windows_source,
+            "torch_fp32_accuracy": builder.ref.accuracy,
+            "accuracy_source": builder.ref.accuracy_source,
+            "window_stride_frames": EVAL_STRIDE,
+        },
+        "tools": tool_versions(),
+    }
+
+
+# ----------------------------------------------------------------------------------- calibration stats
+def save_calibration(name_or_checkpoint: str | Path | Checkpoint, path: str | Path | None = None) -> Path:
+    """Measure the int8 activation ranges on fold 4 and store them beside the weights (no audio, no
+    features), so exports work on a clone without ../shared. Returns the statistics file."""
+    ckpt = resolve_checkpoint(name_or_checkpoint)
+    if not calib_mod.dataset_root_available():
+        raise ExportError(
+            "../shared/data (or $DSSDN_DATA) is missing: calibration statistics are measured on "
+            "fold 4 of ESC-50"
+        )
+    _seed()
+    target = Path(path) if path is not None else calib_mod.stats_path(ckpt)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _save_calibration(ckpt, target)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
+    calib = calib_mod.fold4_windows(ckpt)
+    fe = ckpt.frontend_config
+    example = torch.zeros(1, fe.channels, fe.segment_frames, fe.n_mels)
+    fused = fuse_model(ckpt.model)
+    gains = measure_gains(fused, calib.windows) if equalizable(fused) else None
+    if gains:
+        equalize(fused, gains)
+    fp32_onnx = onnx_mod.export_fp32(fused, example)
+    raw = tflite_mod.convert_fp32(fused, example)
+    qsvs = _calibrate_tflite(raw, calib.windows)
+    _, cache = onnx_mod.quantize_int8(fp32_onnx, windows=calib.windows)
+    return calib_mod.save_stats(
+        target,
+        ckpt,
+        calib.source,
+        equalization=gains,
+        tflite={"graph": tflite_mod.graph_fingerprint(raw), "qsvs": tflite_mod.qsvs_to_json(qsvs)},
+        onnx={"graph": onnx_mod.graph_fingerprint(fp32_onnx), "cache": cache},
+    )

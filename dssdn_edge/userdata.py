@@ -1,0 +1,261 @@
+"""Reading labelled audio in the layouts people already have, into a ``Dataset``.
+
+* ESC-50: a folder with its ``metadata.csv`` (filename, target, fold ...). Splits come from the folds:
+  1–3 train, 4 val, 5 test by default (``Dataset.with_folds`` changes that).
+* Class folders: ``ROOT/<label>/<file>`` (Keras ``audio_dataset_from_directory`` and image-folder style);
+  files may sit in sub-folders of a class folder.
+* A CSV: ``filename,label`` with optional ``split`` (train/val/test), ``fold`` (the highest fold is the test
+  set, the next one val, the rest train) and ``group`` (clips of one source recording, kept in one split).
+  File names are relative to the CSV's folder.
+
+Without a split or fold, clips are split per class (stratified) with a seeded shuffle, 80/10/10 by
+default, whole groups at a time. Files whose extension is not audio are skipped and counted; a file with
+an audio extension that cannot be read is an error naming it, unless ``skip_bad`` (then it is skipped and
+counted).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .data import Clip, Dataset
+from .errors import DssdnError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf",
+     ".rf64"}
+)
+CSV_COLUMNS = {"filename", "label", "split", "fold", "group"}
+MAX_CLASSES = 1000
+MIN_CLIPS_PER_CLASS = 2
+ESC50_LICENCE = (
+    "ESC-50 (K. J. Piczak, ACM MM 2015), 16 kHz copy: CC BY-NC 3.0 as a whole, ESC-10 subset CC BY 3.0"
+)
+
+
+@dataclass
+class LoadReport:
+    """What was left out while reading a dataset, so a summary can say it."""
+
+    skipped_not_audio: list[Path] = field(default_factory=list)
+    skipped_bad: list[tuple[Path, str]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ ESC-50
+def is_esc50(root: Path) -> bool:
+    meta = root / "metadata.csv" if root.is_dir() else root
+    if meta.name != "metadata.csv" or not meta.is_file():
+        return False
+    with meta.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    return {"filename", "target", "fold"} <= set(header)
+
+
+def load_esc50(root: Path) -> Dataset:
+    root = root if root.is_dir() else root.parent
+    meta = root / "metadata.csv"
+    with meta.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise DssdnError(f"{meta}: no clips (only a header)")
+    need = {"filename", "target", "fold", "label"}
+    missing = need - set(rows[0])
+    if missing:
+        raise DssdnError(f"{meta}: missing columns {', '.join(sorted(missing))} (ESC-50 layout)")
+    try:
+        parsed = [(r["filename"], int(r["target"]), r["label"], int(r["fold"])) for r in rows]
+    except (TypeError, ValueError) as exc:
+        raise DssdnError(f"{meta}: bad target or fold value ({exc})") from None
+    names: dict[int, str] = {}
+    for _, t, lab, _ in parsed:
+        if names.setdefault(t, lab) != lab:
+            raise DssdnError(f"{meta}: target {t} is labelled both {names[t]!r} and {lab!r}")
+    order = sorted(names)  # a metadata.csv with only some classes keeps their order
+    index = {t: i for i, t in enumerate(order)}
+    split = {1: "train", 2: "train", 3: "train", 4: "val", 5: "test"}
+    clips = tuple(
+        Clip(root / f, index[t], lab, split.get(fold, "unused"), fold, None) for f, t, lab, fold in parsed
+    )
+    missing_files = [c.path for c in clips if not c.path.is_file()]
+    if missing_files:
+        raise DssdnError(f"{missing_files[0]}: listed in {meta} but not found ({len(missing_files)} missing)")
+    return Dataset(root, clips, tuple(names[t] for t in order), "esc50", ESC50_LICENCE,
+                   "ESC-50 (16 kHz): folds 1-3 train, fold 4 val, fold 5 test")
+
+
+# --------------------------------------------------------------------------------------- user data
+def load_user_data(
+    root: Path,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    skip_bad: bool = False,
+    report: LoadReport | None = None,
+) -> Dataset:
+    """Class folders or a CSV; see the module docstring for the layouts and rules."""
+    root = Path(root)
+    report = report if report is not None else LoadReport()
+    if not root.exists():
+        raise DssdnError(f"{root}: no such file or folder")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DssdnError(f"{root}: expected a folder of class folders or a .csv file")
+        rows = read_csv(root)
+        base = root.parent
+    else:
+        rows = scan_class_folders(root, report)
+        base = root
+    rows = [r for r in rows if usable(r["path"], report, skip_bad)]
+    labels = sorted({r["label"] for r in rows})
+    check_classes(root, rows, labels)
+    target = {lab: i for i, lab in enumerate(labels)}
+    if any(r.get("split") for r in rows):
+        splits = [normalise_split(r["split"], root) for r in rows]
+    elif any(r.get("fold") for r in rows):
+        splits = splits_from_folds(root, [r.get("fold", "") for r in rows])
+    else:
+        splits = stratified_split(rows, split, seed)
+    clips = tuple(
+        Clip(r["path"], target[r["label"]], r["label"], s, None, r.get("group") or None)
+        for r, s in zip(rows, splits, strict=True)
+    )
+    if not any(c.split == "train" for c in clips):
+        raise DssdnError(f"{root}: no training clips after the split")
+    kind = "csv" if root.is_file() else "folder"
+    return Dataset(base if kind == "folder" else root, clips, tuple(labels), kind, None,
+                   f"{kind} dataset {root}")
+
+
+def scan_class_folders(root: Path, report: LoadReport) -> list[dict]:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        files = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if not files:
+            raise DssdnError(f"{root}: empty folder (expected one sub-folder of audio files per class)")
+        raise DssdnError(f"{root}: no class sub-folders (put each class's files in ROOT/<label>/)")
+    rows = []
+    for folder in classes:
+        for path in sorted(folder.rglob("*")):
+            if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue
+            if path.suffix.lower() not in AUDIO_EXTENSIONS:
+                report.skipped_not_audio.append(path)
+                continue
+            rows.append({"path": path, "label": folder.name})
+    if not rows:
+        raise DssdnError(f"{root}: no audio files in its class folders (extensions: wav, flac, ogg, mp3 ...)")
+    return rows
+
+
+def read_csv(path: Path) -> list[dict]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            raw = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DssdnError(f"{path}: unreadable CSV ({exc})") from None
+    if not header:
+        raise DssdnError(f"{path}: empty CSV (expected a header: filename,label[,split|fold][,group])")
+    unknown = set(header) - CSV_COLUMNS
+    if unknown:
+        raise DssdnError(f"{path}: unknown column(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(CSV_COLUMNS))})")
+    if not {"filename", "label"} <= set(header):
+        raise DssdnError(f"{path}: needs the columns filename and label")
+    if not raw:
+        raise DssdnError(f"{path}: no rows (only a header)")
+    rows, missing = [], []
+    for i, r in enumerate(raw, start=2):
+        r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
+        if not r["filename"] or not r["label"]:
+            raise DssdnError(f"{path}: line {i}: empty filename or label")
+        file = path.parent / r["filename"]
+        if not file.is_file():
+            missing.append(file)
+        rows.append({**r, "path": file})
+    if missing:
+        raise DssdnError(f"{missing[0]}: listed in {path} but not found ({len(missing)} missing)")
+    return rows
+
+
+def usable(path: Path, report: LoadReport, skip_bad: bool) -> bool:
+    """Can soundfile read the header of this audio file? (Content errors surface when features are made.)"""
+    try:
+        info = sf.info(str(path))
+        if info.frames == 0:
+            raise ValueError("empty audio (0 samples)")
+    except Exception as exc:  # soundfile raises several types for a bad file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not skip_bad:
+            raise DssdnError(f"{path}: unreadable audio ({reason}); fix or remove it, or pass --skip-bad") from None
+        report.skipped_bad.append((path, reason))
+        return False
+    return True
+
+
+def check_classes(root: Path, rows: list[dict], labels: list[str]) -> None:
+    if not labels:
+        raise DssdnError(f"{root}: no usable audio clips")
+    if len(labels) < 2:
+        raise DssdnError(f"{root}: only one class ({labels[0]!r}); a classifier needs at least 2")
+    if len(labels) > MAX_CLASSES:
+        raise DssdnError(f"{root}: {len(labels)} classes; at most {MAX_CLASSES} are supported")
+    counts = {lab: 0 for lab in labels}
+    for r in rows:
+        counts[r["label"]] += 1
+    few = [lab for lab, n in counts.items() if n < MIN_CLIPS_PER_CLASS]
+    if few:
+        where = root / few[0] if root.is_dir() else root
+        raise DssdnError(f"{where}: class {few[0]!r} has {counts[few[0]]} usable clip(s), need at least "
+                         f"{MIN_CLIPS_PER_CLASS}" + (f" ({len(few)} classes too small)" if len(few) > 1 else ""))
+
+
+def normalise_split(value: str, root: Path) -> str:
+    v = value.strip().lower()
+    aliases = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "dev": "val", "test": "test", "testing": "test", "eval": "test"}
+    if v not in aliases:
+        raise DssdnError(f"{root}: unknown split {value!r} (use train, val or test)")
+    return aliases[v]
+
+
+def splits_from_folds(root: Path, folds: list[str]) -> list[str]:
+    try:
+        values = [int(f) for f in folds]
+    except ValueError:
+        raise DssdnError(f"{root}: the fold column must hold integers on every row") from None
+    order = sorted(set(values))
+    if len(order) < 2:
+        raise DssdnError(f"{root}: a single fold; give at least 2 (the highest is the test set)")
+    test = order[-1]
+    val = order[-2] if len(order) >= 3 else None
+    return ["test" if f == test else "val" if f == val else "train" for f in values]
+
+
+def stratified_split(rows: list[dict], fractions: tuple[float, float, float], seed: int) -> list[str]:
+    """Per class, whole groups shuffled with ``seed``: the first ~val share to val, the next ~test share to
+    test, the rest train. Every class keeps at least one training group; val/test get one group of a
+    class only when the class has enough groups to spare (3 for test, 4 for val)."""
+    _, f_val, f_test = fractions
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, dict[str, list[int]]] = {}
+    for i, r in enumerate(rows):
+        group = r.get("group") or f"\0{i}"
+        by_class.setdefault(r["label"], {}).setdefault(group, []).append(i)
+    out = ["train"] * len(rows)
+    for label in sorted(by_class):
+        groups = [by_class[label][g] for g in sorted(by_class[label])]
+        order = rng.permutation(len(groups))
+        n = len(groups)
+        n_test = max(1, round(f_test * n)) if n >= 3 and f_test > 0 else 0
+        n_val = max(1, round(f_val * n)) if n >= 4 and f_val > 0 else 0
+        for rank, g in enumerate(order):
+            name = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+            for i in groups[g]:
+                out[i] = name
+    return out
