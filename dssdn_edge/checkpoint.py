@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import CheckpointError
+from .fileio import atomic_path
 from .frontend import FrontendConfig, Normalization
 from .model import ModelConfig, build_model
 
@@ -72,25 +72,23 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().clone()
              for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"name": name})
-    sidecar = {
-        "format": FORMAT_VERSION,
-        "name": name,
-        "weights_file": path.name,
-        "weights_sha256": sha256_file(tmp),
-        "weights_dtype": str(dtype).removeprefix("torch."),
-        "model_config": model_config.to_dict(),
-        "frontend_config": frontend_config.to_dict(),
-        "normalization": normalization.to_dict(),
-        "labels": list(labels),
-        "code_version": __version__,
-        **(meta or {}),
-    }
-    tmp_side = sidecar_path(path).with_name(sidecar_path(path).name + ".tmp")
-    tmp_side.write_text(json.dumps(sidecar, indent=1) + "\n")
-    os.replace(tmp, path)
-    os.replace(tmp_side, sidecar_path(path))
+    side_path = sidecar_path(path)
+    with atomic_path(side_path) as tmp_side, atomic_path(path) as tmp:  # weights land first, sidecar last
+        save_file(state, str(tmp), metadata={"name": name})
+        sidecar = {
+            "format": FORMAT_VERSION,
+            "name": name,
+            "weights_file": path.name,
+            "weights_sha256": sha256_file(tmp),
+            "weights_dtype": str(dtype).removeprefix("torch."),
+            "model_config": model_config.to_dict(),
+            "frontend_config": frontend_config.to_dict(),
+            "normalization": normalization.to_dict(),
+            "labels": list(labels),
+            "code_version": __version__,
+            **(meta or {}),
+        }
+        tmp_side.write_text(json.dumps(sidecar, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
@@ -99,7 +97,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not side.is_file():
         raise CheckpointError(f"{side}: sidecar missing (a checkpoint is <name>.safetensors + <name>.json)")
     try:
-        data = json.loads(side.read_text())
+        data = json.loads(side.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{side}: sidecar is not valid JSON ({exc})") from None
     missing = {"weights_sha256", "model_config", "frontend_config", "normalization", "labels"} - set(data)

@@ -63,6 +63,11 @@ class Dataset:
     kind: str = "esc50"  # esc50 | folder | csv
     licence: str | None = None
     description: str = ""
+    load_args: tuple[tuple[str, object], ...] = ()  # how to load it again (split fractions, seed ...)
+
+    def reload_spec(self) -> dict:
+        """What a checkpoint records so that export can find the same data and the same split."""
+        return {"root": str(self.root), "kind": self.kind, **dict(self.load_args)}
 
     @classmethod
     def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
@@ -77,6 +82,13 @@ class Dataset:
         if root == default_data_root() and not root.exists():
             raise DssdnError(f"{root}: ESC-50 not found (set DSSDN_DATA or pass --data)")
         return load_user_data(root, **kwargs)
+
+    @classmethod
+    def reload(cls, spec: dict) -> Dataset:
+        """The dataset a ``reload_spec`` describes, with the same split."""
+        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in ("split", "seed",
+                                                                                               "skip_bad")}
+        return cls.load(spec["root"], **args)
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]

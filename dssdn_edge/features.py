@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .audio import load_audio
 from .errors import DssdnError
+from .fileio import atomic_path, refuse_overwrite
 from .frontend import Frontend
 
 
@@ -46,18 +46,11 @@ def describe(path: Path, feats: np.ndarray, frontend: Frontend) -> str:
     return "\n".join(lines)
 
 
-def _check_target(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise DssdnError(f"{path}: already exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise DssdnError(f"{path.parent}: output folder does not exist")
-
-
 def save_npy(path: Path, feats: np.ndarray, force: bool = False) -> None:
-    _check_target(path, force)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    if path.suffix != ".npy":
+        raise DssdnError(f"{path}: give a .npy file name (numpy would append .npy)")
+    with atomic_path(path, force) as tmp:
+        np.save(tmp, feats)
 
 
 def plot_bands(path: Path, feats: np.ndarray, frontend: Frontend, title: str, force: bool = False) -> None:
@@ -67,7 +60,9 @@ def plot_bands(path: Path, feats: np.ndarray, frontend: Frontend, title: str, fo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _check_target(path, force)
+    refuse_overwrite(path, force)
+    if not path.parent.is_dir():
+        raise DssdnError(f"{path.parent}: output folder does not exist")
     cfg = frontend.config
     low, high = frontend.split(feats[0])
     t_end = (feats.shape[1] - 1) * cfg.hop_length / cfg.sample_rate
@@ -83,7 +78,6 @@ def plot_bands(path: Path, feats: np.ndarray, frontend: Frontend, title: str, fo
     axes[0].set_title(title)
     axes[1].set_xlabel("time (s)")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(path, force) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -46,9 +46,17 @@ def atomic_path(path: str | Path, force: bool = True) -> Iterator[Path]:
     tmp = temp_name(path)
     try:
         yield tmp
+        if tmp.is_file():  # some writers create private (0600) files: give the usual permissions
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | Path, data: bytes, force: bool = True) -> Path:

@@ -53,7 +53,7 @@ _FAST = dict(stem_kernel=(3, 2), stem_stride=(2, 2), time_pool=(2, 2, 2, 2, 1), 
 SIZES: dict[str, ModelConfig] = {
     "dssdn-small": ModelConfig(operator="spc", widths=(24, 32, 48, 48, 64), **_FAST),
     "dssdn-middle": ModelConfig(operator="osc", widths=(24, 64, 96, 96, 96), **_FAST),
-    "dssdn-large": ModelConfig(operator="sc", widths=(24, 128, 128, 128, 128), **_FAST),
+    "dssdn-large": ModelConfig(operator="sc", widths=(32, 128, 160, 192, 192), **_FAST),
     "resnet": ModelConfig(
         arch="resnet", operator="", widths=(32, 64, 128, 152), split=(), stem=32, depth=(1, 1, 1, 2),
         pooled_blocks=(),

@@ -1,62 +1,52 @@
 """Classify audio files with an exported model (.onnx, .tflite fp32/int8) or a checkpoint.
 
-The same path a device follows: load_audio → Frontend.features → stored normalisation → 1-s windows
-(stride 25 frames) → model → mean of the window logits. Labels, front end and normalisation come from
-the export's ``manifest.json`` beside the model (or a checkpoint's sidecar), never from defaults, so a
-model is always fed the features it was trained on.
+The same path a device follows: audio → front end → stored normalisation → 1-s windows (every 0.5 s) →
+model → mean of the window logits. Labels, front end and normalisation come from the export's validated
+``manifest.json`` (or a checkpoint's sidecar), never from defaults, and a model file runs only if the
+manifest lists it with a matching SHA-256. Files stream through in blocks (``audio_stream``), so memory
+does not grow with the length of a recording; one bad file does not stop the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .audio import load_audio
+from .audio_stream import file_windows
 from .checkpoint import sha256_file
-from .data import silent_frames
-from .errors import AudioError, ExportError
+from .errors import DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
 
-WINDOW_STRIDE = 25  # frames, as dssdn_edge.evaluate / training's clip-level evaluation
+WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
+MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
 
 
 def clip_windows(
     path: str | Path, frontend: Frontend, stride: int = WINDOW_STRIDE, allow_silent: bool = False
 ) -> np.ndarray:
-    """Unnormalised (k, channels, frames, bands) 1-s windows of one audio file.
-
-    A clip shorter than one window (but at least one hop long) is zero-padded to one window, as ESC-50
-    pads its short sounds; windows whose audio is all digital zeros are dropped. A file with no window
-    left is an ``AudioError`` unless ``allow_silent`` (then k = 0).
-    """
+    """Unnormalised (k, channels, frames, bands) 1-s windows of one audio file (all in memory: for
+    calibration sets and tests; ``Predictor`` streams instead)."""
     cfg = frontend.config
-    audio = load_audio(path, cfg.sample_rate, min_samples=cfg.hop_length)
-    if len(audio) < cfg.segment_samples:
-        audio = np.pad(audio, (0, cfg.segment_samples - len(audio)))
-    feats = frontend.features(audio)
-    silent = silent_frames(audio, cfg)
-    seg, n = cfg.segment_frames, feats.shape[1]
-    starts = range(0, n - seg + 1, stride)
-    keep = [s for s in starts if not silent[s : s + seg].all()]
-    if not keep and not allow_silent:
-        raise AudioError(f"{path}: audio is all digital silence (no non-zero 1-s window)")
-    out = np.zeros((len(keep), feats.shape[0], seg, feats.shape[2]), np.float32)
-    for k, s in enumerate(keep):
-        out[k] = feats[:, s : s + seg]
-    return out
+    parts = [b.windows for b in file_windows(path, frontend, stride, allow_silent=allow_silent)]
+    if not parts:
+        return np.zeros((0, cfg.channels, cfg.segment_frames, cfg.n_mels), np.float32)
+    return np.concatenate(parts)
 
 
 @dataclass
 class Prediction:
     path: str
-    labels: list[str]
-    scores: list[float]  # softmax of the mean window logits
-    windows: int
+    labels: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # softmax of the mean window logits
+    windows: int = 0
+    error: str | None = None
 
     def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
         return {
             "path": self.path,
             "windows": self.windows,
@@ -64,9 +54,19 @@ class Prediction:
         }
 
 
+@dataclass
+class WindowLabel:
+    """One window of a stream: where it is, its top label and score (None: digital silence)."""
+
+    start_s: float
+    end_s: float
+    label: str | None
+    score: float
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Predictor:
@@ -89,23 +89,33 @@ class Predictor:
     @classmethod
     def from_path(cls, path: str | Path) -> Predictor:
         path = Path(path)
+        if path.is_dir():
+            models = sorted(p.name for p in path.iterdir() if p.suffix in MODEL_SUFFIXES)
+            hint = f" (e.g. {path / models[0]})" if models else ""
+            raise ExportError(f"{path}: is a folder; give a model file inside it{hint}")
         if not path.is_file():
             raise ExportError(f"{path}: model file not found")
         if path.suffix == ".safetensors":
             return cls._from_checkpoint(path)
         if path.suffix not in (".onnx", ".tflite"):
             raise ExportError(f"{path}: unknown model type (expected .onnx, .tflite or .safetensors)")
-        from .export.manifest import load_manifest
+        return cls._from_export(path)
 
-        manifest_file = path.parent / "manifest.json"
+    @classmethod
+    def _from_export(cls, path: Path) -> Predictor:
+        from .export.manifest import MANIFEST, load_manifest
+
+        manifest_file = path.parent / MANIFEST
         if not manifest_file.is_file():
             raise ExportError(
-                f"{manifest_file}: no manifest.json beside {path.name} (labels and front end "
-                "come from it; use the whole export folder)"
+                f"{manifest_file}: no {MANIFEST} beside {path.name} (labels and front end come from it; "
+                "use the whole export folder)"
             )
-        manifest = load_manifest(path.parent, verify=False)
+        manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
         entry = manifest["artifacts"].get(path.name)
-        if entry is not None and entry["sha256"] != sha256_file(path):
+        if entry is None:
+            raise ExportError(f"{path}: not listed in {manifest_file} (not part of this export)")
+        if entry["sha256"] != sha256_file(path):
             raise ExportError(
                 f"{path}: file does not match the sha256 in {manifest_file} (modified or from another export)"
             )
@@ -139,21 +149,56 @@ class Predictor:
 
         return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
 
+    # -- one file ------------------------------------------------------------------------------------
+    def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
+                      allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(starts, logits) per batch of windows, streamed from the file."""
+        for batch in file_windows(audio_path, self.frontend, stride, allow_silent=allow_silent):
+            yield batch.starts, self.run(self.normalization.apply(batch.windows))
+
     def logits(self, audio_path: str | Path) -> tuple[np.ndarray, int]:
         """Mean window logits of one file and the number of windows used."""
-        windows = self.normalization.apply(clip_windows(audio_path, self.frontend))
-        return self.run(windows).mean(axis=0), len(windows)
+        total, n = None, 0
+        for _, logits in self.window_logits(audio_path):
+            s = logits.astype(np.float64).sum(axis=0)
+            total = s if total is None else total + s
+            n += len(logits)
+        assert total is not None  # file_windows raises for a file without a window
+        return total / n, n
+
+    def predict_one(self, path: str | Path, top_k: int = 5) -> Prediction:
+        logits, n = self.logits(path)
+        probs = softmax(logits)
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        return Prediction(str(path), [self.labels[i] for i in order], [float(probs[i]) for i in order], n)
 
     def predict(self, paths: Sequence[str | Path], top_k: int = 5) -> list[Prediction]:
+        """Every file gets a ``Prediction``; a file that fails gets one with ``error`` set, and the rest go on."""
         out = []
         for p in paths:
-            logits, n = self.logits(p)
-            probs = softmax(logits.astype(np.float64))
-            order = np.argsort(-probs, kind="stable")[:top_k]
-            out.append(
-                Prediction(str(p), [self.labels[i] for i in order], [float(probs[i]) for i in order], n)
-            )
+            try:
+                out.append(self.predict_one(p, top_k))
+            except DssdnError as exc:
+                out.append(Prediction(str(p), error=str(exc)))
         return out
+
+    def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[WindowLabel]:
+        """A label for every 1-s window, one every ``hop_seconds``, as an always-on device would print them
+        while the audio arrives (silent windows are reported as such, not classified)."""
+        cfg = self.frontend.config
+        stride = max(1, round(hop_seconds * cfg.sample_rate / cfg.hop_length))
+        frame_s = cfg.hop_length / cfg.sample_rate
+        seg_s = cfg.segment_seconds
+        next_start = 0
+        for starts, logits in self.window_logits(audio_path, stride, allow_silent=True):
+            probs = softmax(logits.astype(np.float64))
+            for s, p in zip(starts, probs, strict=True):
+                while next_start < s:  # windows skipped as silence keep their place in the stream
+                    yield WindowLabel(next_start * frame_s, next_start * frame_s + seg_s, None, 0.0)
+                    next_start += stride
+                i = int(p.argmax())
+                yield WindowLabel(s * frame_s, s * frame_s + seg_s, self.labels[i], float(p[i]))
+                next_start = s + stride
 
 
 def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -240,8 +240,11 @@ class Batcher:
         return max(1, len(self.clips) * self.cfg.windows_per_clip // self.cfg.batch_size)
 
     def epoch_plan(self, rng: np.random.Generator) -> np.ndarray:
-        """(steps, batch, 3) rows of (clip, grid start, shifted start) for one epoch."""
+        """(steps, batch, 3) rows of (clip, grid start, shifted start) for one epoch. A dataset with fewer
+        windows per epoch than one batch fills the batch by drawing clips again."""
         clips = np.repeat(self.clips, self.cfg.windows_per_clip)
+        if len(clips) < self.cfg.batch_size:
+            clips = np.concatenate([clips, rng.choice(self.clips, self.cfg.batch_size - len(clips))])
         rows = np.array([self.by_clip[c][rng.integers(len(self.by_clip[c]))] for c in clips], np.int64)
         chosen = self.grid[rows]
         shift = rng.integers(-self.cfg.shift_frames, self.cfg.shift_frames + 1, len(chosen))
@@ -356,7 +359,7 @@ def train(
     if resume:
         saved = json.loads((out_dir / CONFIG_FILE).read_text())
         cfg = TrainConfig.from_dict(saved["config"])
-        dataset = dataset or Dataset.load(saved["data_root"])
+        dataset = dataset or Dataset.reload(saved.get("data") or {"root": saved["data_root"]})
         command = command or saved.get("command")
     torch.set_num_threads(cfg.threads)
     name = resolve_name(cfg.model)
@@ -392,7 +395,7 @@ def train(
         load_state(out_dir / STATE_FILE, model, opt, sched, ema, gen, rng, st)
         log(f"resuming {out_dir} at epoch {st['epoch'] + 1} step {st['step']} of {cfg.epochs} epochs")
     else:
-        write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "data_root": str(dataset.root),
+        write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "data": dataset.reload_spec(),
                                            "command": command})
     eval_model = (lambda: ema.model) if ema else (lambda: model)
     has_val = splits.val is not None
@@ -497,7 +500,7 @@ def finish(
         "metrics": metrics,
         "training": {**cfg.to_dict(), "seconds": round(seconds, 1), "windows_seen": st["windows_seen"],
                      "command": command, "teacher_info": teacher.info if teacher else None},
-        "data": {"name": dataset.description, "kind": dataset.kind, "licence": dataset.licence,
+        "data": {"name": dataset.description, "licence": dataset.licence, **dataset.reload_spec(),
                  "clips": {s: len(dataset.split(s)) for s in ("train", "val", "test")}},
     }
     ckpt_path = out_dir / f"{name}.safetensors"

@@ -126,8 +126,9 @@ def load_user_data(
     if not any(c.split == "train" for c in clips):
         raise DssdnError(f"{root}: no training clips after the split")
     kind = "csv" if root.is_file() else "folder"
+    args = (("split", list(split)), ("seed", seed), ("skip_bad", skip_bad))
     return Dataset(base if kind == "folder" else root, clips, tuple(labels), kind, None,
-                   f"{kind} dataset {root}")
+                   f"{kind} dataset {root}", args)
 
 
 def scan_class_folders(root: Path, report: LoadReport) -> list[dict]:
@@ -238,24 +239,28 @@ def splits_from_folds(root: Path, folds: list[str]) -> list[str]:
 
 
 def stratified_split(rows: list[dict], fractions: tuple[float, float, float], seed: int) -> list[str]:
-    """Per class, whole groups shuffled with ``seed``: the first ~val share to val, the next ~test share to
-    test, the rest train. Every class keeps at least one training group; val/test get one group of a
-    class only when the class has enough groups to spare (3 for test, 4 for val)."""
+    """Whole groups (source recordings; each clip its own group when none is given) are assigned to a
+    split, stratified by each group's most common label: per label its groups are shuffled with ``seed``,
+    the first ~val share goes to val, the next ~test share to test, the rest to train. Every label keeps at
+    least one training group; val/test get a group of a label only when it has enough to spare (4 for
+    val, 3 for test)."""
     _, f_val, f_test = fractions
     rng = np.random.default_rng(seed)
-    by_class: dict[str, dict[str, list[int]]] = {}
+    members: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        group = r.get("group") or f"\0{i}"
-        by_class.setdefault(r["label"], {}).setdefault(group, []).append(i)
+        members.setdefault(r.get("group") or f"\0{i}", []).append(i)
+    by_label: dict[str, list[str]] = {}
+    for g, idx in members.items():
+        labels = [rows[i]["label"] for i in idx]
+        by_label.setdefault(max(sorted(set(labels)), key=labels.count), []).append(g)
     out = ["train"] * len(rows)
-    for label in sorted(by_class):
-        groups = [by_class[label][g] for g in sorted(by_class[label])]
-        order = rng.permutation(len(groups))
+    for label in sorted(by_label):
+        groups = sorted(by_label[label])
         n = len(groups)
         n_test = max(1, round(f_test * n)) if n >= 3 and f_test > 0 else 0
         n_val = max(1, round(f_val * n)) if n >= 4 and f_val > 0 else 0
-        for rank, g in enumerate(order):
+        for rank, g in enumerate(rng.permutation(n)):
             name = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-            for i in groups[g]:
+            for i in members[groups[g]]:
                 out[i] = name
     return out

@@ -32,3 +32,23 @@ def real_clips(data_root: Path) -> list[Path]:
         if int(r["target"]) < 12 and len(chosen.setdefault(r["target"], [])) < 2:
             chosen[r["target"]].append(data_root / r["filename"])
     return [p for paths in chosen.values() for p in paths]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """Run the real CLI in-process; stdout and stderr stay apart."""
+    from click.testing import CliRunner
+
+    from dssdn_edge.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def assert_one_line_error(res, *needles: str) -> None:
+    """Exit status != 0, exactly one line on stderr beginning 'error:', no traceback, naming the needles."""
+    err = res.stderr.strip()
+    assert res.exit_code not in (0, None), (res.exit_code, res.output)
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output, res.output
+    assert err.startswith("error:") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)

@@ -15,7 +15,7 @@ Three sources, in the order ``export_model`` tries them:
 from __future__ import annotations
 
 import json
-import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..data import Dataset, clip_features, default_data_root
 from ..errors import AudioError, DssdnError, ExportError
+from ..fileio import write_text
 from ..frontend import Frontend
 
 MIN_WINDOWS = 32  # fewer windows than this cannot give trustworthy activation ranges
@@ -74,6 +75,10 @@ def fold4_windows(ckpt: Checkpoint, root: Path | None = None, limit: int = MAX_W
     )
 
 
+def warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
 def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
@@ -97,13 +102,22 @@ def audio_dir_windows(ckpt: Checkpoint, folder: str | Path, limit: int = MAX_WIN
     stride = max(1, ckpt.frontend_config.segment_frames // 2)
     parts, used, skipped = [], 0, []
     from ..progress import progress
+    from ..userdata import AUDIO_EXTENSIONS
 
+    not_audio = [p for p in files if p.suffix.lower() not in AUDIO_EXTENSIONS]
+    files = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
+    if not files:
+        raise ExportError(f"{folder}: no audio files in the calibration folder ({len(not_audio)} other files)")
     for path in progress(files, "calibration audio"):
         try:
             parts.append(clip_windows(path, frontend, stride, allow_silent=True))
             used += 1
         except AudioError as exc:
             skipped.append(str(exc))
+    for line in skipped[:5]:
+        warn(f"calibration: skipped {line}")
+    if len(skipped) > 5:
+        warn(f"calibration: skipped {len(skipped) - 5} more unreadable files")
     if used == 0:
         raise ExportError(f"{folder}: no readable audio among {len(files)} files (first: {skipped[0]})")
     windows = np.concatenate(parts) if parts else np.zeros((0,))
@@ -117,7 +131,8 @@ def audio_dir_windows(ckpt: Checkpoint, folder: str | Path, limit: int = MAX_WIN
         windows,
         f"user audio {folder} ({len(windows)} windows from {used} files)",
         "audio",
-        {"folder": str(folder), "files": used, "skipped_files": len(skipped), "windows": len(windows)},
+        {"folder": str(folder), "files": used, "skipped_files": skipped, "not_audio_files": len(not_audio),
+         "windows": len(windows)},
     )
 
 
@@ -148,12 +163,9 @@ def save_stats(
         "tflite": tflite,
         "onnx": onnx,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=None, sort_keys=True, separators=(",", ":")) + "\n")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(data, indent=None, sort_keys=True, separators=(",", ":")) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"{path}: cannot write calibration statistics ({exc.strerror})") from None
     return path
 
@@ -199,16 +211,55 @@ def check_fingerprint(path: Path, section: dict[str, Any] | None, fingerprint: s
         )
 
 
+def training_dataset(ckpt: Checkpoint) -> Dataset | None:
+    """The user's own dataset a checkpoint was trained on, when it is still where the sidecar says."""
+    spec = ckpt.meta.get("data") or {}
+    if spec.get("kind") not in ("folder", "csv") or not spec.get("root") or not Path(spec["root"]).exists():
+        return None
+    try:
+        return Dataset.reload(spec)
+    except DssdnError as exc:
+        raise ExportError(f"{spec['root']}: the checkpoint's training data cannot be read ({exc})") from None
+
+
+def dataset_windows(ckpt: Checkpoint, dataset: Dataset, split: str, limit: int = MAX_WINDOWS) -> CalibrationSet:
+    """Non-overlapping 1-s windows of one split of a user's dataset (its training audio by default)."""
+    clips = dataset.split(split)
+    frontend = Frontend(ckpt.frontend_config)
+    seg = ckpt.frontend_config.segment_frames
+    feats = clip_features(clips, frontend, desc=f"calibration features ({split} split)")
+    index = feats.windows(seg, seg, keep_silent_clips=False)
+    if len(index) < MIN_WINDOWS:  # few clips: overlapping windows rather than too few
+        index = feats.windows(seg, max(1, seg // 4), keep_silent_clips=False)
+    if len(index) < MIN_WINDOWS:
+        raise ExportError(f"{dataset.root}: only {len(index)} usable 1-s windows in its {split} split "
+                          f"(need {MIN_WINDOWS}); pass --calib DIR with more audio")
+    index = index[spread(len(index), limit)]
+    return CalibrationSet(
+        ckpt.normalization.apply(feats.gather(index, seg)),
+        f"{split} split of {dataset.root} ({len(index)} windows from {len(clips)} clips)",
+        "dataset",
+        {"root": str(dataset.root), "clips": len(clips), "windows": len(index)},
+    )
+
+
 def choose_source(ckpt: Checkpoint, calib_dir: str | Path | None) -> CalibrationSet:
-    """User audio if given, else fold 4 if the data is here, else the shipped statistics (no windows)."""
+    """User audio if given, else the training audio of the user's dataset the model was trained on, else
+    fold 4 if the data is here (for ESC-50 models), else the shipped statistics (no windows)."""
     if calib_dir is not None:
         return audio_dir_windows(ckpt, calib_dir)
+    own = training_dataset(ckpt)
+    if own is not None:
+        return dataset_windows(ckpt, own, "train")
     if dataset_root_available():
         try:
             return fold4_windows(ckpt)
         except DssdnError as exc:
             raise ExportError(f"calibration on fold 4 failed: {exc}") from None
     path = stats_path(ckpt)
+    if not path.is_file():
+        raise ExportError(f"{ckpt.path}: no calibration audio found (the training data is not where the "
+                          "checkpoint says, ../shared/data is missing, no shipped statistics): pass --calib DIR")
     load_stats(path, ckpt)  # fail early and clearly
     rel = path.name if path.parent.name != "models" else f"models/{path.name}"
     return CalibrationSet(

@@ -1,0 +1,196 @@
+"""An audio file as a stream of 1-s feature windows, in memory that does not grow with the file.
+
+``predict`` on a one-hour recording must not hold the hour (230 MB of float32 samples, gigabytes of
+features) in memory: a Raspberry Pi has 1–8 GB. Here the file is read in blocks, downmixed, resampled
+exactly as ``load_audio`` does for the whole file (polyphase, the same filter; each block is filtered with
+enough margin that its samples equal the whole-file result), fed to ``Frontend.stream`` (which equals the
+offline front end), and cut into windows by the rule of ``data.window_starts`` (every ``stride`` frames,
+all-zero windows dropped, a clip shorter than one window zero-padded to one). Only a few seconds of audio
+and features are held at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .audio import _first_line
+from .errors import AudioError
+from .frontend import Frontend, FrontendConfig
+
+BLOCK_SECONDS = 10.0
+
+
+class ChunkResampler:
+    """``resample_poly(x, up, down)`` of a signal that arrives in pieces, equal to the whole-signal result.
+
+    Each call filters the buffered input again from a point ``margin`` samples before the first output it
+    still owes, so every output sees exactly the inputs (and, at the true ends, the zero padding) it sees
+    in one whole-signal call. The buffer always starts at a multiple of ``down``, where output positions
+    are whole numbers."""
+
+    def __init__(self, up: int, down: int) -> None:
+        self.up, self.down = up, down
+        self.margin = math.ceil(10 * max(up, down) / up) + 2  # filter half-length in input samples
+        self.buf = np.zeros(0, np.float32)
+        self.offset = 0  # global index of buf[0] (a multiple of down)
+        self.emitted = 0  # outputs already returned
+
+    def push(self, x: np.ndarray, final: bool = False) -> np.ndarray:
+        if self.up == self.down:
+            return x
+        self.buf = np.concatenate([self.buf, x.astype(np.float32)])
+        end = self.offset + len(self.buf)
+        if final:
+            last = -(-end * self.up // self.down)  # ceil: the whole-signal output length
+        else:
+            last = max(0, (end - self.margin) * self.up // self.down)
+        if last <= self.emitted or not len(self.buf):
+            return np.zeros(0, np.float32)
+        y = resample_poly(self.buf, self.up, self.down).astype(np.float32)
+        first_local = self.emitted - self.offset * self.up // self.down
+        out = y[first_local : last - self.offset * self.up // self.down]
+        self.emitted = last
+        # drop inputs no later output can need (keep a margin before the next output's centre)
+        keep_from = max(self.offset, (self.emitted * self.down // self.up - self.margin) // self.down * self.down)
+        self.buf = self.buf[keep_from - self.offset :]
+        self.offset = keep_from
+        return out
+
+
+class SilenceTracker:
+    """Per frame, whether its analysis window saw only exact zeros (``data.silent_frames``, streamed)."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        self.cfg = cfg
+        self.flags = np.zeros(cfg.n_fft // 2, bool)  # the centre padding at the start
+        self.offset = 0  # padded-signal index of flags[0]
+        self.frame = 0  # next frame to decide
+
+    def push(self, audio: np.ndarray, final: bool = False) -> np.ndarray:
+        cfg = self.cfg
+        self.flags = np.concatenate([self.flags, audio != 0])
+        if final:
+            self.flags = np.concatenate([self.flags, np.zeros(cfg.n_fft // 2, bool)])
+        end = self.offset + len(self.flags)
+        n = max(0, (end - cfg.n_fft) // cfg.hop_length + 1 - self.frame)
+        if not n:
+            return np.zeros(0, bool)
+        counts = np.concatenate([[0], np.cumsum(self.flags)])
+        starts = (self.frame + np.arange(n)) * cfg.hop_length - self.offset
+        silent = (counts[starts + cfg.n_fft] - counts[starts]) == 0
+        self.frame += n
+        drop = self.frame * cfg.hop_length - self.offset
+        self.flags = self.flags[drop:]
+        self.offset += drop
+        return silent
+
+
+@dataclass
+class WindowBatch:
+    windows: np.ndarray  # (k, channels, frames, bands) unnormalised features
+    starts: np.ndarray  # (k,) first frame of each window
+
+
+def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
+    """The file's rate and an iterator of mono float32 blocks; every problem is an ``AudioError``."""
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+    rate = int(info.samplerate)
+    block = max(1, int(block_seconds * rate))
+
+    def blocks() -> Iterator[np.ndarray]:
+        try:
+            for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+                yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+
+    return rate, blocks()
+
+
+def file_windows(
+    path: str | Path, frontend: Frontend, stride: int, batch: int = 32, allow_silent: bool = False,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[WindowBatch]:
+    """Batches of the file's non-silent 1-s windows, every ``stride`` frames, in bounded memory."""
+    path = Path(path)
+    cfg = frontend.config
+    rate, blocks = read_blocks(path, block_seconds)
+    ratio = Fraction(cfg.sample_rate, rate)
+    resampler = ChunkResampler(ratio.numerator, ratio.denominator)
+    stream, silence = frontend.stream(), SilenceTracker(cfg)
+    seg = cfg.segment_frames
+    feats = np.zeros((0, cfg.channels, cfg.n_mels), np.float32)
+    silent = np.zeros(0, bool)
+    f_off = s_off = 0  # global frame index of feats[0] / silent[0]
+    next_start, total, kept = 0, 0, 0
+    pending: list[tuple[int, np.ndarray]] = []
+    raw_total = 0
+
+    def drain(final: bool) -> Iterator[WindowBatch]:
+        nonlocal feats, silent, f_off, s_off, next_start, kept
+        while next_start + seg <= f_off + len(feats) and next_start + seg <= s_off + len(silent):
+            s = next_start
+            if not silent[s - s_off : s - s_off + seg].all():
+                pending.append((s, feats[s - f_off : s - f_off + seg].transpose(1, 0, 2)))
+                kept += 1
+            next_start += stride
+            if len(pending) >= batch:
+                yield _batch(pending)
+        # keep only what a later window can still use
+        cut_f = min(next_start, f_off + len(feats)) - f_off
+        feats, f_off = feats[cut_f:], f_off + cut_f
+        cut_s = min(next_start, s_off + len(silent)) - s_off
+        silent, s_off = silent[cut_s:], s_off + cut_s
+        if final and pending:
+            yield _batch(pending)
+
+    def feed(audio: np.ndarray, final: bool) -> None:
+        nonlocal feats, silent, total
+        total += len(audio)
+        new = stream.push(audio) if len(audio) else np.zeros((0, cfg.channels, cfg.n_mels), np.float32)
+        if final:
+            new = np.concatenate([new, stream.flush()])
+        feats = np.concatenate([feats, new])
+        silent = np.concatenate([silent, silence.push(audio, final)])
+
+    for block in blocks:
+        raw_total += len(block)
+        finite = np.isfinite(block)
+        if not finite.all():
+            raise AudioError(f"{path}: audio contains NaN/Inf samples")
+        feed(resampler.push(block), final=False)
+        yield from drain(False)
+    if raw_total == 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    tail = resampler.push(np.zeros(0, np.float32), final=True)
+    if total + len(tail) < cfg.hop_length:
+        raise AudioError(f"{path}: too short ({total + len(tail)} samples at {cfg.sample_rate} Hz, "
+                         f"need at least {cfg.hop_length})")
+    if total + len(tail) < cfg.segment_samples:  # a short clip is zero-padded to one window
+        tail = np.concatenate([tail, np.zeros(cfg.segment_samples - total - len(tail), np.float32)])
+    feed(tail, final=True)
+    yield from drain(True)
+    if kept == 0 and not allow_silent:
+        raise AudioError(f"{path}: audio is all digital silence (no non-zero 1-s window)")
+
+
+def _batch(pending: list[tuple[int, np.ndarray]]) -> WindowBatch:
+    starts = np.asarray([s for s, _ in pending], np.int64)
+    windows = np.stack([w for _, w in pending]).astype(np.float32)
+    pending.clear()
+    return WindowBatch(windows, starts)
