@@ -97,6 +97,8 @@ class SilenceTracker:
 class WindowBatch:
     windows: np.ndarray  # (k, channels, frames, bands) unnormalised features
     starts: np.ndarray  # (k,) first frame of each window
+    silent: np.ndarray  # (k,) bool: the window saw only digital zeros (only with ``keep_silent``)
+    audio: np.ndarray | None = None  # (k, segment samples) the windows' own samples (with ``with_audio``)
 
 
 def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
@@ -122,32 +124,67 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
     return rate, blocks()
 
 
+def resampled_blocks(path: str | Path, sample_rate: int, min_samples: int = 1,
+                     block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """The file as mono float32 blocks at ``sample_rate`` — the samples ``load_audio`` would return, in
+    pieces; the last block (possibly empty) is yielded after every check passed. NaN/Inf, an empty file or
+    fewer than ``min_samples`` samples are an ``AudioError`` naming the file."""
+    path = Path(path)
+    rate, blocks = read_blocks(path, block_seconds)
+    ratio = Fraction(sample_rate, rate)
+    resampler = ChunkResampler(ratio.numerator, ratio.denominator)
+    raw = out = 0
+    for block in blocks:
+        raw += len(block)
+        if not np.isfinite(block).all():
+            raise AudioError(f"{path}: audio contains NaN/Inf samples")
+        y = resampler.push(block)
+        out += len(y)
+        if len(y):
+            yield y
+    if raw == 0:
+        raise AudioError(f"{path}: empty audio (0 samples)")
+    tail = resampler.push(np.zeros(0, np.float32), final=True)
+    if out + len(tail) < min_samples:
+        raise AudioError(f"{path}: too short ({out + len(tail)} samples at {sample_rate} Hz, "
+                         f"need at least {min_samples})")
+    yield tail
+
+
 def file_windows(
     path: str | Path, frontend: Frontend, stride: int, batch: int = 32, allow_silent: bool = False,
-    block_seconds: float = BLOCK_SECONDS,
+    block_seconds: float = BLOCK_SECONDS, keep_silent: bool = False, with_audio: bool = False,
 ) -> Iterator[WindowBatch]:
-    """Batches of the file's non-silent 1-s windows, every ``stride`` frames, in bounded memory."""
+    """Batches of the file's non-silent 1-s windows, every ``stride`` frames, in bounded memory.
+
+    ``keep_silent`` yields the all-zero windows too, flagged in ``WindowBatch.silent``; ``allow_silent``
+    accepts a file without any non-silent window; ``with_audio`` adds each window's samples (what a
+    waveform-in model takes: ``segment_samples`` from the window's first frame, zero-filled past the end)."""
     path = Path(path)
     cfg = frontend.config
-    rate, blocks = read_blocks(path, block_seconds)
-    ratio = Fraction(cfg.sample_rate, rate)
-    resampler = ChunkResampler(ratio.numerator, ratio.denominator)
     stream, silence = frontend.stream(), SilenceTracker(cfg)
     seg = cfg.segment_frames
     feats = np.zeros((0, cfg.channels, cfg.n_mels), np.float32)
     silent = np.zeros(0, bool)
     f_off = s_off = 0  # global frame index of feats[0] / silent[0]
     next_start, total, kept = 0, 0, 0
-    pending: list[tuple[int, np.ndarray]] = []
-    raw_total = 0
+    pending: list[tuple[int, np.ndarray, bool, np.ndarray | None]] = []
+    samples, a_off, n_win = np.zeros(0, np.float32), 0, cfg.segment_samples  # raw audio (with_audio)
 
     def drain(final: bool) -> Iterator[WindowBatch]:
-        nonlocal feats, silent, f_off, s_off, next_start, kept
+        nonlocal feats, silent, f_off, s_off, next_start, kept, samples, a_off
         while next_start + seg <= f_off + len(feats) and next_start + seg <= s_off + len(silent):
             s = next_start
-            if not silent[s - s_off : s - s_off + seg].all():
-                pending.append((s, feats[s - f_off : s - f_off + seg].transpose(1, 0, 2)))
+            quiet = bool(silent[s - s_off : s - s_off + seg].all())
+            if not quiet:
                 kept += 1
+            if not quiet or keep_silent:
+                piece = None
+                if with_audio:
+                    piece = np.zeros(n_win, np.float32)
+                    part = samples[s * cfg.hop_length - a_off : s * cfg.hop_length - a_off + n_win]
+                    piece[: len(part)] = part
+                pending.append((s, feats[s - f_off : s - f_off + seg].transpose(1, 0, 2), quiet, piece))
             next_start += stride
             if len(pending) >= batch:
                 yield _batch(pending)
@@ -156,41 +193,41 @@ def file_windows(
         feats, f_off = feats[cut_f:], f_off + cut_f
         cut_s = min(next_start, s_off + len(silent)) - s_off
         silent, s_off = silent[cut_s:], s_off + cut_s
+        if with_audio:
+            cut_a = min(next_start * cfg.hop_length, a_off + len(samples)) - a_off
+            samples, a_off = samples[cut_a:], a_off + cut_a
         if final and pending:
             yield _batch(pending)
 
     def feed(audio: np.ndarray, final: bool) -> None:
-        nonlocal feats, silent, total
+        nonlocal feats, silent, total, samples
         total += len(audio)
+        if with_audio:
+            samples = np.concatenate([samples, audio])
         new = stream.push(audio) if len(audio) else np.zeros((0, cfg.channels, cfg.n_mels), np.float32)
         if final:
             new = np.concatenate([new, stream.flush()])
         feats = np.concatenate([feats, new])
         silent = np.concatenate([silent, silence.push(audio, final)])
 
-    for block in blocks:
-        raw_total += len(block)
-        finite = np.isfinite(block)
-        if not finite.all():
-            raise AudioError(f"{path}: audio contains NaN/Inf samples")
-        feed(resampler.push(block), final=False)
+    blocks = resampled_blocks(path, cfg.sample_rate, cfg.hop_length, block_seconds)
+    previous = next(blocks)
+    for block in blocks:  # one block behind, so the last one is fed with ``final``
+        feed(previous, final=False)
         yield from drain(False)
-    if raw_total == 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    tail = resampler.push(np.zeros(0, np.float32), final=True)
-    if total + len(tail) < cfg.hop_length:
-        raise AudioError(f"{path}: too short ({total + len(tail)} samples at {cfg.sample_rate} Hz, "
-                         f"need at least {cfg.hop_length})")
-    if total + len(tail) < cfg.segment_samples:  # a short clip is zero-padded to one window
-        tail = np.concatenate([tail, np.zeros(cfg.segment_samples - total - len(tail), np.float32)])
-    feed(tail, final=True)
+        previous = block
+    if total + len(previous) < cfg.segment_samples:  # a short clip is zero-padded to one window
+        previous = np.concatenate([previous, np.zeros(cfg.segment_samples - total - len(previous), np.float32)])
+    feed(previous, final=True)
     yield from drain(True)
-    if kept == 0 and not allow_silent:
+    if kept == 0 and not (allow_silent or keep_silent):
         raise AudioError(f"{path}: audio is all digital silence (no non-zero 1-s window)")
 
 
-def _batch(pending: list[tuple[int, np.ndarray]]) -> WindowBatch:
-    starts = np.asarray([s for s, _ in pending], np.int64)
-    windows = np.stack([w for _, w in pending]).astype(np.float32)
+def _batch(pending: list[tuple[int, np.ndarray, bool, np.ndarray | None]]) -> WindowBatch:
+    starts = np.asarray([p[0] for p in pending], np.int64)
+    windows = np.stack([p[1] for p in pending]).astype(np.float32)
+    silent = np.asarray([p[2] for p in pending], bool)
+    audio = np.stack([p[3] for p in pending]) if pending[0][3] is not None else None
     pending.clear()
-    return WindowBatch(windows, starts)
+    return WindowBatch(windows, starts, silent, audio)

@@ -26,11 +26,40 @@ def friendly_errors(fn):
         except DssdnError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+            sys.stderr.close()
+            sys.exit(141)
+        except OSError as exc:  # disk full, permission denied, ...: the file and the reason, no traceback
+            where = exc.filename or "output"
+            click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     return wrapper
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Usage errors (a bad option value, a missing argument) as one ``error:`` line, like every other error,
+    with the command's --help named; exit status 2 as click's own."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            cmd = exc.ctx.command_path if exc.ctx is not None else "dssdn-edge"
+            click.echo(f"error: {exc.format_message()} (see {cmd} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="dssdn-edge")
 def main() -> None:
     """DSSDN acoustic scene classifiers: train, evaluate, export to int8 and benchmark on edge devices."""
@@ -62,11 +91,12 @@ def _fractions(value: str) -> tuple[float, float, float]:
               help="ESC-50 folder, a folder of class folders, or a CSV (filename,label[,split|fold][,group]).")
 @click.option("--init", default=None, help="Fine-tune from a shipped model (dssdn-small ...) or a checkpoint; "
               "'none' trains from scratch [scratch for ESC-50, the shipped size for your own data].")
-@click.option("--epochs", type=click.IntRange(1), default=400, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None, help="[400 from scratch, 60 fine-tuning]")
 @click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=4e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate [0.004 from scratch, 0.001 fine-tuning].")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-2, show_default=True)
-@click.option("--warmup-epochs", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--warmup-epochs", type=click.IntRange(0), default=None, help="[10 from scratch, 2 fine-tuning]")
 @click.option("--windows-per-clip", type=click.IntRange(1), default=1, show_default=True,
               help="Random 1-s crops of every clip per epoch.")
 @click.option("--mixup", "mixup_alpha", type=click.FloatRange(0), default=0.3, show_default=True,
@@ -119,6 +149,9 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
         sys.exit(130 if result.interrupted else 0)
     dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
     name, init = _train_model(size, init, dataset.kind)
+    for key, scratch, tune in (("epochs", 400, 60), ("lr", 4e-3, 1e-3), ("warmup_epochs", 10, 2)):
+        if kwargs[key] is None:
+            kwargs[key] = tune if init else scratch
     cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
                       teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -209,19 +242,24 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
     from .model import BUDGETS, build_model, config_for, resolve_name
     from .pretrained import pretrained_path
 
-    name = resolve_name(size)
-    meta = {}
-    if checkpoint is not None or pretrained_path(name).is_file():
+    if checkpoint is not None:  # the checkpoint names and sizes itself; its metrics are its own
         ckpt = _load(size, checkpoint)
-        model, fe_cfg, meta = ckpt.model, ckpt.frontend_config, ckpt.meta
+        name, model, fe_cfg, meta = ckpt.name, ckpt.model, ckpt.frontend_config, ckpt.meta
+        whose = f"checkpoint {checkpoint}"
     else:
-        from .frontend import FrontendConfig
+        name = resolve_name(size)
+        meta, whose = {}, "shipped weights"
+        if pretrained_path(name).is_file():
+            ckpt = _load(size, None)
+            model, fe_cfg, meta = ckpt.model, ckpt.frontend_config, ckpt.meta
+        else:
+            from .frontend import FrontendConfig
 
-        model, fe_cfg = build_model(config_for(name)), FrontendConfig()
+            model, fe_cfg = build_model(config_for(name)), FrontendConfig()
     c = measure(model, fe_cfg)
     budget = BUDGETS.get(name)
     if as_json:
-        click.echo(json.dumps({"name": name, "complexity": c.to_dict(with_layers=layers),
+        click.echo(json.dumps({"name": name, "source": whose, "complexity": c.to_dict(with_layers=layers),
                                "budget": budget, "metrics": meta.get("metrics")}, indent=1))
         return
     if layers:
@@ -231,9 +269,11 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
         ok = c.params <= budget["params"] and c.macs <= budget["macs"]
         click.echo(f"budget: <= {budget['params']:,} params, <= {budget['macs'] / 1e6:.0f} M MACs -> "
                    f"{'within' if ok else 'OVER'}")
-    if meta.get("metrics"):
-        m = meta["metrics"]
-        click.echo(f"shipped weights: fold-5 accuracy {m['test_accuracy']:.2%} (fold-4 {m['calib_accuracy']:.2%})")
+    m = meta.get("metrics") or {}
+    accs = ", ".join(f"{k.removesuffix('_accuracy')} {v:.2%}" for k, v in m.items()
+                     if k.endswith("_accuracy") and isinstance(v, float))
+    if accs:
+        click.echo(f"{whose}: clip accuracy {accs} ({m.get('eval', '')})")
     click.echo(f"convention: {c.convention}")
 
 
@@ -275,7 +315,10 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
 @click.option("--size", type=click.Choice(SIZES), default=None, help="The shipped model (exported first).")
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None, help="Export folder.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, rpi, cortex-m4 or cortex-m7.")
-@click.option("--host", default=None, help="USER@HOST[:PORT] of the Pi (your ssh config and keys).")
+@click.option("--host", "hosts", multiple=True, help="USER@HOST[:PORT] of the Pi (your ssh config and keys); "
+              "repeat it to bench a fleet in parallel.")
+@click.option("--hosts", "hosts_file", type=click.Path(path_type=Path), default=None,
+              help="Fleet file: NAME USER@HOST[:PORT] [REMOTE_PYTHON] per line.")
 @click.option("--runtimes", default=None, help="Comma list of torch,onnxruntime,litert,tflite-runtime,tflm.")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--runs", type=int, default=200, show_default=True)
@@ -286,13 +329,25 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
 @click.option("--identity", type=click.Path(path_type=Path), default=None, help="ssh -i FILE.")
 @click.option("--remote-python", default="python3", show_default=True, help="Python on the device.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Weights for torch eager.")
+@click.option("--force", is_flag=True, help="Overwrite the report files in an existing --out folder.")
 @friendly_errors
-def bench(size: str | None, export_dir: Path | None, runtimes: str | None, **kwargs) -> None:
+def bench(size: str | None, export_dir: Path | None, runtimes: str | None, force: bool, hosts: tuple[str, ...],
+          hosts_file: Path | None, **kwargs) -> None:
     """Benchmark an export: latency, front end, end-to-end real-time factor, memory; writes JSON/MD/PNG."""
-    from .bench import BenchOptions, default_out, report, run_bench
+    from .bench import REPORT_FILES, BenchOptions, default_out, report, run_bench
+    from .fileio import refuse_overwrite
 
     names = [r.strip() for r in runtimes.split(",") if r.strip()] if runtimes else None
-    opts = BenchOptions(size=size, export_dir=export_dir, runtimes=names, **kwargs)
+    if len(hosts) > 1 or hosts_file is not None:
+        _bench_fleet(BenchOptions(size=size, export_dir=export_dir, runtimes=names, **kwargs), hosts, hosts_file,
+                     force)
+        return
+    opts = BenchOptions(size=size, export_dir=export_dir, runtimes=names, host=hosts[0] if hosts else None, **kwargs)
+    if opts.out is not None:
+        if opts.out.exists() and not opts.out.is_dir():
+            raise DssdnError(f"{opts.out}: exists and is not a folder")
+        for name in REPORT_FILES:
+            refuse_overwrite(opts.out / name, force)
     result = run_bench(opts)
     report.console_table(result)
     for path in report.write_report(result, default_out(opts, result)):
@@ -301,18 +356,45 @@ def bench(size: str | None, export_dir: Path | None, runtimes: str | None, **kwa
         sys.exit(130)
 
 
+def _bench_fleet(opts, hosts: tuple[str, ...], hosts_file: Path | None, force: bool) -> None:
+    """Several devices in parallel: one combined report; each failed device is one error line, exit 1."""
+    from .bench import report
+    from .bench.fleet import default_fleet_out, fleet_devices, run_fleet
+    from .fileio import refuse_overwrite
+
+    devices = fleet_devices(hosts, hosts_file, opts.remote_python)
+    if opts.out is not None:
+        if opts.out.exists() and not opts.out.is_dir():
+            raise DssdnError(f"{opts.out}: exists and is not a folder")
+        for name in ("fleet.json", "fleet.md", "fleet_latency.png"):
+            refuse_overwrite(opts.out / name, force)
+    fleet = run_fleet(opts, devices)
+    for d in fleet["devices"]:
+        if d["ok"]:
+            report.console_table(d["result"])
+    for path in report.write_fleet_report(fleet, default_fleet_out(opts, fleet)):
+        click.echo(f"wrote {path}")
+    for d in fleet["devices"]:
+        if not d["ok"]:
+            click.echo(f"error: {d['name']} ({d['host']}): {d['error']}", err=True)
+    if fleet["failed"]:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--size", type=click.Choice(SIZES), default="small", show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Instead of the shipped weights.")
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also build full-integer int8 models.")
-@click.option("--formats", default="onnx,tflite,c", show_default=True,
-              help="Comma list of onnx, tflite, c.")
+@click.option("--formats", default="onnx,tflite,c,phone", show_default=True,
+              help="Comma list of onnx, tflite, c, phone (<name>.audio.tflite: 1 s of audio in, scores out).")
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
-              help="Calibrate int8 on your own audio (every readable file in DIR, recursively).")
+              help="Calibrate int8 on this audio (every audio file in DIR, recursively) "
+              "[the checkpoint's training audio, or ESC-50 fold 4].")
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
-              help="ESC-50-style folder (metadata.csv) for fold-5 accuracy [../shared/data when present].")
+              help="Data to measure accuracy on (its test split): ESC-50, class folders or a CSV "
+              "[the checkpoint's own data, or ESC-50 fold 5 in ../shared].")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder [exports/<name>].")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @click.option("--save-calibration", is_flag=True,
@@ -336,7 +418,7 @@ def export(size: str, checkpoint: Path | None, out: Path | None, save_calibratio
     else:
         ckpt = resolve_checkpoint(resolve_name(size))
     if save_calibration:
-        click.echo(f"wrote {save_stats(ckpt)}")
+        click.echo(f"wrote {save_stats(ckpt, force=kwargs['force'])}")
         return
     result = export_model(ckpt, out or Path("exports") / ckpt.name, **kwargs)
     _print_export(result)
@@ -369,20 +451,122 @@ def _print_export(result) -> None:
               help=".onnx or .tflite inside an export folder, or a .safetensors checkpoint.")
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--stream", "stream", is_flag=True, help="A label per hop while the audio plays, as a device would.")
+@click.option("--hop", type=click.FloatRange(min=0.02), default=0.5, show_default=True,
+              help="With --stream: seconds between classified 1-s windows.")
 @friendly_errors
-def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool) -> None:
-    """Classify audio files: mean of 1-s window logits, top-k labels with softmax scores."""
+def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float) -> None:
+    """Classify audio files: mean of 1-s window logits, top-k labels with softmax scores.
+
+    A file that cannot be classified gets an error line (an "error" field with --json) and the others go
+    on; the exit status is 1 if any file failed."""
     import json
 
     from .predict import Predictor
 
-    predictions = Predictor.from_path(model_path).predict(list(audio), top_k)
+    predictor = Predictor.from_path(model_path)
+    if stream:
+        failed = _predict_stream(predictor, audio, hop, as_json)
+    else:
+        predictions = []
+        for path in audio:
+            p = predictor.predict([path], top_k)[0]
+            predictions.append(p)
+            if p.error is not None:
+                click.echo(f"error: {p.error}", err=True)
+            elif not as_json:
+                top = ", ".join(f"{lab} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
+                click.echo(f"{p.path}: {top}")
+        if as_json:
+            click.echo(json.dumps([p.to_dict() for p in predictions], indent=1, ensure_ascii=False))
+        failed = sum(p.error is not None for p in predictions)
+    if failed:
+        sys.exit(1)
+
+
+def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: bool) -> int:
+    import json
+
+    failed = 0
+    for path in audio:
+        try:
+            frame = predictor.frontend.config.hop_length / predictor.frontend.config.sample_rate
+            seg = predictor.frontend.config.segment_seconds
+            for h in predictor.stream(path, hop):
+                start = h.first_frame * frame
+                if as_json:
+                    click.echo(json.dumps({"path": str(path), "start_s": round(start, 3),
+                                           "end_s": round(start + seg, 3), "label": h.label,
+                                           "score": round(h.score, 5)}, ensure_ascii=False))
+                else:
+                    click.echo(f"{path} {start:7.2f}-{start + seg:.2f} s: {h.label} {h.score:.1%}")
+        except DssdnError as exc:
+            failed += 1
+            click.echo(f"error: {exc}", err=True)
+            if as_json:
+                click.echo(json.dumps({"path": str(path), "error": str(exc)}, ensure_ascii=False))
+    return failed
+
+
+@main.group()
+def device() -> None:
+    """Device software in the loop on this host: an emulated Raspberry Pi, the Cortex-M front-end build."""
+
+
+@device.command()
+@click.argument("board", type=click.Choice(["rpi4", "rpi5"]))
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["tflite-runtime", "litert"]), default="tflite-runtime",
+              show_default=True, help="What OUT_DIR/python3 imports (python3-<runtime> exist for both).")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Where the shared userland is built [$DSSDN_CACHE or .cache/].")
+@click.option("--force", is_flag=True, help="Replace a non-empty OUT_DIR that is not an emulated device.")
+@friendly_errors
+def emulate(board: str, out_dir: Path, runtime: str, cache: Path | None, force: bool) -> None:
+    """An EMULATED Raspberry Pi userland (Debian bookworm arm64 under qemu-aarch64, the board's core):
+    OUT_DIR/python3 is an interpreter for `bench --device rpi --remote-python`. Timings through it are
+    emulated, not a Pi's; reports say so."""
+    from .device import emulate as make
+
+    pi = make(board, out_dir, runtime, cache, force=force, log=click.echo)  # progress on stdout, errors on stderr
+    versions = pi.userland.stamp.get("versions", {})
+    click.echo(f"{pi.label}")
+    click.echo(f"python {versions.get('python')}, numpy {versions.get('numpy')}, "
+               + ", ".join(f"{k} {v}" for k, v in versions.get("runtimes", {}).items()))
+    click.echo(f"userland {pi.userland.path} (tree sha256 {pi.userland.tree_sha256[:12]}…, verified)")
+    for name in ("python3", *(f"python3-{r}" for r in versions.get("runtimes", {}))):
+        click.echo(f"wrote {pi.path / name}")
+
+
+@device.command(name="cortex-m")
+@click.argument("core", type=click.Choice(["cortex-m4", "cortex-m7"]))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Build folder [runs/<core>-frontend].")
+@click.option("--audio", "audio_files", multiple=True, type=click.Path(path_type=Path),
+              help="Clips to run on qemu (first second of each) [a deterministic chirp].")
+@click.option("--src", "src_dir", type=click.Path(path_type=Path), default=None,
+              help="C sources to build (an export's mcu/ folder) [emitted for the default front end].")
+@click.option("--run/--no-run", default=True, show_default=True, help="Run the firmware on qemu-system-arm.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def cortex_m(core: str, out: Path | None, audio_files: tuple[Path, ...], src_dir: Path | None, run: bool,
+             as_json: bool) -> None:
+    """Cross-compile the front end's C twin for CORE, report its flash, RAM and stack, run it on qemu and
+    check its features against numpy."""
+    import json
+
+    from .device.build_report import build_and_check
+
+    report = build_and_check(core, out, list(audio_files), run, src_dir)
     if as_json:
-        click.echo(json.dumps([p.to_dict() for p in predictions], indent=1))
-        return
-    for p in predictions:
-        top = ", ".join(f"{lab} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
-        click.echo(f"{p.path}: {top}")
+        click.echo(json.dumps(report, indent=1))
+    else:
+        for line in report["lines"]:
+            click.echo(line)
+    if not report["ok"]:
+        worst = max(report["errors"], key=lambda e: e["within_60db"])
+        click.echo(f"error: {worst['clip']}: features on the emulated {core} differ from numpy by "
+                   f"{worst['within_60db']:.2e} (> {report['tolerance']:g})", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -25,3 +25,11 @@ class ExportError(DssdnError):
 
 class BenchError(DssdnError):
     """A benchmark cannot run: bad arguments, unreachable device, missing runtime."""
+
+
+class DeviceError(DssdnError):
+    """An emulated device or a cross-compiled build cannot be made: missing tool, failed build, bad cache."""
+
+
+class ArchiveUnreachable(DeviceError):
+    """A package archive (Debian's or PyPI) could not be reached; tests skip on this one, tools fail."""

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_stream import file_windows
+from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
 from .errors import DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
+from .stream import HopResult, StreamClassifier
 
 WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
@@ -52,16 +53,6 @@ class Prediction:
             "windows": self.windows,
             "top": [{"label": lab, "score": s} for lab, s in zip(self.labels, self.scores, strict=True)],
         }
-
-
-@dataclass
-class WindowLabel:
-    """One window of a stream: where it is, its top label and score (None: digital silence)."""
-
-    start_s: float
-    end_s: float
-    label: str | None
-    score: float
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -119,14 +110,11 @@ class Predictor:
             raise ExportError(
                 f"{path}: file does not match the sha256 in {manifest_file} (modified or from another export)"
             )
-        run = _onnx_runner(path) if path.suffix == ".onnx" else _tflite_runner(path)
-        return cls(
-            run,
-            FrontendConfig.from_dict(manifest["frontend"]),
-            Normalization.from_dict(manifest["normalization"]),
-            list(manifest["labels"]),
-            str(path),
-        )
+        args = (FrontendConfig.from_dict(manifest["frontend"]), Normalization.from_dict(manifest["normalization"]),
+                list(manifest["labels"]), str(path))
+        if path.name.endswith(".audio.tflite"):  # the phone file: front end inside the model (export/phone.py)
+            return AudioInPredictor(_audio_runner(path), *args)
+        return cls(_onnx_runner(path) if path.suffix == ".onnx" else _tflite_runner(path), *args)
 
     @classmethod
     def _from_checkpoint(cls, path: Path) -> Predictor:
@@ -182,23 +170,45 @@ class Predictor:
                 out.append(Prediction(str(p), error=str(exc)))
         return out
 
-    def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[WindowLabel]:
-        """A label for every 1-s window, one every ``hop_seconds``, as an always-on device would print them
-        while the audio arrives (silent windows are reported as such, not classified)."""
+    def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
+        """A label every ``hop_seconds`` for the latest 1-s window, as an always-on device computes it while
+        the audio arrives (``stream.StreamClassifier``); the file is read block by block."""
         cfg = self.frontend.config
-        stride = max(1, round(hop_seconds * cfg.sample_rate / cfg.hop_length))
-        frame_s = cfg.hop_length / cfg.sample_rate
-        seg_s = cfg.segment_seconds
-        next_start = 0
-        for starts, logits in self.window_logits(audio_path, stride, allow_silent=True):
-            probs = softmax(logits.astype(np.float64))
-            for s, p in zip(starts, probs, strict=True):
-                while next_start < s:  # windows skipped as silence keep their place in the stream
-                    yield WindowLabel(next_start * frame_s, next_start * frame_s + seg_s, None, 0.0)
-                    next_start += stride
-                i = int(p.argmax())
-                yield WindowLabel(s * frame_s, s * frame_s + seg_s, self.labels[i], float(p[i]))
-                next_start = s + stride
+        clf = StreamClassifier(self.run, self.frontend, self.normalization, self.labels, hop_seconds)
+        total = 0
+        for block in resampled_blocks(audio_path, cfg.sample_rate, cfg.hop_length):
+            total += len(block)
+            if 0 < cfg.segment_samples - total and len(block) == 0:  # the end of a clip shorter than 1 s
+                block = np.zeros(cfg.segment_samples - total, np.float32)
+            yield from clf.push(block)
+        yield from clf.flush()
+
+
+class AudioInPredictor(Predictor):
+    """The phone file (``.audio.tflite``) has the front end inside: it takes each 1-s window's raw audio,
+    cut by the same rule and streamed the same way, and returns softmax scores whose log stands in for the
+    logits (their mean over windows ranks classes exactly as the mean of logits does). Each window is
+    analysed alone, as MediaPipe feeds it."""
+
+    def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
+                      allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from .export.phone import log_scores
+
+        for batch in file_windows(audio_path, self.frontend, stride, allow_silent=allow_silent, with_audio=True):
+            yield batch.starts, log_scores(self.run(batch.audio))
+
+    def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
+        raise ExportError(f"{self.source}: --stream runs the features-in models of the export (.tflite, .onnx); "
+                          "the phone file classifies whole 1-s windows")
+
+
+def _audio_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    from .export.phone import AudioRunner
+
+    try:
+        return AudioRunner(path.read_bytes())
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"{path}: not a loadable waveform-in .tflite ({exc})") from None
 
 
 def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -52,3 +52,17 @@ def assert_one_line_error(res, *needles: str) -> None:
     assert err.startswith("error:") and "\n" not in err, err
     for needle in needles:
         assert needle in err, (needle, err)
+
+
+@pytest.fixture(scope="session")
+def shared_small_export(tmp_path_factory) -> Path:
+    """One full export of the shipped dssdn-small for every test module that only reads it (copy it before
+    changing anything)."""
+    from dssdn_edge.export import export_model
+    from dssdn_edge.pretrained import pretrained_path
+
+    if not pretrained_path("small").is_file():
+        pytest.skip(f"{pretrained_path('small')} is not shipped")
+    out = tmp_path_factory.mktemp("shared-export") / "dssdn-small"
+    export_model("small", out)
+    return out

@@ -8,21 +8,18 @@ gets ``--ssh-config`` with its own known_hosts and identity). No timing is asser
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sshd_server import SshdUnavailable, free_port, keygen, start_sshd
 
 from dssdn_edge.bench import BenchOptions, run_bench, runner, stats
 from dssdn_edge.cli import main
@@ -385,53 +382,19 @@ def test_rpi_without_host_here_is_an_error(export_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- real sshd
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+_free_port, _keygen = free_port, keygen
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
-    """A real OpenSSH server on 127.0.0.1:<free port> for the current user, throw-away keys in tmp."""
-    if not SSHD.is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        pytest.skip("OpenSSH server/client not installed (apt-get install openssh-server openssh-client)")
-    if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
-        Path("/run/sshd").mkdir(mode=0o755, parents=True)  # sshd's privilege-separation directory
-    d = tmp_path_factory.mktemp("sshd")
-    _keygen(d / "host_key")
-    _keygen(d / "user_key")
-    shutil.copy(d / "user_key.pub", d / "authorized_keys")
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
-        f"PidFile {d / 'sshd.pid'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
-    )
-    host_pub = " ".join((d / "host_key.pub").read_text().split()[:2])
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
-    (d / "empty_known_hosts").write_text("")
-    common = (
-        f"  GlobalKnownHostsFile /dev/null\n  IdentityFile {d / 'user_key'}\n  IdentitiesOnly yes\n  LogLevel ERROR\n"
-    )
-    (d / "ssh_config").write_text(f"Host *\n  UserKnownHostsFile {d / 'known_hosts'}\n{common}")
-    (d / "ssh_config_unknown").write_text(f"Host *\n  UserKnownHostsFile {d / 'empty_known_hosts'}\n{common}")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-    for _ in range(100):  # readiness, not a timing assertion
-        if proc.poll() is not None:
-            pytest.skip(f"sshd did not start: {proc.stderr.read().decode()[-300:] if proc.stderr else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    yield {"port": port, "dir": d, "user": getpass.getuser()}
-    proc.terminate()
-    proc.wait(timeout=10)
+    """A real OpenSSH server on 127.0.0.1:<free port> for the current user, throw-away keys in tmp
+    (tests/sshd_server.py, shared with the emulated-Pi tests)."""
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    except SshdUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server.as_dict()
+    server.stop()
 
 
 def _host(sshd: dict) -> str:
@@ -472,6 +435,8 @@ def test_remote_bench_has_the_structure_of_a_local_run(export_dir: Path, sshd: d
     assert remote["device"]["mode"] == "measured" and remote["remote"]["target"] == _host(sshd)
     assert remote["sysinfo"]["before"]["cores"] and remote["sysinfo"]["after"]["cores"]
     assert remote["remote"]["probe"]["runtimes"].keys() >= {"litert", "onnxruntime"}
+    # this x86 python stands in for a Pi here: the report must say it is not one
+    assert any("not aarch64" in w for w in remote["warnings"]) and local["warnings"] == []
     leftovers = subprocess.run(
         [
             "ssh",
@@ -551,3 +516,62 @@ def test_remote_no_python(export_dir: Path, sshd: dict) -> None:
         export_dir, _host(sshd), sshd["dir"] / "ssh_config", "--remote-python", "/nonexistent/python3"
     )
     assert code == 1 and "no /nonexistent/python3 on" in _one_error_line(output)
+
+
+# ------------------------------------------------------------------------ int8 file rewrites (issue 11)
+def _int8_outputs(model: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Raw int8 outputs of LiteRT (XNNPACK) and of TFLite Micro, and LiteRT's delegate partition count."""
+    from dssdn_edge.export.cpu_layout import outputs
+    from dssdn_edge.export.tflite import _interpreter
+    from dssdn_edge.export.tflm import TflmRunner
+
+    micro = TflmRunner(model)
+    parts = sum(op["op_name"] == "DELEGATE" for op in _interpreter(model, delegates=True)._get_ops_details())
+    return outputs(model, xs), np.stack([micro(x) for x in xs[:3]]), parts
+
+
+def _raw_inputs(model: bytes) -> list[np.ndarray]:
+    from dssdn_edge.export.cpu_layout import check_inputs
+
+    return check_inputs(model, np.random.default_rng(5).standard_normal((6, 2, 51, 128)).astype(np.float32))
+
+
+def test_lean_int8_file_is_smaller_and_bit_identical_in_litert_and_tflm(export_dir: Path) -> None:
+    from dssdn_edge.export.tflite import lean, size_breakdown
+
+    fat = (export_dir / "dssdn-small.int8.tflite").read_bytes()  # as ai-edge-quantizer wrote it
+    slim = lean(fat)
+    xs = _raw_inputs(fat)
+    ref, got = _int8_outputs(fat, xs), _int8_outputs(slim, xs)
+    assert np.array_equal(ref[0], got[0]) and np.array_equal(ref[1], got[1]) and ref[2] == got[2] == 1
+    before, after = size_breakdown(fat), size_breakdown(slim)
+    assert 50_000 < after["weights"] <= before["weights"]  # compact also drops duplicate constant buffers
+    assert after["file_bytes"] < 0.8 * before["file_bytes"], (before, after)
+    again = lean(slim)  # nothing left to strip (re-serialising may reorder bytes, never grow or change outputs)
+    assert len(again) <= len(slim) and np.array_equal(_int8_outputs(again, xs)[0], got[0])
+
+
+def test_packed_cpu_layout_is_bit_identical(export_dir: Path) -> None:
+    from dssdn_edge.export.cpu_layout import outputs, pack_pixels
+    from dssdn_edge.export.tflite import lean, op_counts
+
+    plain = lean((export_dir / "dssdn-small.int8.tflite").read_bytes())
+    packed, report = pack_pixels(plain)
+    assert len(report.packed) >= 10 and report.macs_added > 0
+    assert op_counts(packed)["RESHAPE"] > 0 and "DEPTHWISE_CONV_2D" in op_counts(packed)
+    xs = _raw_inputs(plain)
+    assert np.array_equal(outputs(packed, xs), outputs(plain, xs))
+
+
+def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
+    manifest = runner.load_manifest(str(export_dir))
+    pipe = runner.Pipeline(manifest)
+    path = str(export_dir / "dssdn-small.int8.tflite")
+    res = runner.bench_backend(lambda: runner.TFLiteBackend("litert", path, 1, 2, "NHWC"), pipe, 5, 1)
+    stages = res["stages_ms"]
+    assert set(stages) == {*runner.STAGES, "total"}
+    parts = sum(stages[k]["mean"] for k in runner.STAGES)
+    assert stages["total"]["mean"] == pytest.approx(parts, rel=0.05)  # the stages are the whole loop
+    stream = res["stream"]
+    assert stream["hop_seconds"] == 0.5 and stream["hops"] >= 10
+    assert stream["ms_per_audio_second"] == pytest.approx(stream["stages_ms_per_hop"]["total"]["p50"] / 0.5)

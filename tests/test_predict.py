@@ -17,7 +17,6 @@ os.environ.setdefault("DSSDN_PROGRESS", "0")
 from dssdn_edge.cli import main  # noqa: E402
 from dssdn_edge.data import Dataset, default_data_root  # noqa: E402
 from dssdn_edge.errors import AudioError, ExportError  # noqa: E402
-from dssdn_edge.export import export_model  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig  # noqa: E402
 from dssdn_edge.predict import Predictor, clip_windows  # noqa: E402
 from dssdn_edge.pretrained import pretrained_path  # noqa: E402
@@ -26,12 +25,8 @@ HAVE_DATA = (default_data_root() / "metadata.csv").is_file()
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    if not pretrained_path("small").is_file():
-        pytest.skip(f"{pretrained_path('small')} is not shipped yet")
-    out = tmp_path_factory.mktemp("predict") / "small"
-    export_model("small", out, formats=("tflite", "onnx"))
-    return out
+def exported(shared_small_export) -> Path:
+    return shared_small_export
 
 
 @pytest.fixture()
@@ -55,7 +50,7 @@ def fold5_agreement(exported) -> float:
 
 @pytest.mark.slow
 def test_int8_tflite_and_checkpoint_agree_on_fold5(fold5_agreement):
-    assert fold5_agreement >= 0.95
+    assert fold5_agreement >= 0.97  # issue 9: int8 agrees with fp32 on >= 97 % of clips
 
 
 def test_every_model_kind_gives_the_same_top1(exported, noise_wav):

@@ -31,7 +31,8 @@ def test_every_size_ships_small_weights_with_a_card(name: str) -> None:
     assert weights.is_file(), f"{weights} is missing"
     assert weights.stat().st_size < 2.5 * 1024 * 1024
     card = (models_dir() / f"{name}.md").read_text()
-    for words in ("CC BY-NC", "Exact command", "MACs", "training time", "teacher"):
+    needed = ("CC BY-NC", "Exact command", "MACs", "teacher") + (("windows seen",) if name in BUDGETS else ())
+    for words in needed:
         assert words in card, f"{name}.md lacks {words!r}"
 
 
@@ -53,3 +54,14 @@ def test_dssdn_sizes_beat_or_explain_the_baseline() -> None:
         acc = card_accuracy(name)
         card = (models_dir() / f"{name}.md").read_text()
         assert acc > base or "below the ResNet baseline" in card, name
+
+
+@pytest.mark.parametrize("name", list(BUDGETS))
+def test_cards_state_int8_accuracy_and_agreement(name: str) -> None:
+    """The int8 rows come from a real export of the shipped weights (tools/make_model_card.py --export)."""
+    card = (models_dir() / f"{name}.md").read_text()
+    m = re.search(r"fold-5 accuracy, int8 \.tflite \(full integer\) \| ([0-9.]+) % \(([-+0-9.]+) points", card)
+    assert m, f"{name}.md states no int8 accuracy"
+    agree = re.search(r"agreement, clips / 1-s windows \| ([0-9.]+) % / ([0-9.]+) %", card)
+    assert agree, f"{name}.md states no int8 agreement"
+    assert abs(float(m.group(2))) <= 0.5 and float(agree.group(1)) >= 97.0, (name, m.groups(), agree.groups())

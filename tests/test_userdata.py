@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import assert_one_line_error, invoke
 from scipy.signal import resample_poly
 
 from dssdn_edge.data import Dataset
 from dssdn_edge.errors import DssdnError
 from dssdn_edge.userdata import MAX_CLASSES, stratified_split
-
-from conftest import assert_one_line_error, invoke
 
 # ESC-50 class -> the user's label (spaces and non-ASCII on purpose)
 CLASSES = {"glass_breaking": "glass break", "crying_baby": "bébé qui pleure", "engine": "machine fault"}
@@ -93,7 +92,8 @@ def test_finetune_export_predict_with_the_users_labels(finetuned: Path, user_fol
     res = invoke("eval", "--data", user_folder, "--checkpoint", finetuned, "--out", tmp_path / "ev", env=no_shared)
     assert res.exit_code == 0, res.output
     ev = json.loads((tmp_path / "ev" / "dssdn-small-test.json").read_text(encoding="utf-8"))
-    assert set(ev["per_class"]) <= set(CLASSES.values()) and (tmp_path / "ev" / "dssdn-small-test-confusion.png").is_file()
+    assert set(ev["per_class"]) <= set(CLASSES.values())
+    assert (tmp_path / "ev" / "dssdn-small-test-confusion.png").is_file()
 
     exp = tmp_path / "exp"
     res = invoke("export", "--checkpoint", finetuned, "--int8", "--formats", "tflite", "--out", exp, env=no_shared)

@@ -4,7 +4,10 @@
 ``benchmarks/run_all.py``: it checks every option first (so a typo fails in a second, not after an
 export), picks the path (local / remote / estimate), and returns one result dict that
 ``report.write_report`` stores. Modules: ``runner`` (device side, self-contained), ``local``, ``remote``,
-``devices`` (profiles and estimates), ``mcu`` (flash/RAM fit), ``sysinfo``, ``stats``, ``report``.
+``devices`` (profiles and estimates), ``mcu`` (flash/RAM fit), ``sysinfo``, ``stats``, ``report``, ``fleet``
+(several devices over ssh in parallel, one combined report). A device whose own python reports that it
+runs under emulation (``dssdn-edge device emulate``) gets mode "emulated": its timings are never shown as
+a device's.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def check_export(export_dir: Path) -> dict[str, Any]:
     sizes, no unlisted files) here, and again by the runner wherever it runs, since a copy can break."""
     from ..errors import ExportError
 
+    if Path(export_dir).is_file():
+        raise BenchError(f"{export_dir}: is a file; --export takes the export folder (the one with manifest.json)")
     if not Path(export_dir).is_dir():
         raise BenchError(f"{export_dir}: export folder not found")
     try:
@@ -182,13 +187,23 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             result = _estimate(opts, export_dir, manifest)
         else:
             result = _measure(opts, export_dir, here)
+    return finish(opts, result, mode, opts.host)
+
+
+def finish(opts: BenchOptions, result: dict[str, Any], mode: str, host: str | None) -> dict[str, Any]:
+    """Stamp schema, time, device and ratios on one device's result (``run_bench`` and the fleet share it).
+    A device whose own python says it is emulated gets mode "emulated", never "measured"."""
+    facts = (result.get("remote") or {}).get("device") or {}
+    if mode == "measured" and facts.get("emulated"):
+        mode = "emulated"
+    result.setdefault("warnings", [])
     result["schema"] = SCHEMA
     result["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["device"] = {
         "kind": opts.device,
         "mode": mode,
         "name": _device_name(opts, result),
-        "host": opts.host,
+        "host": host,
     }
     result["ratios"] = report.ratios(result)
     return result
@@ -215,6 +230,7 @@ def _measure(opts: BenchOptions, export_dir: Path, here: Any) -> dict[str, Any]:
                 opts.ssh_config,
                 opts.identity,
                 cb,
+                expect_machine="aarch64" if opts.device == "rpi" else None,
             )
         result = run_local(export_dir, runtimes, opts.threads, opts.runs, opts.warmup, cb, opts.checkpoint)
     result["sysinfo"] = {"before": here.to_dict(), "after": collect_local().to_dict()}
@@ -243,7 +259,7 @@ def _estimate(opts: BenchOptions, export_dir: Path, manifest: dict[str, Any]) ->
         "estimates": [e.to_dict() for e in devices.estimates_for(opts.device, macs, opts.threads)],
     }
     if opts.device in devices.BOARDS:
-        fp = mcu.footprint(export_dir, manifest)
+        fp = mcu.footprint(export_dir, manifest, opts.device)
         result["mcu"] = {
             "footprint": fp.to_dict(),
             "fits": [mcu.fit(fp, b).to_dict() for b in devices.BOARDS.values()],
@@ -254,6 +270,10 @@ def _estimate(opts: BenchOptions, export_dir: Path, manifest: dict[str, Any]) ->
 
 def _device_name(opts: BenchOptions, result: dict[str, Any]) -> str:
     info = result.get("sysinfo", {}).get("before", {})
+    facts = (result.get("remote") or {}).get("device") or {}
+    if facts:  # the device's own view (under emulation the ssh host's shell would name the host's CPU)
+        name = facts.get("device_model") or " ".join(str(facts[k]) for k in ("cpu_model", "machine") if facts.get(k))
+        return str(name or opts.device)
     if opts.device in devices.BOARDS:
         return f"{devices.BOARDS[opts.device].name} ({devices.BOARDS[opts.device].core})"
     if opts.device == "rpi" and not info:
@@ -262,7 +282,12 @@ def _device_name(opts: BenchOptions, result: dict[str, Any]) -> str:
 
 
 def default_out(opts: BenchOptions, result: dict[str, Any]) -> Path:
-    return opts.out or REPO_ROOT / "runs" / "bench" / f"{result['export']['name']}-{opts.device}"
+    """``--out``, or a new folder per run (never an earlier run's results)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return opts.out or REPO_ROOT / "runs" / "bench" / f"{result['export']['name']}-{opts.device}-{stamp}"
 
 
-__all__ = ["BenchOptions", "check_export", "default_out", "run_bench", "validate"]
+REPORT_FILES = ("bench.json", "bench.md", "bench_latency.png")
+
+
+__all__ = ["REPORT_FILES", "BenchOptions", "check_export", "default_out", "run_bench", "validate"]

@@ -20,9 +20,10 @@ from typing import Any
 from ..errors import BenchError
 from .devices import McuBoard
 
-# Not measured here (no Arm toolchain on this host): an allowance for the TFLM interpreter, allocator and
-# flatbuffer reader plus one CMSIS-NN kernel per distinct op, plus the C front end. Replace it with the
-# linker map of a real firmware build when there is one.
+# Not measured here (the TFLM kernels are not cross-compiled): an allowance for the TFLM interpreter,
+# allocator and flatbuffer reader plus one CMSIS-NN kernel per distinct op. The C front end is measured
+# from a real arm-none-eabi-gcc build (dssdn_edge.device.cortex_m) when the toolchain is installed; the
+# front-end allowance below is used only without it.
 CODE_RUNTIME_BYTES = 64 * 1024
 CODE_PER_OP_BYTES = 6 * 1024
 CODE_FRONTEND_BYTES = 4 * 1024
@@ -61,17 +62,26 @@ class Footprint:
     ops: list[str]
     sources: dict[str, str] = field(default_factory=dict)
     manifest_arena_bytes: int | None = None
+    frontend_build: dict[str, Any] | None = None  # cortex_m.FrontendBuild.to_dict() when measured
+
+    @property
+    def frontend_flash_bytes(self) -> int:
+        """Measured (code + tables + library code it pulls in) when built, else tables + allowance."""
+        if self.frontend_build is not None:
+            return int(self.frontend_build["flash_bytes"])
+        return self.frontend_tables_bytes + CODE_FRONTEND_BYTES
 
     @property
     def flash_bytes(self) -> int:
-        return self.model_bytes + self.frontend_tables_bytes + self.code_bytes
+        return self.model_bytes + self.frontend_flash_bytes + self.code_bytes
 
     @property
     def ram_bytes(self) -> int:
         return self.arena_bytes + self.frontend_ram_bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}
+        return {**asdict(self), "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
+                "frontend_flash_bytes": self.frontend_flash_bytes}
 
 
 @dataclass(frozen=True)
@@ -186,12 +196,49 @@ def int8_tflite(manifest: dict[str, Any]) -> str:
     """The full-integer .tflite of the export (int8 input tensor): the file a microcontroller runs."""
     for rel, art in sorted(manifest["artifacts"].items()):
         dtype = str((art.get("input") or {}).get("dtype", ""))
+        if art.get("bit_identical_to"):  # a CPU-layout twin of the MCU file (export/cpu_layout.py)
+            continue
         if rel.endswith(".tflite") and ("int8" in dtype or (not dtype and "int8" in rel)):
             return rel
     raise BenchError(f"export {manifest.get('name')}: no int8 .tflite artifact (needed for a microcontroller)")
 
 
-def footprint(export_dir: Path, manifest: dict[str, Any]) -> Footprint:
+def measured_frontend(
+    fe: dict[str, Any], device: str, src_dir: Path | None = None
+) -> tuple[dict[str, Any] | None, str]:
+    """The front end cross-compiled for ``device`` (from the export's own C sources in ``src_dir`` when
+    given) and run on qemu (``device.cortex_m``), or None with the reason when the Arm toolchain is not
+    installed. A failing C build is an error (the compiler's first error line), not a fallback."""
+    from ..device import cortex_m
+    from ..errors import DeviceError
+    from ..frontend import Frontend, FrontendConfig
+    from .runner import LogMel, test_audio
+
+    try:
+        cortex_m.toolchain()
+    except DeviceError as exc:
+        return None, str(exc)
+    cfg = FrontendConfig.from_dict(fe)
+    with tempfile.TemporaryDirectory(prefix=f"dssdn-{device}-") as tmp:
+        try:
+            build = cortex_m.build_frontend(cfg, device, Path(tmp), src_dir=src_dir)
+            audio = test_audio(LogMel(fe))
+            try:
+                run = cortex_m.run_on_qemu(build, cfg, [audio])
+                ref = Frontend(cfg).logmel(audio)
+                err = cortex_m.max_error_within(ref, run.frames[0], 6.0)
+                build.qemu = {**(build.qemu or {}), "max_abs_error_within_60db": err}
+            except DeviceError as exc:
+                if "not installed" not in str(exc):
+                    raise
+        except DeviceError as exc:
+            raise BenchError(str(exc)) from None
+    return build.to_dict(), ""
+
+
+def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = None) -> Footprint:
+    """Flash and RAM of the export on a Cortex-M; with ``device`` (cortex-m4/m7) and the Arm toolchain
+    installed, the front end's part is measured from a real cross-compiled build instead of estimated."""
     rel = int8_tflite(manifest)
     path = Path(export_dir) / rel
     header = next(iter(sorted(Path(export_dir).rglob("dssdn_frontend_tables.h"))), None)
@@ -206,7 +253,25 @@ def footprint(export_dir: Path, manifest: dict[str, Any]) -> Footprint:
     arena = measure_arena(path)
     ops = tflite_ops(path)
     fe_ram, fe_why = frontend_ram_bytes(manifest["frontend"])
-    code = CODE_RUNTIME_BYTES + CODE_PER_OP_BYTES * len(ops) + CODE_FRONTEND_BYTES
+    shipped_src = header.parent if header is not None and (header.parent / "dssdn_frontend.c").is_file() else None
+    build, why_not = (measured_frontend(manifest["frontend"], device, shipped_src) if device
+                      else (None, "no target core"))
+    code = CODE_RUNTIME_BYTES + CODE_PER_OP_BYTES * len(ops)
+    code_source = CODE_SOURCE.replace(f" + {CODE_FRONTEND_BYTES // 1024} KB front end", "")
+    fe_flash_why = (f"front end ALLOWANCE {CODE_FRONTEND_BYTES // 1024} KB code + counted tables "
+                    f"(not built: {why_not})")
+    if build is not None:
+        fe = manifest["frontend"]
+        history = 4 * int(fe["n_mels"]) * int(fe.get("delta_width") or 0)  # the delta is not in the C twin
+        fe_ram = int(build["ram_bytes"]) + history
+        stack = (f"peak {build['stack_peak_bytes']} B measured on qemu -M {build['qemu']['machine']}"
+                 if build.get("stack_peak_bytes") is not None else
+                 f"static worst case {build['stack']['bytes']} B of its own functions (-fstack-usage)")
+        fe_why = (f"front end RAM measured: {build['static_ram_bytes']} B static (state, one frame, one hop of "
+                  f"input; arm-none-eabi-size) + stack {stack} + delta history {history} B (computed: the "
+                  "delta step is not part of the C twin)")
+        fe_flash_why = (f"front end flash measured: {build['flash_bytes']} B = image with it minus image without it "
+                        f"({build['compiler']}, {' '.join(build['cflags'])}), tables and library code included")
     manifest_arena = manifest_arena_bytes(manifest)
     return Footprint(
         model_bytes=path.stat().st_size,
@@ -218,10 +283,12 @@ def footprint(export_dir: Path, manifest: dict[str, Any]) -> Footprint:
         frontend_ram_bytes=fe_ram,
         ops=ops,
         manifest_arena_bytes=manifest_arena,
+        frontend_build=build,
         sources={
             "model": f"{rel} size (the array in mcu/model_data.cc)",
             "frontend_tables": table_src + " (DSSDN_REAL = float)",
-            "code": CODE_SOURCE + f" ({len(ops)} distinct ops)",
+            "frontend_flash": fe_flash_why,
+            "code": code_source + f" ({len(ops)} distinct ops; the TFLM kernels are not built here)",
             "arena": "measured: tflite-micro interpreter (host reference kernels), RecordingMicroAllocator "
             "total; CMSIS-NN kernels may add a few KB of scratch",
             "frontend_ram": fe_why,

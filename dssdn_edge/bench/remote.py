@@ -198,8 +198,12 @@ def run_remote(
     ssh_config: Path | None = None,
     identity: Path | None = None,
     progress: Progress | None = None,
+    expect_machine: str | None = "aarch64",
 ) -> dict[str, Any]:
-    """The whole remote session; the device's temp dir is removed whatever happens."""
+    """The whole remote session; the device's temp dir is removed whatever happens. The device's own facts
+    (architecture, CPU, Python, numpy, emulation) come from its python (``runner.device_facts``), while
+    ``sysinfo`` (governor, temperature, throttling) is read by the ssh host's shell; a remote interpreter
+    whose machine is not ``expect_machine`` is reported in ``warnings``."""
     ssh = Ssh(target, ssh_config, identity)
     template = "/tmp/dssdn-bench." + "X" * 6  # mktemp fills in the Xs
     first = ssh.run("sh -s", stdin=f"d=$(mktemp -d {template}) && echo tmpdir=$d\n" + sysinfo.SCRIPT)
@@ -241,5 +245,21 @@ def run_remote(
     finally:
         ssh.run(f"rm -rf {shlex.quote(tmp)}", timeout=60)
     result["sysinfo"] = {"before": before.to_dict(), "after": after.to_dict()}
-    result["remote"] = {"target": str(target), "python": python, "probe": probe}
+    device = probe.get("device") or {}
+    result["remote"] = {"target": str(target), "python": python, "probe": probe, "device": device}
+    result.setdefault("warnings", []).extend(device_warnings(device, expect_machine, python, target))
     return result
+
+
+def device_warnings(device: dict[str, Any], expect: str | None, python: str, target: Target) -> list[str]:
+    """What a reader must know before comparing these numbers with a real device's: a remote interpreter
+    of another architecture than the device kind (e.g. an x86 python for --device rpi). Emulation is not a
+    warning but the result's mode ("emulated"), shown on every report."""
+    out = []
+    machine = device.get("machine") or "unknown"
+    if expect and machine != expect:
+        out.append(
+            f"{python} on {target} reports machine {machine}, not {expect}: these are not the numbers of the "
+            f"device kind benchmarked (check --remote-python)"
+        )
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,11 @@ def ratios(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         (r for r in TFLITE_RUNTIMES if find(result, r, "fp32", ".tflite") or find(result, r, "int8")),
         "litert",
     )
-    t_fp32, t_int8 = find(result, tfl, "fp32", ".tflite"), find(result, tfl, "int8", ".tflite")
+    # the plain int8 file (what a Pi or a microcontroller runs); the CPU-packed twin is its own line
+    t_fp32, t_int8 = find(result, tfl, "fp32", ".tflite"), find(result, tfl, "int8", ".int8.tflite")
     pairs = {
         f"{tfl} int8 / {tfl} fp32": (t_int8, t_fp32),
+        f"{tfl} int8 packed / {tfl} fp32": (find(result, tfl, "int8", ".int8.packed.tflite"), t_fp32),
         f"onnxruntime fp32 / {tfl} fp32": (find(result, "onnxruntime", "fp32", ".onnx"), t_fp32),
         f"onnxruntime int8 / {tfl} int8": (find(result, "onnxruntime", "int8", ".onnx"), t_int8),
         f"torch eager / {tfl} int8": (find(result, "torch", "fp32"), t_int8),
@@ -80,6 +83,12 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result.get("interrupted"):
         lines += ["**Interrupted (Ctrl-C): partial results.**", ""]
+    if dev.get("mode") == "emulated":
+        lines += ["**EMULATED: measured under qemu on the benchmarking host. These timings are not the "
+                  "device's; only outputs, versions and memory carry over.**", ""]
+    lines += [f"**Warning:** {w}" for w in result.get("warnings", [])]
+    if result.get("warnings"):
+        lines.append("")
     lines += [
         f"- created: {result.get('created', '')}",
         f"- export: `{exp.get('dir')}` (manifest sha256 {str(exp.get('manifest_sha256'))[:12]}…, verified)",
@@ -87,11 +96,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"({exp.get('complexity', {}).get('convention', 'convention n/a')})",
         f"- threads {s.get('threads')}, runs {s.get('runs')} after {s.get('warmup')} warm-up; medians",
     ]
+    where = " (read by sh on the ssh host)" if result.get("remote") else ""
     for when in ("before", "after"):
         info = result.get("sysinfo", {}).get(when)
         if info:
-            lines.append(f"- system {when}: {sys_line(info)}")
+            lines.append(f"- system {when}{where}: {sys_line(info)}")
     env = result.get("environment", {})
+    if env.get("device"):
+        lines.append(f"- device, as its own python sees it: {device_line(env['device'])}")
     if env:
         versions = ", ".join(f"{k} {v}" for k, v in result.get("runtimes_available", {}).items())
         lines.append(f"- python {env.get('python')} ({env.get('machine')}), numpy {env.get('numpy')}; {versions}")
@@ -172,6 +184,19 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def device_line(facts: dict[str, Any]) -> str:
+    """One line from ``runner.device_facts``: architecture, CPU, int8 SIMD flags, OS, emulation."""
+    parts = [
+        str(facts.get("device_model") or facts.get("cpu_model") or "CPU n/a"),
+        str(facts.get("machine")),
+        f"SIMD {' '.join(facts.get('simd') or []) or 'n/a'}",
+        str(facts.get("os") or "OS n/a"),
+    ]
+    if facts.get("emulated"):
+        parts.append(str(facts["emulated"]))
+    return "; ".join(parts)
+
+
 def sys_line(info: dict[str, Any]) -> str:
     """One line on the measuring machine (a ``SysInfo`` as stored in a result)."""
     parts = [
@@ -191,18 +216,48 @@ def sys_line(info: dict[str, Any]) -> str:
 
 def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
     fp = mcu["footprint"]
+    build = fp.get("frontend_build")
+    how = "measured, cross-compiled" if build else "tables counted + code allowance"
+    fe_flash = fp.get("frontend_flash_bytes", fp["frontend_tables_bytes"])
     lines = [
         "",
         "## Microcontroller fit",
         "",
-        f"- flash {_mb(fp['flash_bytes'])} = model {_mb(fp['model_bytes'])} + front-end tables "
-        f"{_mb(fp['frontend_tables_bytes'])} + code {_mb(fp['code_bytes'])} (allowance)",
+        f"- flash {_mb(fp['flash_bytes'])} = model {_mb(fp['model_bytes'])} + front end {_mb(fe_flash)} ({how}) "
+        f"+ TFLM code {_mb(fp['code_bytes'])} (allowance: the TFLM kernels are not built here)",
         f"- RAM {_mb(fp['ram_bytes'])} = TFLM arena {_mb(fp['arena_bytes'])} (measured) + front end "
-        f"{_mb(fp['frontend_ram_bytes'])}",
+        f"{_mb(fp['frontend_ram_bytes'])} ({'measured C twin + delta history' if build else 'computed'})",
         f"- ops: {', '.join(fp['ops'])}",
         "",
     ]
-    lines += [f"  - {k}: {v}" for k, v in fp["sources"].items()]
+    if build:
+        stack = build["stack"]
+        lines += [
+            f"Front end built for {build['core']} with `{' '.join(build['cflags'])}` ({build['compiler']}):",
+            "",
+            "| front end | bytes | how |",
+            "|---|---:|---|",
+            f"| flash | {build['flash_bytes']:,} | image with it − image without it (arm-none-eabi-size; code, "
+            "tables, library code pulled in) |",
+            f"| object file text / data / bss | {build['object_text']:,} / {build['object_data']:,} / "
+            f"{build['object_bss']:,} | arm-none-eabi-size dssdn_frontend.o |",
+            f"| static RAM | {build['static_ram_bytes']:,} | data + bss of the difference: state, one frame, "
+            "one hop of input |",
+            f"| stack, static worst case | {stack['bytes'] if stack['bytes'] is not None else 'unbounded'} | "
+            f"-fstack-usage call graph {' → '.join(stack['path'])}; not counted: "
+            f"{', '.join(stack['not_counted']) or 'none'} |",
+        ]
+        if build.get("stack_peak_bytes") is not None:
+            q = build.get("qemu") or {}
+            err = q.get("max_abs_error_within_60db")
+            lines.append(
+                f"| stack, peak on qemu | {build['stack_peak_bytes']:,} | painted stack on qemu -M {q.get('machine')} "
+                f"(library calls included){'' if err is None else f'; features vs numpy max error {err:.1e}'} |"
+            )
+        lines.append("")
+    lines += [
+        f"  - {k}: {v}" for k, v in fp["sources"].items()
+    ]
     lines += ["", "| board | flash | RAM | arena in largest block | fits |", "|---|---|---|---|---|"]
     for f in mcu["fits"]:
         lines.append(
@@ -336,7 +391,9 @@ def console_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 130)
-    table = Table(title=f"{result.get('export', {}).get('name')} — {result.get('device', {}).get('name', '')}")
+    dev = result.get("device", {})
+    mode = " — EMULATED, not device timings" if dev.get("mode") == "emulated" else ""
+    table = Table(title=f"{result.get('export', {}).get('name')} — {dev.get('name', '')}{mode}")
     for col in ("runtime", "artifact", "prec", "p50 ms", "p90 ms", "e2e p50 ms", "× real time", "act. mem"):
         table.add_column(col, justify="right" if "ms" in col or "×" in col else "left")
     for e in result.get("results", []):
@@ -371,5 +428,142 @@ def console_table(result: dict[str, Any]) -> None:
             for k, key in (("flash", "flash_ok"), ("RAM", "ram_ok"), ("arena block", "arena_block_ok"))
         )
         console.print(f"{f['board']}: {'fits' if f['fits'] else 'does NOT fit'} ({flags})")
+    for w in result.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {w}")
     if result.get("interrupted"):
         console.print("[bold yellow]interrupted: partial results kept[/]")
+
+
+# ------------------------------------------------------------------------------------------- fleet
+def fleet_rows(fleet: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (device, runtime, artifact): the device's own facts and the medians measured there;
+    a failed device gets one row with its error. The table and the plot are both drawn from these rows."""
+    rows: list[dict[str, Any]] = []
+    for d in fleet.get("devices", []):
+        base = {"device": d["name"], "host": d["host"], "python_path": d["python"]}
+        if not d.get("ok"):
+            rows.append({**base, "mode": "failed", "error": d.get("error")})
+            continue
+        res = d["result"]
+        env = res.get("environment", {})
+        facts = env.get("device") or {}
+        fe = (res.get("frontend") or {}).get("ms_per_second") or {}
+        for e in res.get("results", []):
+            lat = e.get("latency_ms") or {}
+            rows.append({
+                **base,
+                "mode": res.get("device", {}).get("mode"),
+                "machine": facts.get("machine") or env.get("machine"),
+                "cpu": facts.get("device_model") or facts.get("cpu_model"),
+                "simd": facts.get("simd") or [],
+                "python": env.get("python"),
+                "numpy": env.get("numpy"),
+                "runtime": e["runtime"],
+                "runtime_version": res.get("runtimes_available", {}).get(e["runtime"]),
+                "artifact": e["artifact"],
+                "precision": e.get("precision"),
+                "p50_ms": lat.get("p50"),
+                "p90_ms": lat.get("p90"),
+                "e2e_p50_ms": (e.get("e2e_ms") or {}).get("p50"),
+                "frontend_p50_ms": fe.get("p50"),
+                "error": e.get("error"),
+                "warnings": res.get("warnings", []),
+            })
+    return rows
+
+
+def fleet_markdown(fleet: dict[str, Any]) -> str:
+    """The combined fleet table; emulated rows say so in their mode column and in a banner."""
+    s = fleet.get("settings", {})
+    rows = fleet_rows(fleet)
+    lines = [
+        f"# Fleet benchmark: {fleet.get('export', {}).get('name')} on {len(fleet.get('devices', []))} devices",
+        "",
+        f"- created: {fleet.get('created')}; threads {s.get('threads')}, runs {s.get('runs')} after "
+        f"{s.get('warmup')} warm-up; medians of model latency (set input, invoke, read output)",
+        "- device facts (architecture, CPU, Python, numpy, runtime) come from each device's own python",
+    ]
+    if any(r["mode"] == "emulated" for r in rows):
+        lines.append("- **emulated** rows ran under qemu on the benchmarking host: their timings are not the "
+                     "device's (only relative order within one emulation means anything)")
+    lines += [
+        "",
+        "| device | mode | arch | CPU | python | numpy | runtime | artifact | prec | p50 ms | p90 ms | "
+        "audio → label p50 ms | front end ms / 1 s |",
+        "|---|---|---|---|---|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["mode"] == "failed":
+            lines.append(f"| {r['device']} | **failed** | | | | | | error: {r['error']} ||||||")
+            continue
+        rt = f"{r['runtime']} {r['runtime_version'] or ''}".strip()
+        head = [r["device"], r["mode"], r["machine"], r["cpu"] or "n/a", r["python"], r["numpy"], rt, r["artifact"],
+                r["precision"]]
+        if r["error"]:
+            cells = [*head, f"error: {r['error']}", "", "", ""]
+        else:
+            cells = [*head, _f(r["p50_ms"]), _f(r["p90_ms"]), _f(r["e2e_p50_ms"]), _f(r["frontend_p50_ms"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    notes = list(dict.fromkeys(f"{r['device']}: {w}" for r in rows for w in r.get("warnings", [])))
+    if notes:
+        lines += ["", "Warnings:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_fleet(fleet: dict[str, Any], path: Path) -> Path:
+    """Median model latency (whisker to p90) per device, one bar per runtime and artifact; failed devices
+    are listed under the axis, emulated ones labelled as such."""
+    plt = _pyplot()
+    all_rows = fleet_rows(fleet)
+    rows = [r for r in all_rows if r["mode"] != "failed" and not r["error"] and r["p50_ms"] is not None]
+    failed = [r["device"] for r in all_rows if r["mode"] == "failed"]
+    groups = list(dict.fromkeys((r["device"], r["runtime"]) for r in rows))  # x: one device with one runtime
+    series = list(dict.fromkeys(r["artifact"] for r in rows))  # bars: one colour per artifact
+    modes = {r["device"]: r["mode"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.5 * len(groups) * max(1, len(series)) + 3), 5.0))
+    width = 0.8 / max(1, len(series))
+    for k, name in enumerate(series):
+        xs, vals, err = [], [], []
+        for i, (dev, rt) in enumerate(groups):
+            r = next((r for r in rows if (r["device"], r["runtime"], r["artifact"]) == (dev, rt, name)), None)
+            if r is None:
+                continue
+            xs.append(i + (k - (len(series) - 1) / 2) * width)
+            vals.append(r["p50_ms"])
+            err.append(max(0.0, (r["p90_ms"] or r["p50_ms"]) - r["p50_ms"]))
+        ax.bar(xs, vals, width, yerr=[[0.0] * len(vals), err], capsize=2, label=name)
+    ax.set_xticks(range(len(groups)),
+                  [f"{d}\n{rt}" + ("\n(EMULATED)" if modes[d] == "emulated" else "") for d, rt in groups], fontsize=9)
+    ax.set_ylabel("model latency p50 (ms), whisker p90")
+    title = f"{fleet.get('export', {}).get('name')}: model latency per device"
+    if "emulated" in modes.values():
+        title += "\nEMULATED devices: qemu on the benchmarking host, not device timings"
+    ax.set_title(title, fontsize=10)
+    if failed:
+        ax.set_xlabel("failed: " + ", ".join(failed), color="#b00")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_fleet_report(fleet: dict[str, Any], out_dir: Path) -> list[Path]:
+    """fleet.json, fleet.md, fleet_latency.png, and each measured device's own report in a subfolder."""
+    from ..fileio import atomic_path, write_text
+    from ..fileio import write_json as write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for d in fleet.get("devices", []):
+        if d.get("ok"):
+            slug = re.sub(r"[^A-Za-z0-9._-]+", "_", d["name"]).strip("_") or "device"
+            paths += write_report(d["result"], out_dir / slug)
+    paths.append(write_json_atomic(out_dir / "fleet.json", fleet))
+    paths.append(write_text(out_dir / "fleet.md", fleet_markdown(fleet)))
+    if any(r["mode"] != "failed" and r["p50_ms"] is not None for r in fleet_rows(fleet)):
+        with atomic_path(out_dir / "fleet_latency.png") as tmp:
+            plot_fleet(fleet, tmp)
+        paths.append(out_dir / "fleet_latency.png")
+    return paths

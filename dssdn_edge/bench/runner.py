@@ -100,7 +100,7 @@ class LogMel:
         self.delta_width = int(cfg.get("delta_width", 0))
         self.segment_seconds = float(cfg.get("segment_seconds", 1.0))
         self.window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.n_fft) / self.n_fft)
-        self.fb_t = np.ascontiguousarray(self._filterbank(float(cfg["fmin"]), float(cfg["fmax"])).T)
+        self.bands = band_groups(self._filterbank(float(cfg["fmin"]), float(cfg["fmax"])))
 
     def _filterbank(self, fmin: float, fmax: float) -> np.ndarray:
         def hz_to_mel(f: Any) -> Any:
@@ -126,32 +126,124 @@ class LogMel:
     def segment_samples(self) -> int:
         return int(round(self.segment_seconds * self.sample_rate))
 
-    def logmel(self, audio: np.ndarray) -> np.ndarray:
-        padded = np.pad(np.asarray(audio, dtype=np.float64), self.n_fft // 2)
-        n_frames = 1 + (len(padded) - self.n_fft) // self.hop  # = 1 + len(audio) // hop (centre padding)
-        frames = padded[np.arange(n_frames)[:, None] * self.hop + np.arange(self.n_fft)[None, :]]
+    @property
+    def segment_frames(self) -> int:
+        return 1 + self.segment_samples // self.hop
+
+    def logmel_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(n, n_fft) windows of samples -> (n, n_mels) log10 mel power (``Frontend.logmel_frames``)."""
         spec = np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)
-        return np.log10((spec.real**2 + spec.imag**2) @ self.fb_t + self.log_eps)
+        mel = sparse_mel(spec.real**2 + spec.imag**2, self.bands, self.n_mels)
+        mel += self.log_eps
+        return np.log10(mel, out=mel)
+
+    def logmel(self, audio: np.ndarray) -> np.ndarray:
+        padded = np.zeros(len(audio) + self.n_fft)  # centre padding, as librosa center=True
+        padded[self.n_fft // 2 : self.n_fft // 2 + len(audio)] = audio
+        return self.logmel_frames(frame_view(padded, self.n_fft, self.hop))
+
+    def delta(self, mel_padded: np.ndarray) -> np.ndarray:
+        """Regression delta of the middle rows of ``mel_padded`` (w = delta_width // 2 extra rows each side)."""
+        w = self.delta_width // 2
+        n = len(mel_padded) - 2 * w
+        out = np.zeros((n, mel_padded.shape[1]))
+        for k in range(1, w + 1):
+            out += k * (mel_padded[w + k : w + k + n] - mel_padded[w - k : w - k + n])
+        return out / (2.0 * sum(k * k for k in range(1, w + 1)))
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        """Mono audio → (channels, frames, n_mels) float32, unnormalised."""
+        """Mono audio -> (channels, frames, n_mels) float32, unnormalised."""
         mel = self.logmel(audio)
         if not self.delta_width:
             return mel[None].astype(np.float32)
         w = self.delta_width // 2
-        padded = np.concatenate([np.repeat(mel[:1], w, 0), mel, np.repeat(mel[-1:], w, 0)])
-        n = len(mel)
-        delta = np.zeros_like(mel)
-        for k in range(1, w + 1):
-            delta += k * (padded[w + k : w + k + n] - padded[w - k : w - k + n])
-        delta /= 2.0 * sum(k * k for k in range(1, w + 1))
-        return np.stack([mel, delta]).astype(np.float32)
+        out = np.empty((2, *mel.shape), np.float32)
+        out[0] = mel
+        out[1] = self.delta(np.concatenate([np.repeat(mel[:1], w, 0), mel, np.repeat(mel[-1:], w, 0)]))
+        return out
 
 
-def test_audio(frontend: LogMel, seed: int = 0) -> np.ndarray:
-    """One model window of deterministic audio (chirp + noise): real spectral content, no data files."""
-    n = frontend.segment_samples
-    t = np.arange(n) / frontend.sample_rate
+BAND_GROUP = 16  # as dssdn_edge.frontend.BAND_GROUP
+
+
+def band_groups(dense: np.ndarray, size: int = BAND_GROUP) -> list:
+    """The mel filterbank as blocks of ``size`` bands over the one bin range each block touches (the sparse
+    product of ``dssdn_edge.frontend.band_groups``, same sums, ~1/7 of the dense matmul's work)."""
+    out = []
+    for b0 in range(0, dense.shape[0], size):
+        rows = dense[b0 : b0 + size]
+        nz = np.flatnonzero(rows.any(axis=0))
+        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
+        out.append((b0, b0 + len(rows), lo, hi, np.ascontiguousarray(rows[:, lo:hi].T)))
+    return out
+
+
+def sparse_mel(power: np.ndarray, groups: list, n_mels: int) -> np.ndarray:
+    out = np.empty((power.shape[0], n_mels))
+    for b0, b1, lo, hi, weights in groups:
+        np.matmul(power[:, lo:hi], weights, out=out[:, b0:b1])
+    return out
+
+
+def frame_view(padded: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(frames, n_fft) view of every ``hop``-th window of a contiguous float64 array (no copy)."""
+    n = 0 if len(padded) < n_fft else 1 + (len(padded) - n_fft) // hop
+    step = padded.strides[0]
+    return np.ndarray((n, n_fft), dtype=padded.dtype, buffer=padded, strides=(hop * step, step))
+
+
+class StreamingFeatures:
+    """Audio in chunks -> the latest window of normalised model features, computing only the new frames.
+
+    The stream is centre-padded at its start like the offline path, so its frames are those of
+    ``LogMel.features`` over the whole stream; a delta frame needs ``delta_width // 2`` frames of look-ahead,
+    so the newest feature frame lags the audio by that much (40 ms at the defaults). Equals
+    ``dssdn_edge.stream.StreamClassifier``'s windows (tests/test_stream.py)."""
+
+    def __init__(self, frontend: LogMel, mean: np.ndarray, std: np.ndarray) -> None:
+        self.fe, self.mean, self.std = frontend, mean, std  # mean/std: (channels, 1, n_mels)
+        self.w = frontend.delta_width // 2
+        self.buf = np.zeros(frontend.n_fft // 2)
+        self.mel = np.zeros((0, frontend.n_mels))  # log-mel frames from index self.mel_start
+        self.mel_start = 0
+        self.ready = 0  # feature frames finished so far
+        self.frames = frontend.segment_frames
+        self.feats = np.zeros((frontend.channels, 0, frontend.n_mels), np.float32)  # last `frames` features
+
+    def push(self, chunk: np.ndarray) -> int:
+        """Add samples; return how many feature frames they finished."""
+        fe = self.fe
+        self.buf = np.concatenate([self.buf, np.asarray(chunk, dtype=np.float64)])
+        views = frame_view(self.buf, fe.n_fft, fe.hop)
+        if len(views):
+            self.mel = np.concatenate([self.mel, fe.logmel_frames(views)])
+            self.buf = self.buf[len(views) * fe.hop :].copy()
+        total = self.mel_start + len(self.mel)
+        last = total - self.w if fe.delta_width else total
+        if last <= self.ready:
+            return 0
+        rows = np.arange(self.ready - self.w, last + self.w)
+        hist = self.mel[np.clip(rows, 0, total - 1) - self.mel_start]
+        new = hist[self.w : len(hist) - self.w][None] if fe.delta_width else hist[None]
+        if fe.delta_width:
+            new = np.concatenate([new, self.fe.delta(hist)[None]])
+        new = ((new - self.mean) / self.std).astype(np.float32)
+        self.feats = np.concatenate([self.feats, new], axis=1)[:, -self.frames :]
+        done, self.ready = last - self.ready, last
+        keep = max(self.ready - self.w, 0) - self.mel_start
+        self.mel, self.mel_start = self.mel[keep:], self.mel_start + keep
+        return done
+
+    def window(self) -> np.ndarray | None:
+        """The latest (channels, frames, n_mels) window, or None before the first full one."""
+        return self.feats if self.feats.shape[1] == self.frames else None
+
+
+def test_audio(frontend: LogMel, seed: int = 0, n: int | None = None) -> np.ndarray:
+    """``n`` samples (default one model window) of deterministic audio (chirp + noise): real spectral
+    content, no data files."""
+    n = frontend.segment_samples if n is None else n
+    t = (np.arange(n) % frontend.segment_samples) / frontend.sample_rate  # the chirp repeats every window
     chirp = 0.3 * np.sin(2 * np.pi * (100.0 + 3000.0 * t) * t)
     return (chirp + 0.05 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
 
@@ -165,9 +257,97 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+FRONTEND_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_eps", "delta_width",
+                 "split_band", "segment_seconds")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def frontend_problem(fe: Any) -> str | None:
+    """Why a manifest's ``frontend`` cannot describe a working front end, or None when it can."""
+    if not isinstance(fe, dict):
+        return "'frontend' is not an object"
+    missing = [k for k in FRONTEND_KEYS if k not in fe]
+    if missing:
+        return f"'frontend' lacks {', '.join(missing)}"
+    bad = [k for k in FRONTEND_KEYS if not _is_num(fe[k])]
+    if bad:
+        return f"'frontend' value {bad[0]} is not a finite number ({fe[bad[0]]!r})"
+    ints = ("sample_rate", "n_fft", "hop_length", "n_mels", "delta_width", "split_band")
+    if any(float(fe[k]) != int(fe[k]) for k in ints):
+        return f"'frontend' needs whole numbers for {', '.join(ints)}"
+    sr, n_fft, hop, n_mels = int(fe["sample_rate"]), int(fe["n_fft"]), int(fe["hop_length"]), int(fe["n_mels"])
+    checks = [
+        (1000 <= sr <= 384000, f"sample_rate {sr} is not 1000..384000"),
+        (n_fft >= 16 and n_fft & (n_fft - 1) == 0, f"n_fft {n_fft} is not a power of two >= 16"),
+        (0 < hop <= n_fft, f"hop_length {hop} is not in 1..n_fft"),
+        (1 <= n_mels <= 1024, f"n_mels {n_mels} is not in 1..1024"),
+        (0 <= fe["fmin"] < fe["fmax"] <= sr / 2,
+         f"need 0 <= fmin < fmax <= sample_rate/2, got {fe['fmin']}..{fe['fmax']}"),
+        (fe["log_eps"] > 0, f"log_eps {fe['log_eps']} is not > 0"),
+        (fe["delta_width"] == 0 or (fe["delta_width"] >= 3 and fe["delta_width"] % 2 == 1),
+         f"delta_width {fe['delta_width']} is not 0 or an odd number >= 3"),
+        (0 < fe["split_band"] < n_mels, f"split_band {fe['split_band']} is not in 1..n_mels-1"),
+        (0 < fe["segment_seconds"] <= 60 and fe["segment_seconds"] * sr >= n_fft,
+         f"segment_seconds {fe['segment_seconds']} is not a window of at least n_fft samples (and <= 60 s)"),
+    ]
+    for ok, why in checks:
+        if not ok:
+            return f"'frontend' {why}"
+    return None
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """The one manifest validator (``predict``, ``bench`` and this runner use it): schema, types, label count
+    = model output size, sane front-end values. None when the manifest is usable."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    for key in ("labels", "frontend", "normalization", "artifacts"):
+        if key not in manifest:
+            return f"lacks {key!r}"
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        return "'labels' must be a list of at least 2 non-empty strings"
+    why = frontend_problem(manifest["frontend"])
+    if why:
+        return why
+    fe = manifest["frontend"]
+    channels, n_mels = (2 if fe["delta_width"] else 1), int(fe["n_mels"])
+    norm = manifest["normalization"]
+    if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
+        return "'normalization' needs 'mean' and 'std'"
+    for key in ("mean", "std"):
+        rows = norm[key]
+        if (not isinstance(rows, list) or len(rows) != channels
+                or any(not isinstance(r, list) or len(r) != n_mels for r in rows)):
+            return f"'normalization' {key} is not {channels} x {n_mels} numbers (channels x mel bands)"
+        if not all(_is_num(v) for r in rows for v in r):
+            return f"'normalization' {key} holds a value that is not a finite number"
+    if any(v <= 0 for r in norm["std"] for v in r):
+        return "'normalization' std holds a value <= 0"
+    arts = manifest["artifacts"]
+    if not isinstance(arts, dict) or not arts:
+        return "'artifacts' is empty or not an object"
+    for rel, art in arts.items():
+        if not isinstance(art, dict):
+            return f"artifact {rel!r} is not an object"
+        digest = art.get("sha256")
+        if not isinstance(digest, str) or len(digest) != 64:
+            return f"artifact {rel!r} has no sha256"
+        out = art.get("output")
+        if isinstance(out, dict) and isinstance(out.get("shape"), list) and out["shape"]:
+            if out["shape"][-1] != len(labels):
+                return f"artifact {rel!r} has {out['shape'][-1]} outputs but there are {len(labels)} labels"
+    return None
+
+
 def load_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
-    """Read manifest.json and check every listed artifact's size and SHA-256 before anything runs."""
+    """Read manifest.json, validate it and check every listed artifact's size and SHA-256 before anything runs."""
     path = os.path.join(export_dir, MANIFEST)
+    if os.path.isfile(export_dir):
+        raise RunnerError(f"{export_dir}: is a file; give the export folder that holds {MANIFEST}")
     if not os.path.isdir(export_dir):
         raise RunnerError(f"{export_dir}: export folder not found")
     if not os.path.isfile(path):
@@ -177,9 +357,9 @@ def load_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
             manifest = json.load(fh)
     except (OSError, ValueError) as exc:
         raise RunnerError(f"{path}: unreadable manifest ({exc})") from None
-    for key in ("frontend", "normalization", "artifacts"):
-        if key not in manifest:
-            raise RunnerError(f"{path}: manifest lacks {key!r}")
+    why = manifest_problem(manifest)
+    if why:
+        raise RunnerError(f"{path}: invalid manifest: {why}")
     if verify:
         for rel, art in manifest["artifacts"].items():
             file = os.path.join(export_dir, rel)
@@ -216,8 +396,55 @@ def _version(runtime: str, module: Any) -> str:
         return "unknown"
 
 
+# CPU part numbers of Arm cores (the "CPU part" line of an aarch64 /proc/cpuinfo).
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd46": "Cortex-A510"}
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "asimd", "asimddp", "i8mm")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def device_facts() -> dict[str, Any]:
+    """The machine as this interpreter sees it: architecture, CPU, int8 SIMD flags, OS, emulation.
+
+    Read by the device's own Python rather than by a shell over ssh, because the two can differ: under
+    qemu user-mode emulation (``dssdn-edge device emulate``) or in a container, the ssh host's shell
+    describes the host CPU, while this process sees the emulated one. ``DSSDN_EMULATED`` is set by the
+    emulation's wrapper; when present, every timing from this process is an emulated one."""
+    cpuinfo = _read("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    cpu = fields.get("model name") or ARM_PARTS.get(fields.get("CPU part", "").lower(), "")
+    os_name = ""
+    for line in (_read("/etc/os-release") or _read("/usr/lib/os-release")).splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_name = line.split("=", 1)[1].strip().strip('"')
+    return {
+        "machine": platform.machine(),
+        "cpu_model": cpu or None,
+        "cpu_part": fields.get("CPU part"),
+        "simd": sorted(f for f in set(flags) if f in INT8_FLAGS),
+        "cores": os.cpu_count(),
+        "os": os_name or None,
+        "device_model": _read("/proc/device-tree/model").replace("\x00", "").strip() or None,
+        "emulated": os.environ.get("DSSDN_EMULATED") or None,
+    }
+
+
 def probe() -> dict[str, Any]:
-    """What this interpreter can run: python, numpy, and each runtime's version or import error."""
+    """What this interpreter can run: python, numpy, each runtime's version or import error, and the
+    device's own facts (``device_facts``)."""
     import importlib
 
     out: dict[str, Any] = {
@@ -225,6 +452,7 @@ def probe() -> dict[str, Any]:
         "executable": sys.executable,
         "machine": platform.machine(),
         "numpy": getattr(np, "__version__", None),
+        "device": device_facts(),
         "runtimes": {},
         "import_errors": {},
     }
@@ -261,6 +489,11 @@ class Backend(abc.ABC):
             info = np.iinfo(self.input_dtype)
             x = np.clip(np.round(x / self.input_scale) + self.input_zero_point, info.min, info.max)
         return np.ascontiguousarray(x, dtype=self.input_dtype or np.float32)
+
+    def feed(self, pipeline: Pipeline) -> np.ndarray:
+        """The model input for the pipeline's 1 s of test audio: its features, prepared (waveform-in models
+        take the audio itself)."""
+        return self.prepare(pipeline.features(pipeline.audio))
 
     def logits(self, raw: np.ndarray) -> np.ndarray:
         if np.dtype(raw.dtype).kind == "i" and self.output_scale:
@@ -322,6 +555,21 @@ class TFLiteBackend(Backend):
         except Exception:  # noqa: BLE001 - informative only
             return {}
         return {"delegate_partitions": sum(op["op_name"] == "DELEGATE" for op in ops)}
+
+
+AUDIO_SUFFIX = ".audio.tflite"
+
+
+class AudioTFLiteBackend(TFLiteBackend):
+    """A waveform-in ``.audio.tflite`` (the phone file): the front end is inside the graph, so it is fed 1 s
+    of raw audio and one invoke is the whole pipeline, audio → scores (its latency is the end-to-end time)."""
+
+    def __init__(self, runtime: str, path: str, threads: int) -> None:
+        super().__init__(runtime, path, threads, 1, None)
+        self.layout = "audio (batch, samples)"
+
+    def feed(self, pipeline: Pipeline) -> np.ndarray:
+        return np.ascontiguousarray(pipeline.audio[None], dtype=np.float32)
 
 
 def tflite_planner_estimate(module: Any, path: str) -> dict[str, Any]:
@@ -422,26 +670,116 @@ class Pipeline:
         self.seconds = len(self.audio) / self.frontend.sample_rate
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        return ((self.frontend.features(audio) - self.mean) / self.std).astype(np.float32)
+        return self.normalise(self.frontend.features(audio))
+
+    def normalise(self, feats: np.ndarray) -> np.ndarray:
+        return ((feats - self.mean) / self.std).astype(np.float32)
 
     def label(self, logits: np.ndarray) -> str:
         k = int(np.argmax(logits))
         return self.labels[k] if k < len(self.labels) else str(k)
 
 
+STAGES = ("frontend", "normalise_quantise", "invoke", "dequantise_softmax_average")
+STREAM_HOP_SECONDS = 0.5
+
+
+def softmax_mean(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities averaged over the windows of ``logits`` (N, classes): the clip or hop score."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).mean(axis=0)
+
+
+def _feeds_features(backend: Backend) -> bool:
+    """False for a waveform-in model, whose front end runs inside its graph (one invoke is everything)."""
+    return type(backend).feed is Backend.feed
+
+
+def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+    """1 s of audio -> label, each stage timed in the same loop iteration: front end (log-mel + delta),
+    normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
+    average over windows + argmax. Summaries per stage and of the per-iteration total."""
+    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
+    feeds = _feeds_features(backend)
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        feats = pipeline.frontend.features(pipeline.audio) if feeds else None
+        t1 = time.perf_counter()
+        x = backend.prepare(pipeline.normalise(feats)) if feeds else backend.feed(pipeline)
+        t2 = time.perf_counter()
+        raw = backend.run(x)
+        t3 = time.perf_counter()
+        probs = softmax_mean(backend.logits(raw).reshape(1, -1))
+        pipeline.label(probs)
+        t4 = time.perf_counter()
+        if i >= warmup:
+            for key, a, b in zip((*STAGES, "total"), (t0, t1, t2, t3, t0), (t1, t2, t3, t4, t4)):  # noqa: B905 - 3.9
+                times[key].append((b - a) * 1e3)
+    out = {k: summarize(v) for k, v in times.items()}
+    if not feeds:
+        out["frontend"]["note"] = "inside the model (waveform-in file): counted in invoke"
+    return out
+
+
+def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
+                warmup: int = 4) -> dict[str, Any] | None:
+    """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
+    are computed (``StreamingFeatures``), the latest 1-s window is classified every hop. Per-hop stage times
+    and the cost per second of audio (p50 per hop / hop seconds). None for a waveform-in model."""
+    if not _feeds_features(backend):
+        return None
+    fe = pipeline.frontend
+    hop = int(round(hop_seconds * fe.sample_rate))
+    if hop < fe.hop:
+        raise RunnerError(f"stream hop {hop_seconds} s is shorter than one frame hop")
+    first = -(-fe.segment_samples // hop)  # hops until the first full window
+    audio = test_audio(fe, n=(first + warmup + hops) * hop)
+    stream = StreamingFeatures(fe, pipeline.mean, pipeline.std)
+    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
+    done = 0
+    for i in range(len(audio) // hop):
+        t0 = time.perf_counter()
+        stream.push(audio[i * hop : (i + 1) * hop])
+        window = stream.window()
+        t1 = time.perf_counter()
+        if window is None:
+            continue
+        x = backend.prepare(window)
+        t2 = time.perf_counter()
+        raw = backend.run(x)
+        t3 = time.perf_counter()
+        pipeline.label(softmax_mean(backend.logits(raw).reshape(1, -1)))
+        t4 = time.perf_counter()
+        done += 1
+        if done > warmup:
+            times["frontend"].append((t1 - t0) * 1e3)  # includes normalising the new frames
+            for key, a, b in zip(STAGES[1:], (t1, t2, t3), (t2, t3, t4)):  # noqa: B905 - runs on Python 3.9
+                times[key].append((b - a) * 1e3)
+            times["total"].append((t4 - t0) * 1e3)
+    stages = {k: summarize(v) for k, v in times.items()}
+    p50 = stages["total"]["p50"]
+    return {
+        "hop_seconds": hop_seconds,
+        "hops": len(times["total"]),
+        "window_seconds": fe.segment_seconds,
+        "stages_ms_per_hop": stages,
+        "ms_per_audio_second": p50 / hop_seconds,
+        "x_realtime": hop_seconds * 1e3 / p50 if p50 > 0 else math.inf,
+        "note": "front end = new frames only (log-mel, delta, normalisation); a window is classified every hop",
+    }
+
+
 def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
-    """Load (timed), warm up, time the model alone, then time audio → label end to end."""
+    """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
+    streaming path."""
     t0 = time.perf_counter()
     backend = make()
     load_ms = (time.perf_counter() - t0) * 1e3
-    x = backend.prepare(pipeline.features(pipeline.audio))
+    x = backend.feed(pipeline)
     samples = time_calls(lambda: backend.run(x), runs, warmup)
-
-    def end_to_end() -> str:
-        return pipeline.label(backend.logits(backend.run(backend.prepare(pipeline.features(pipeline.audio)))))
-
-    e2e = time_calls(end_to_end, runs, max(1, warmup // 4))
-    e2e_p50_s = float(np.median(e2e)) / 1e3
+    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4))
+    e2e = stages["total"]
+    e2e_p50_s = e2e["p50"] / 1e3
     return {
         "load_ms": load_ms,
         "input": {
@@ -453,18 +791,23 @@ def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, wa
         },
         "latency_ms": summarize(samples),
         "samples_ms": [round(s, 6) for s in samples],
-        "e2e_ms": summarize(e2e),
+        "e2e_ms": e2e,
+        "stages_ms": stages,
         "audio_seconds": pipeline.seconds,
         "rtf": e2e_p50_s / pipeline.seconds,
         "x_realtime": pipeline.seconds / e2e_p50_s if e2e_p50_s > 0 else math.inf,
-        "label": end_to_end(),
+        "label": pipeline.label(backend.logits(backend.run(backend.feed(pipeline)))),
+        "stream": stream_cost(backend, pipeline, hops=max(10, min(runs, 100))),
         "activation_memory": backend.activation_memory(),
         "runtime_info": backend.info(),
     }
 
 
 def precision_of(rel: str, art: dict[str, Any]) -> str:
-    """'int8' or 'fp32': the manifest's precision ('int8 QDQ' has float I/O), else I/O dtype, else name."""
+    """'int8' or 'fp32': the manifest's precision ('int8 QDQ' has float I/O), else I/O dtype, else name;
+    'audio-in int8' / 'audio-in fp32' for a waveform-in file, so tables never mix it with the features-in ones."""
+    if rel.endswith(AUDIO_SUFFIX):
+        return f"audio-in {art.get('body_precision') or 'fp32'}"
     declared = str(art.get("precision", "")).split(" ")[0].lower()
     if declared in ("int8", "fp32"):
         return declared
@@ -539,6 +882,8 @@ def run_benchmark(
         layout = art.get("layout")
         if runtime == "onnxruntime":
             jobs.append((rel, runtime, lambda p=path, lay=layout: OnnxBackend(p, threads, channels, lay)))
+        elif rel.endswith(AUDIO_SUFFIX):
+            jobs.append((rel, runtime, lambda r=runtime, p=path: AudioTFLiteBackend(r, p, threads)))
         else:
             jobs.append(
                 (
@@ -558,7 +903,7 @@ def run_benchmark(
             "complexity": manifest.get("complexity", {}),
             "frontend": manifest["frontend"],
         },
-        "environment": {k: info[k] for k in ("python", "executable", "machine", "numpy")},
+        "environment": {k: info[k] for k in ("python", "executable", "machine", "numpy", "device")},
         "runtimes_available": info["runtimes"],
         "settings": {"threads": threads, "runs": runs, "warmup": warmup, "runtimes": chosen},
         "frontend": {},

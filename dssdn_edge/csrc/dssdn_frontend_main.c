@@ -2,7 +2,9 @@
  *
  *   dssdn_frontend < samples.f32 > frames.f32   raw float32 mono in; raw float32 frames x n_mels out,
  *                                               pushed in chunks of one hop like a device would
- *   dssdn_frontend --bench N < samples.f32      median seconds per repetition of computing all frames
+ *   dssdn_frontend --bench N < samples.f32      N lines "wall cpu": seconds of each repetition of
+ *                                               computing all frames, on the monotonic clock and on this
+ *                                               process's CPU clock (which preemptions do not inflate)
  *   dssdn_frontend --info                       "sample_rate n_fft hop n_mels"
  *
  * Unlike the library itself, this harness uses malloc: it runs on a host, not the device.
@@ -73,22 +75,18 @@ static long compute_frames(const float *x, long n, float *out)
     return got < 0 ? -1 : frames + got;
 }
 
-static double now_seconds(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int compare_doubles(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
+/* One warm-up run, then reps timed runs; prints every run's wall and CPU seconds (the caller takes medians,
+ * pooled with other rounds). */
 static int bench(const float *x, long n, float *out, long reps)
 {
-    double *times = malloc((size_t)reps * sizeof(double));
+    double *times = malloc((size_t)reps * 2 * sizeof(double));
     long r;
     if (times == NULL) {
         fprintf(stderr, "dssdn_frontend: out of memory\n");
@@ -96,16 +94,19 @@ static int bench(const float *x, long n, float *out, long reps)
     }
     compute_frames(x, n, out); /* warm caches */
     for (r = 0; r < reps; r++) {
-        const double t0 = now_seconds();
-        if (compute_frames(x, n, out) < 0) {
+        const double w0 = clock_seconds(CLOCK_MONOTONIC), c0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+        const long frames = compute_frames(x, n, out);
+        times[2 * r + 1] = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0;
+        times[2 * r] = clock_seconds(CLOCK_MONOTONIC) - w0;
+        if (frames < 0) {
             fprintf(stderr, "dssdn_frontend: push/flush failed\n");
             free(times);
             return 1;
         }
-        times[r] = now_seconds() - t0;
     }
-    qsort(times, (size_t)reps, sizeof(double), compare_doubles);
-    printf("%.9g\n", reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]));
+    for (r = 0; r < reps; r++) {
+        printf("%.9g %.9g\n", times[2 * r], times[2 * r + 1]);
+    }
     free(times);
     return 0;
 }

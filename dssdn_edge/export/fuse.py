@@ -270,21 +270,21 @@ class FusedHead(nn.Module):
 class FusedDSSDN(nn.Module):
     """Inference-only DSSDN: same input/output as the trained model, far fewer ops once converted."""
 
-    def __init__(self, model: DSSDN, dilated: bool = True) -> None:
+    def __init__(self, model: DSSDN, dilated: bool = True, n_bands: int | None = None) -> None:
         super().__init__()
         self.config = model.config
         self.stem = _fuse_conv_bn(model.stem[0], model.stem[1])
         kf, sf = self.stem.kernel_size[1], self.stem.stride[1]
-        # the stem commutes with cutting the freq axis when its freq taps never straddle the cut
-        self.stem_splits = kf == sf and self.stem.padding[1] == 0
+        # the stem commutes with cutting the freq axis when its freq taps never straddle the cut; decided
+        # here, not in forward, so the graph has no shape-dependent branch (torch.fx / torch.export)
+        self.stem_splits = kf == sf and self.stem.padding[1] == 0 and (n_bands is None or n_bands % (2 * sf) == 0)
         self.blocks = nn.ModuleList(FusedBlock(blk, dilated) for blk in model.blocks)
         self.pooled = tuple(model.config.pooled_blocks)
         self.head = FusedHead(model.head)
 
     def forward(self, x: Tensor) -> Tensor:
         first = self.blocks[0]
-        sf = self.stem.stride[1]
-        if first.split and self.stem_splits and x.shape[3] % (2 * sf) == 0:
+        if first.split and self.stem_splits:
             # the stem commutes with cutting the freq axis: never build the full-width stem output
             half = x.shape[3] // 2
             high = F.relu(self.stem(x[..., half:]))
@@ -349,10 +349,10 @@ def fuse_resnet(model: ResNet) -> FusedResNet:
 
 
 # --------------------------------------------------------------------------------------------- api
-def fuse_model(model: nn.Module, dilated: bool = True) -> nn.Module:
+def fuse_model(model: nn.Module, dilated: bool = True, n_bands: int | None = None) -> nn.Module:
     """The export graph of a trained DSSDN or ResNet (eval mode, exact to float rounding)."""
     if isinstance(model, DSSDN):
-        return FusedDSSDN(model.eval(), dilated).eval()
+        return FusedDSSDN(model.eval(), dilated, n_bands).eval()
     if isinstance(model, ResNet):
         return fuse_resnet(model.eval())
     raise TypeError(f"cannot fuse a {type(model).__name__}")

@@ -61,8 +61,12 @@ def _kind(rel: str) -> str:
 def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
     """Read ``folder/manifest.json``; with ``verify`` every listed file must exist with its SHA-256 and
     size, and no unlisted file may be present. Raises ``ExportError`` naming the offending file."""
+    from ..bench.runner import manifest_problem
+
     folder = Path(folder)
     path = folder / MANIFEST
+    if folder.is_file():
+        raise ExportError(f"{folder}: is a file; give the export folder that holds {MANIFEST}")
     if not path.is_file():
         raise ExportError(f"{path}: manifest missing (not an export folder, or the export was interrupted)")
     try:
@@ -75,6 +79,9 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
         or not isinstance(data.get("artifacts"), dict)
     ):
         raise ExportError(f"{path}: not a format-{FORMAT} dssdn-edge manifest")
+    why = manifest_problem(data)
+    if why:
+        raise ExportError(f"{path}: invalid manifest: {why}")
     if verify:
         verify_files(folder, data["artifacts"])
     return data
@@ -85,6 +92,8 @@ def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
         target = folder / rel
         if not target.is_file():
             raise ExportError(f"{target}: listed in {MANIFEST} but missing")
+        if not entry.get("sha256"):
+            raise ExportError(f"{target}: {MANIFEST} gives no sha256 for it (damaged manifest)")
         if target.stat().st_size != entry.get("bytes") or sha256_file(target) != entry.get("sha256"):
             raise ExportError(f"{target}: does not match its sha256 in {MANIFEST} (modified or truncated)")
     extra = [rel for rel in list_files(folder) if rel not in artifacts and not Path(rel).name.startswith(".")]
@@ -187,6 +196,9 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     mcu = artifacts.get("mcu/model_data.cc")
     if mcu is not None:
         lines += ["", "## TensorFlow Lite for Microcontrollers", ""] + _arena_text(mcu)
+    for rel, a in sorted(artifacts.items()):
+        if "choices" in a:
+            lines += ["", f"## Phone file (waveform in): {rel}", ""] + _phone_text(a)
     cal = m["calibration"]
     lines += ["", "## Calibration", "", f"- source: {cal['source']}"]
     if cal.get("measured_on"):
@@ -195,6 +207,53 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
         lines.append(f"- method: {cal['method']}")
     lines += ["", "## Tools", "", ", ".join(f"{k} {v}" for k, v in sorted(m["tools"].items())), ""]
     return "\n".join(lines)
+
+
+def _phone_text(a: dict[str, Any]) -> list[str]:
+    """The waveform-in file: what is inside, both body choices' numbers, the comparison with the int8 .tflite."""
+    md, chk = a["metadata"], a["frontend_check"]
+    out = [
+        f"- input float32 {a['input']['shape']} (mono audio at {md['audio_properties']['sample_rate']} Hz), "
+        f"output float32 {a['output']['shape']} softmax scores; body: {a['body']}",
+        f"- in-graph front end vs numpy on a {chk['signal']}: max |Δ| {chk['max_abs_log10_error_within_60db']:.2g} "
+        f"log10 units within 60 dB of each frame's peak ({chk['max_abs_log10_error']:.2g} overall; "
+        f"tolerance {chk['tolerance']:g})",
+        f"- TFLite Model Metadata: name {md['name']!r}, version {md['version']!r}, AudioProperties "
+        f"{md['audio_properties']['sample_rate']} Hz × {md['audio_properties']['channels']} channel, "
+        f"{md['labels_file']} ({md['labels_file_type']}), min parser {md['min_parser_version']}; "
+        f"licence: {md['licence']}",
+        f"- metadata written by {md['writer']}",
+        f"- body choice: {a['body_precision']} ({a['choice_rule']})",
+        "",
+        "| body | bytes | clip acc | torch fp32, same windows | top-1 agree vs torch | top-1 agree vs features-in "
+        "| features-in file acc | phone − features-in (pt) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, c in a["choices"].items():
+        q, fi = c.get("quality", {}), c.get("features_in", {})
+        acc = q.get("accuracy", {}) or {}
+        out.append(
+            f"| {name} | {c['bytes']:,} | {_pct(acc.get('value'))} | {_pct(acc.get('torch_fp32'))} | "
+            f"{_pct(q.get('top1_agreement'))} | {_pct(fi.get('top1_agreement_same_windows'))} | "
+            f"{_pct(fi.get('accuracy'))} | {_fmt(fi.get('phone_minus_features_in_points'), '+.2f')} |"
+        )
+    out += [
+        "",
+        "Windows: the same fold-5 windows, but each window's audio analysed alone (as MediaPipe feeds the file: "
+        "its first and last frames are centre-padded with zeros), where the features-in files see windows cut "
+        "from the whole clip's features; 'features-in file acc' is the latter."
+        if any("quality" in c for c in a["choices"].values())
+        else "Not measured: no evaluation audio was available, so the int8 body is kept when it exists.",
+    ]
+    vs = a.get("vs_int8_tflite")
+    if vs:
+        out.append(
+            f"- phone file {_pct(vs['phone_accuracy'])} vs int8 .tflite {_pct(vs['int8_tflite_accuracy'])}: "
+            f"{vs['difference_points']:+.2f} pt ({'within' if vs['within_0_5_points'] else 'NOT within'} 0.5 pt)"
+        )
+    if "size_over_int8_tflite_bytes" in a:
+        out.append(f"- size over the int8 .tflite: {a['size_over_int8_tflite_bytes']:,} bytes")
+    return out
 
 
 def _arena_text(mcu: dict[str, Any]) -> list[str]:

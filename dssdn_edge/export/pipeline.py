@@ -32,19 +32,22 @@ from ..complexity import measure
 from ..data import Dataset, clip_features
 from ..errors import DssdnError, ExportError
 from ..evaluate import mean_by_clip
+from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
 from . import calibration as calib_mod
+from . import cpu_layout
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
+from . import phone as phone_mod
 from . import tflite as tflite_mod
 from . import tflm as tflm_mod
 from .fuse import MAX_GAIN, channel_ranges, equalizable, equalization_gains, equalize, fuse_model
 
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
 
-FORMATS = ("onnx", "tflite", "c")
+FORMATS = ("onnx", "tflite", "c", "phone")
 EVAL_STRIDE = 25  # frames between evaluation windows, as dssdn_edge.evaluate.clip_logits in training
 FP32_TOLERANCE = 1e-3  # an fp32 artifact further than this from torch is a broken conversion
 TFLM_WINDOWS = 16  # TFLM's reference kernels are slow in Python; a few windows prove agreement
@@ -118,36 +121,52 @@ class EvalSet:
     clip_of_window: np.ndarray
     targets: np.ndarray
     source: str
+    index: np.ndarray | None = None  # (window, 2): clip and first frame; the phone file re-cuts the audio here
+    clips: tuple = ()  # the clips, for their audio
 
 
 def load_eval_set(ckpt: Checkpoint, eval_dir: str | Path | None) -> EvalSet | None:
-    """Fold 5 of ``eval_dir`` (or of ../shared when present). A model trained on other labels cannot be
-    scored on ESC-50: that is an error for an explicit ``eval_dir`` and means "no evaluation" otherwise."""
+    """The test split the export is scored on: ``eval_dir``'s (any layout ``Dataset.load`` reads), else the
+    test split of the user's own data the model was trained on, else ESC-50 fold 5 from ../shared for a
+    model with ESC-50's labels. None when there is nothing to score on. Classes are matched by name."""
     root = Path(eval_dir) if eval_dir is not None else None
-    if root is None and not calib_mod.dataset_root_available():
-        return None
     try:
-        dataset = Dataset.load(root)
-        clips = dataset.split("test")
+        if root is not None:
+            dataset = Dataset.load(root)
+        else:
+            dataset = calib_mod.training_dataset(ckpt)
+            if dataset is None:
+                if not calib_mod.dataset_root_available():
+                    return None
+                dataset = Dataset.load()
+                if list(dataset.labels) != list(ckpt.labels):
+                    return None  # a model of other classes is not scored on ESC-50 by default
+        split = "test" if dataset.split("test") else "val"
+        clips = dataset.split(split)
         if not clips:
-            raise ExportError(f"{dataset.root / 'metadata.csv'}: no clips with split 'test' (fold 5)")
-        if list(dataset.labels) != list(ckpt.labels):
-            if root is None:
-                return None
-            raise ExportError(f"{dataset.root / 'metadata.csv'}: labels differ from the model's labels")
+            raise ExportError(f"{dataset.root}: no clips in its test (or val) split to measure accuracy on")
+        unknown = sorted(set(dataset.labels) - set(ckpt.labels))
+        if unknown:
+            raise ExportError(f"{dataset.root}: class {unknown[0]!r} is not one of the model's labels "
+                              f"({len(unknown)} unknown)")
         from ..frontend import Frontend
 
-        feats = clip_features(clips, Frontend(ckpt.frontend_config), desc="evaluation features (fold 5)")
+        feats = clip_features(clips, Frontend(ckpt.frontend_config), desc=f"evaluation features ({split})")
     except DssdnError as exc:
         raise ExportError(f"evaluation data: {exc}") from None
+    index_of = {lab: i for i, lab in enumerate(ckpt.labels)}
+    remap = np.asarray([index_of[lab] for lab in dataset.labels], np.int64)
     seg = ckpt.frontend_config.segment_frames
     index = feats.windows(seg, EVAL_STRIDE)
-    where = "../shared" if root is None else str(root)
+    what = "fold 5" if dataset.kind == "esc50" and split == "test" else f"the {split} split"
+    where = "../shared" if root is None and dataset.kind == "esc50" else str(dataset.root)
     return EvalSet(
         ckpt.normalization.apply(feats.gather(index, seg)),
         index[:, 0],
-        feats.targets,
-        f"fold 5 of {where} ({len(clips)} clips, {len(index)} windows)",
+        remap[feats.targets],
+        f"{what} of {where} ({len(clips)} clips, {len(index)} windows)",
+        index,
+        tuple(clips),
     )
 
 
@@ -272,9 +291,12 @@ def _staging_dir(out_dir: Path, force: bool) -> Path:
 @contextmanager
 def _exclusive(out_dir: Path) -> Iterator[None]:
     """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
+    except OSError as exc:
+        raise ExportError(f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})") from None
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -332,12 +354,13 @@ class _Builder:
         fe = ckpt.frontend_config
         self.shape = (1, fe.channels, fe.segment_frames, fe.n_mels)
         self.example = torch.zeros(self.shape)
-        self.fused = fuse_model(ckpt.model)
+        self.fused = fuse_model(ckpt.model, n_bands=ckpt.frontend_config.n_mels)
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.stats = self._load_stats() if calib is not None and calib.kind == "shipped" else None
         self.gains = self._equalize() if int8 else {}
         self.fused_run = torch_runner(self.fused)
         self.graph_macs: dict[str, int] | None = None
+        self.bodies: dict[str, bytes] = {}
         self._check_fusion()
 
     def _equalize(self) -> dict[str, list[float]]:
@@ -433,6 +456,7 @@ class _Builder:
         raw = tflite_mod.convert_fp32(self.fused, self.example)
         fp32 = tflite_mod.compact(raw, strip_names=False)
         self.graph_macs = tflite_mod.graph_macs(fp32)
+        self.bodies = {"fp32": fp32}  # the phone file splices the very bytes of the .tflite / .int8.tflite
         if write_files:
             rel = self.name(".tflite")
             self.write(rel, fp32)
@@ -450,13 +474,25 @@ class _Builder:
         int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
         tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
         int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
+        int8 = cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
+        self.bodies["int8"] = int8
         if write_files:
             rel8 = self.name(".int8.tflite")
             self.write(rel8, int8)
             self.artifacts[rel8] = self._tflite_entry(
                 int8,
                 "int8 (full integer: weights, activations, I/O)",
-                {"float_tensors": 0, "quality": self.measure(tflite_mod.LiteRTRunner(int8), "tflite int8")},
+                {"float_tensors": 0, "size": tflite_mod.size_breakdown(int8),
+                 "quality": self.measure(tflite_mod.LiteRTRunner(int8), "tflite int8")},
+            )
+            packed, how = cpu_layout.pack_pixels(int8)
+            rel_p = self.name(cpu_layout.SUFFIX)
+            self.write(rel_p, cpu_layout.checked(packed, int8, self.ref.windows, rel_p))
+            self.artifacts[rel_p] = self._tflite_entry(
+                packed,
+                "int8 (full integer; frequency positions packed into channels for CPUs with per-row int8 GEMMs)",
+                {"float_tensors": 0, "bit_identical_to": rel8, "packing": how.to_dict(),
+                 "quality": self.artifacts[rel8]["quality"]},
             )
         return int8
 
@@ -481,6 +517,14 @@ class _Builder:
             "ops": tflite_mod.op_counts(data),
             **extra,
         }
+
+    # -- phone (waveform in) -------------------------------------------------------------------------
+    def phone(self) -> None:
+        """``<name>.audio.tflite``: the front end as graph ops + the body above + metadata (``phone.py``)."""
+        data, entry = phone_mod.export_phone(self.ckpt, self.bodies, self.ref, self.fused_run)
+        rel = self.name(phone_mod.AUDIO_SUFFIX)
+        self.write(rel, data)
+        self.artifacts[rel] = entry
 
     # -- C / TFLM -----------------------------------------------------------------------------------
     def mcu(self, model: bytes) -> None:
@@ -580,10 +624,12 @@ def _export(
         builder = _Builder(ckpt, staging, int8, calib, ref)
         if "onnx" in formats:
             builder.onnx()
-        if "tflite" in formats or "c" in formats:
+        if "tflite" in formats or "c" in formats or "phone" in formats:
             mcu_model = builder.tflite(write_files="tflite" in formats)
             if "c" in formats:
                 builder.mcu(mcu_model)
+        if "phone" in formats:
+            builder.phone()
         manifest = _manifest(ckpt, calib, builder)
         (staging / "report.md").write_text(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
@@ -650,17 +696,19 @@ def _manifest(ckpt: Checkpoint, calib: calib_mod.CalibrationSet | None, builder:
 
 
 # ----------------------------------------------------------------------------------- calibration stats
-def save_calibration(name_or_checkpoint: str | Path | Checkpoint, path: str | Path | None = None) -> Path:
+def save_calibration(name_or_checkpoint: str | Path | Checkpoint, path: str | Path | None = None,
+                     force: bool = False) -> Path:
     """Measure the int8 activation ranges on fold 4 and store them beside the weights (no audio, no
     features), so exports work on a clone without ../shared. Returns the statistics file."""
     ckpt = resolve_checkpoint(name_or_checkpoint)
+    target = Path(path) if path is not None else calib_mod.stats_path(ckpt)
+    refuse_overwrite(target, force)
     if not calib_mod.dataset_root_available():
         raise ExportError(
             "../shared/data (or $DSSDN_DATA) is missing: calibration statistics are measured on "
             "fold 4 of ESC-50"
         )
     _seed()
-    target = Path(path) if path is not None else calib_mod.stats_path(ckpt)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -673,7 +721,7 @@ def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
     calib = calib_mod.fold4_windows(ckpt)
     fe = ckpt.frontend_config
     example = torch.zeros(1, fe.channels, fe.segment_frames, fe.n_mels)
-    fused = fuse_model(ckpt.model)
+    fused = fuse_model(ckpt.model, n_bands=ckpt.frontend_config.n_mels)
     gains = measure_gains(fused, calib.windows) if equalizable(fused) else None
     if gains:
         equalize(fused, gains)

@@ -226,8 +226,25 @@ def _schema():
     return schema
 
 
-def _pack_aligned(model: Any) -> bytes:
-    """Pack a ModelT with every constant buffer's data aligned to ``ALIGN`` bytes."""
+class _SharingBuilder(flatbuffers.Builder):
+    """A builder that writes each distinct numeric vector once and points every table that holds an equal one
+    at it (FlatBuffers allows shared references; readers and the verifier only follow offsets). The per-channel
+    zero points (int64 zeros), shapes and operator index lists repeat across tensors and ops."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self._seen: dict[tuple[str, bytes], int] = {}
+
+    def CreateNumpyVector(self, x):  # noqa: N802 - flatbuffers' name
+        key = (np.asarray(x).dtype.str, np.ascontiguousarray(x).tobytes())
+        if key not in self._seen:
+            self._seen[key] = super().CreateNumpyVector(x)
+        return self._seen[key]
+
+
+def _pack_aligned(model: Any, share_vectors: bool = False) -> bytes:
+    """Pack a ModelT with every constant buffer's data aligned to ``ALIGN`` bytes (``share_vectors``: equal
+    numeric vectors written once, see ``_SharingBuilder``)."""
     schema = _schema()
 
     def pack_buffer(self, builder):  # same as BufferT.Pack, but 16-byte aligned data
@@ -249,7 +266,7 @@ def _pack_aligned(model: Any) -> bytes:
     original = schema.BufferT.Pack
     schema.BufferT.Pack = pack_buffer
     try:
-        builder = flatbuffers.Builder(1 << 16)
+        builder = _SharingBuilder(1 << 16) if share_vectors else flatbuffers.Builder(1 << 16)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     finally:
         schema.BufferT.Pack = original
@@ -291,6 +308,68 @@ def compact(model_bytes: bytes, strip_names: bool) -> bytes:
         m.buffer = remap(m.buffer)
     model.buffers = new_buffers
     return _pack_aligned(model)
+
+
+LEAN_DROP_METADATA = {b"min_runtime_version"}  # informational; neither TFLM nor LiteRT reads it to run
+
+
+def lean(model_bytes: bytes) -> bytes:
+    """The smallest file with the same behaviour in TFLM and LiteRT (tests compare outputs bit for bit):
+    ``compact`` (no tensor names, no duplicate buffers) plus no calibration min/max, no converter description,
+    no ``min_runtime_version`` metadata, no signature table (the runtimes run subgraph 0 by its inputs and
+    outputs), no RESHAPE options that repeat the shape tensor, and every repeated numeric vector written
+    once. What stays and why is counted by ``size_breakdown``. The per-channel zero points stay one per
+    channel: LiteRT refuses a tensor with fewer zero points than scales."""
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(compact(model_bytes, strip_names=True), 0)
+    reshape = schema.BuiltinOperator.RESHAPE
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            if t.quantization is not None:
+                t.quantization.min = t.quantization.max = None
+        for op in sg.operators:
+            if codes[op.opcodeIndex] == reshape and len(op.inputs) > 1 and op.inputs[1] >= 0:
+                op.builtinOptionsType, op.builtinOptions = 0, None
+    model.description = None
+    model.signatureDefs = None
+    model.metadata = [m for m in model.metadata or [] if m.name not in LEAN_DROP_METADATA] or None
+    return _pack_aligned(model, share_vectors=True)
+
+
+def size_breakdown(model_bytes: bytes) -> dict[str, Any]:
+    """Where the bytes of a .tflite go: weights, biases, per-channel quantization, other constants and
+    metadata, and the flatbuffer structure (tables, shapes, op lists, alignment) as the rest."""
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    sg = model.subgraphs[0]
+    kinds = {schema.TensorType.INT8: "int8 weights", schema.TensorType.INT32: "int32 biases and shape constants"}
+    out: dict[str, int] = {"int8 weights": 0, "int32 biases and shape constants": 0, "float constants": 0}
+    seen: set[int] = set()
+    weights = 0
+    for t in sg.tensors:
+        data = model.buffers[t.buffer].data
+        if data is None or len(data) == 0 or t.buffer in seen:
+            continue
+        seen.add(t.buffer)
+        out[kinds.get(t.type, "float constants")] += len(data)
+        if t.type == schema.TensorType.INT8:
+            weights += len(data)
+        elif t.type == schema.TensorType.INT32 and t.quantization is not None and t.quantization.scale is not None:
+            weights += len(data) // 4
+    scales = zps = 0
+    for t in sg.tensors:
+        q = t.quantization
+        if q is not None:
+            scales += 4 * len(q.scale if q.scale is not None else [])
+            zps += 8 * len(q.zeroPoint if q.zeroPoint is not None else [])
+    meta_bufs = [model.buffers[m.buffer].data for m in model.metadata or []]
+    meta = sum(len(d) for d in meta_bufs if d is not None)
+    out["quantization scales (float32 per channel / tensor)"] = scales
+    out["quantization zero points (int64, before sharing)"] = zps
+    out["metadata (offline memory plan)"] = meta
+    return {"file_bytes": len(model_bytes), "weights": weights, "bytes_per_weight": len(model_bytes) / max(weights, 1),
+            "parts": out, "tensors": len(sg.tensors), "ops": len(sg.operators)}
 
 
 # ---------------------------------------------------------------------------------------- inspect

@@ -1,0 +1,119 @@
+"""Streaming classification: audio in chunks, one label per hop, as an always-on device runs.
+
+Why a class of its own: ``predict`` cuts a whole file into windows, but a microphone never ends. Here audio
+arrives in chunks of any size; ``Frontend.stream`` turns them into exactly the frames the offline path
+computes (only the new ones); every ``hop_seconds`` of audio the latest 1-s window (the model's input) is
+classified. A window ends ``delta_width // 2`` frames before the newest audio (the delta's look-ahead, 40 ms
+at the defaults), and ``flush()`` ends the stream with the offline end padding. Memory is bounded: only the
+last window of feature frames is kept.
+
+    clf = StreamClassifier(runner, Frontend(cfg), normalization, labels)   # runner: windows -> logits
+    for chunk in microphone():
+        for hop in clf.push(chunk):
+            print(f"{hop.end_seconds:6.2f} s  {hop.label}  {hop.score:.2f}")
+    clf.flush()
+
+``runner`` is any ``Callable[[np.ndarray], np.ndarray]`` taking normalised windows (N, C, T, F) and returning
+logits (N, classes), e.g. ``dssdn_edge.export.tflite.LiteRTRunner``, ``export.onnx.OnnxRunner`` or a torch
+model wrapped like ``export.pipeline.torch_runner``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .frontend import Frontend, Normalization
+
+Runner = Callable[[np.ndarray], np.ndarray]
+DEFAULT_HOP_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class HopResult:
+    """The label of one hop: the window of frames [first_frame, first_frame + T) of the stream."""
+
+    index: int  # 0, 1, 2, … in order of emission
+    first_frame: int
+    end_seconds: float  # stream time of the window's last frame centre
+    class_index: int
+    label: str
+    score: float  # softmax probability of the label
+    probabilities: np.ndarray = field(repr=False)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+class StreamClassifier:
+    """Feed audio chunks, get a ``HopResult`` every ``hop_seconds`` once the first full window exists."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        frontend: Frontend,
+        normalization: Normalization,
+        labels: Sequence[str],
+        hop_seconds: float = DEFAULT_HOP_SECONDS,
+    ) -> None:
+        cfg = frontend.config
+        self.hop_frames = int(round(hop_seconds * cfg.sample_rate / cfg.hop_length))
+        if self.hop_frames < 1:
+            raise ValueError(f"hop_seconds {hop_seconds} is shorter than one frame hop ({cfg.hop_length} samples)")
+        self.runner, self.frontend, self.norm, self.labels = runner, frontend, normalization, list(labels)
+        self.hop_seconds = self.hop_frames * cfg.hop_length / cfg.sample_rate
+        self.window_frames = cfg.segment_frames
+        self._stream = frontend.stream()
+        self._frames = np.zeros((cfg.channels, 0, cfg.n_mels), np.float32)  # the last window_frames features
+        self._total = 0  # feature frames seen so far
+        self._next_end = self.window_frames  # frame count at which the next window is classified
+        self._emitted = 0
+
+    def push(self, chunk: np.ndarray) -> list[HopResult]:
+        """Add samples (any length); return the hops they completed, oldest first."""
+        return self._consume(self._stream.push(chunk))
+
+    def flush(self) -> list[HopResult]:
+        """End of stream: the offline end padding finishes the last frames; a last partial hop is classified
+        when at least one full window exists and frames arrived since the previous label."""
+        out = self._consume(self._stream.flush())
+        if self._total >= self.window_frames and self._next_end - self.hop_frames < self._total:
+            out += self._classify(self._frames[:, -self.window_frames :], self._total - self.window_frames)
+        return out
+
+    def _consume(self, frames: np.ndarray) -> list[HopResult]:
+        """frames: (n, channels, n_mels) new feature frames, unnormalised."""
+        out: list[HopResult] = []
+        if len(frames) == 0:
+            return out
+        new = self.norm.apply(frames.transpose(1, 0, 2))  # (channels, n, n_mels)
+        history = np.concatenate([self._frames, new], axis=1)
+        self._total += len(frames)
+        while self._next_end <= self._total:
+            end = self._next_end - (self._total - history.shape[1])  # index in history
+            out += self._classify(history[:, end - self.window_frames : end], self._next_end - self.window_frames)
+            self._next_end += self.hop_frames
+        keep = max(self.window_frames, self._total - (self._next_end - self.window_frames))
+        self._frames = history[:, -keep:]
+        return out
+
+    def _classify(self, window: np.ndarray, first_frame: int) -> list[HopResult]:
+        logits = np.asarray(self.runner(np.ascontiguousarray(window[None], np.float32)), np.float64)[0]
+        probs = softmax(logits)
+        k = int(probs.argmax())
+        cfg = self.frontend.config
+        result = HopResult(
+            self._emitted,
+            first_frame,
+            (first_frame + self.window_frames - 1) * cfg.hop_length / cfg.sample_rate,
+            k,
+            self.labels[k] if k < len(self.labels) else str(k),
+            float(probs[k]),
+            probs,
+        )
+        self._emitted += 1
+        return [result]

@@ -1,0 +1,138 @@
+"""The front end's C twin built for Cortex-M4/M7 with arm-none-eabi-gcc and run on qemu-system-arm.
+
+Real parts: Debian's gcc-arm-none-eabi and newlib, qemu's mps2-an386 (Cortex-M4) and mps2-an500 (Cortex-M7)
+boards, real ESC-50 clips baked into the firmware. The emulated core's features are held to the float32
+bound tests/test_frontend_c.py holds the host build to. No timing: qemu is not cycle-accurate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, invoke
+from device_helpers import loudest_seconds
+
+from dssdn_edge.bench import mcu
+from dssdn_edge.device import cortex_m
+from dssdn_edge.frontend import Frontend, FrontendConfig
+from dssdn_edge.frontend_c import emit_c, render_tables_header
+
+TOL = 1e-4  # log10 units, within 60 dB of each frame's loudest band (as tests/test_frontend_c.py)
+WITHIN = 6.0
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                       reason="no arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"),
+    pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
+                       reason="no qemu-system-arm (apt-get install qemu-system-arm)"),
+]
+
+
+@pytest.fixture(scope="module")
+def clips(real_clips: list[Path]) -> list[np.ndarray]:
+    """The loudest second of 6 real clips of different classes."""
+    return loudest_seconds(real_clips[::4][:6])
+
+
+def _state_bytes(cfg: FrontendConfig) -> int:
+    """sizeof(dssdn_frontend_t) for float: buf N_FFT floats, two ints, scratch N_FFT + N_BINS floats."""
+    return 4 * cfg.n_fft + 8 + 4 * (cfg.n_fft + cfg.n_fft // 2 + 1)
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7"])
+def test_cortex_m_build_measures_and_runs_on_qemu(core: str, clips: list, tmp_path: Path) -> None:
+    cfg = FrontendConfig()
+    build = cortex_m.build_frontend(cfg, core, tmp_path)
+    tables = mcu.tables_bytes(render_tables_header(cfg))
+    # flash: the tables are in it, and the code beside them is a few KB, not the old 4 KB guess plus tables
+    assert tables < build.flash_bytes < tables + 16 * 1024
+    assert build.object_data == 0 and build.object_bss == 0  # the C twin keeps no hidden state
+    # static RAM: the state struct, one output frame and one hop of input, plus a little of libc's data
+    minimum = _state_bytes(cfg) + 4 * cfg.n_mels + 4 * cfg.hop_length
+    assert minimum <= build.static_ram_bytes <= minimum + 512
+    assert build.stack.bytes is not None and 0 < build.stack.bytes < 2048
+    assert build.stack.path[0] in cortex_m.ENTRY_POINTS
+    assert not [f for f in build.stack.not_counted if f.startswith("dssdn")]  # only library calls lack a frame
+    run = cortex_m.run_on_qemu(build, cfg, clips)
+    fe = Frontend(cfg)
+    errors = []
+    for clip, got in zip(clips, run.frames, strict=True):
+        ref = fe.logmel(clip)
+        assert got.shape == ref.shape and np.isfinite(got).all()
+        assert ref.max() - ref.min() > 3  # real content, not a silent second
+        errors.append(cortex_m.max_error_within(ref, got, WITHIN))
+    assert max(errors) <= TOL, errors
+    # the painted stack saw at least the static bound of the front end's own functions, plus library calls
+    assert build.stack.bytes <= run.stack_peak_bytes < 4096
+
+
+def test_other_front_end_config_on_the_m4(clips: list, tmp_path: Path) -> None:
+    """Generic over configurations: the tables decide every size, the firmware follows."""
+    cfg = FrontendConfig(n_fft=512, hop_length=160, n_mels=64, split_band=32)
+    emit_c(cfg, tmp_path / "shipped")
+    build = cortex_m.build_frontend(None, "cortex-m4", tmp_path / "build", src_dir=tmp_path / "shipped")
+    assert build.frontend == cfg.to_dict()  # read back from the tables header it was built from
+    run = cortex_m.run_on_qemu(build, None, clips[:3])
+    fe = Frontend(cfg)
+    for clip, got in zip(clips[:3], run.frames, strict=True):
+        assert got.shape == (1 + len(clip) // 160, 64)
+        assert cortex_m.max_error_within(fe.logmel(clip), got, WITHIN) <= TOL
+
+
+def test_stack_bound_follows_the_call_graph() -> None:
+    ci = (
+        'graph: { title: "x.c"\n'
+        'node: { title: "dssdn_frontend_push" label: "dssdn_frontend_push\\nx.c:1:1\\n16 bytes (static)" }\n'
+        'node: { title: "x.c:inner" label: "inner\\nx.c:2:1\\n100 bytes (static)" }\n'
+        'node: { title: "dssdn_logmel_frame" label: "dssdn_logmel_frame\\nx.c:3:1\\n40 bytes (static)" }\n'
+        'node: { title: "log10f" label: "log10f\\n<built-in>" shape : ellipse }\n'
+        'edge: { sourcename: "dssdn_frontend_push" targetname: "x.c:inner" label: "x.c:1:2" }\n'
+        'edge: { sourcename: "dssdn_frontend_push" targetname: "dssdn_logmel_frame" label: "x.c:1:3" }\n'
+        'edge: { sourcename: "dssdn_logmel_frame" targetname: "log10f" label: "x.c:3:2" }\n}\n'
+    )
+    bound = cortex_m.stack_bound(ci, ("dssdn_frontend_push",))
+    assert bound.bytes == 116 and bound.path == ["dssdn_frontend_push", "x.c:inner"]
+    assert bound.not_counted == ["log10f"]
+    recursive = ci.replace('targetname: "log10f"', 'targetname: "dssdn_frontend_push"')
+    assert cortex_m.stack_bound(recursive, ("dssdn_frontend_push",)).bytes is None  # recursion: no bound
+
+
+def test_bench_cortex_m_reports_the_measured_front_end(shared_small_export: Path, tmp_path: Path) -> None:
+    res = invoke("bench", "--export", shared_small_export, "--device", "cortex-m4", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    fp = json.loads((tmp_path / "bench.json").read_text())["mcu"]["footprint"]
+    build = fp["frontend_build"]
+    assert build["target"] == "cortex-m4" and build["sources"].endswith("mcu")  # the export's own C sources
+    assert fp["frontend_flash_bytes"] == build["flash_bytes"] > fp["frontend_tables_bytes"]
+    assert fp["flash_bytes"] == fp["model_bytes"] + build["flash_bytes"] + fp["code_bytes"]
+    history = 4 * 128 * json.loads((shared_small_export / "manifest.json").read_text())["frontend"]["delta_width"]
+    assert fp["frontend_ram_bytes"] == build["static_ram_bytes"] + build["stack_peak_bytes"] + history
+    assert fp["ram_bytes"] == fp["arena_bytes"] + fp["frontend_ram_bytes"]
+    assert build["qemu"]["machine"] == "mps2-an386" and build["qemu"]["max_abs_error_within_60db"] <= TOL
+    assert "measured" in fp["sources"]["frontend_flash"] and "not built here" in fp["sources"]["code"]
+    md = (tmp_path / "bench.md").read_text()
+    assert "front end 19" in md or "(measured, cross-compiled)" in md
+    assert "TFLM kernels are not built here" in md and "painted stack on qemu -M mps2-an386" in md
+
+
+def test_device_cortex_m_cli_checks_real_clips(real_clips: list[Path], tmp_path: Path) -> None:
+    res = invoke("device", "cortex-m", "cortex-m7", "--out", tmp_path, "--audio", real_clips[0], "--audio",
+                 real_clips[5], "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["ok"] and len(report["errors"]) == 2 and report["build"]["qemu"]["machine"] == "mps2-an500"
+    assert all(e["within_60db"] <= TOL for e in report["errors"])
+
+
+def test_c_build_failure_is_the_compilers_first_error_line(tmp_path: Path) -> None:
+    """An edited (broken) export mcu/ folder: one error line with the compiler's first error, exit 1."""
+    emit_c(FrontendConfig(), tmp_path / "mcu")
+    source = tmp_path / "mcu" / "dssdn_frontend.c"
+    source.write_text(source.read_text().replace("void dssdn_frontend_init", "void dssdn_frontend_init oops", 1))
+    res = invoke("device", "cortex-m", "cortex-m4", "--src", tmp_path / "mcu", "--out", tmp_path / "build")
+    assert_one_line_error(res, "arm-none-eabi-gcc failed", "dssdn_frontend.c:", "error:")
+    assert res.stdout == ""
