@@ -99,6 +99,9 @@ FLAGS = {"model": "--size", "epochs": "--epochs", "lr": "--lr", "batch_size": "-
          "val_fold": "--val-fold", "seed": "--seed", "ema_decay": "--ema-decay", "gain_db": "--gain-db"}
 
 
+API_NOTE = " # same configuration, run through the library API (dssdn_edge.train.train)"
+
+
 def command(meta: dict[str, Any]) -> str:
     """The command the run recorded, or — for a run started through the library API — the CLI command
     with the same configuration (options that differ from the CLI defaults), marked as such."""
@@ -115,7 +118,7 @@ def command(meta: dict[str, Any]) -> str:
             parts.append(f"{flag} {value.removeprefix('dssdn-')}")
         elif value is not None and value != defaults.get(key):
             parts.append(f"{flag} {','.join(map(str, value)) if isinstance(value, list | tuple) else value}")
-    return " ".join(parts) + "` (same configuration, run through the library API `dssdn_edge.train.train`)`"
+    return " ".join(parts) + API_NOTE
 
 
 def card(shipped: Path, dev: Path | None, compare: Path | None, export: Path | None, note: str | None) -> str:
@@ -234,9 +237,9 @@ def card(shipped: Path, dev: Path | None, compare: Path | None, export: Path | N
     if teacher:
         lines.append(
             f"- Distillation: per-window logits of an AudioSet-pretrained teacher (EfficientAT mn04, from"
-            f" `{teacher.get('file')}`; its window logits averaged per clip score"
-            f" {pct(teacher.get('train_clip_accuracy'))} out of fold on folds 1–4 and 86.5 % on fold 5 according to"
-            f" ../shared/data/README.md). Loss = λ·CE(mixed labels) + (1−λ)·T²·KL(mixed teacher probabilities ‖"
+            f" `{teacher.get('file')}`; its out-of-fold window logits averaged per clip score"
+            f" {pct(teacher.get('train_clip_accuracy'))} on the training clips, measured here, and 86.5 % on fold 5"
+            " according to ../shared/data/README.md, whose head never saw fold 5). Loss = λ·CE(mixed labels) + (1−λ)·T²·KL(mixed teacher probabilities ‖"
             f" student), λ = {t['kd_lambda']}, T = {t['kd_temperature']}; the target of a mixed input is the same mix"
             " of the two teachers' probabilities."
         )
