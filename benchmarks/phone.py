@@ -1,14 +1,17 @@
-"""Phone file benchmark: what the in-graph front end adds to one 1-s window, and to the file size.
+"""Phone file benchmark: what the in-graph front end adds to one 1-s window (+ its context), and to the file size.
 
     python benchmarks/phone.py [--export exports/dssdn-small] [--size small] [--runs 400] [--out benchmarks/results]
 
 Why: ``<name>.audio.tflite`` runs the split log-mel front end as graph ops before the network, so a phone app
 needs no front end of its own; that must stay cheap (issue 14: at most 2 ms per 1-s window on one core here,
-and at most 1 MiB more than the features-in int8 .tflite). Measured with LiteRT (ai-edge-litert, default
-XNNPACK delegate, 1 thread) on the first second of a real ESC-50 clip:
+and at most 1 MiB more than the features-in int8 .tflite). The phone file takes a 1-s window plus the context its
+frames and delta read (``FrontendConfig.context_samples``: 18304 samples, 55 frames analysed for 51 at the
+defaults), so the front-end part covers that. Measured with LiteRT (ai-edge-litert, default XNNPACK delegate,
+1 thread) on an interior window of a real ESC-50 clip:
 
-* the phone file, one invoke = audio → scores (the number a phone app sees per window);
-* the features-in file it carries (its body: ``.int8.tflite`` or ``.tflite``), given the same window's features;
+* the phone file, one invoke = the window's audio + context → scores (the number a phone app sees per window);
+* the features-in file it carries (its body: ``.int8.tflite`` or ``.tflite``), given the same window's features
+  (cut from the whole clip's, which the phone file's in-graph features equal);
 * front-end part = phone − body, from runs interleaved in rounds so machine load hits both alike; the front
   end graph alone (converted on its own) is timed as a cross-check;
 * both body choices (int8 and fp32), spliced here from the export's two features-in files exactly as the
@@ -42,9 +45,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dssdn_edge.audio import load_audio  # noqa: E402
+from dssdn_edge.data import pad_to_window  # noqa: E402
 from dssdn_edge.export import export_model  # noqa: E402
 from dssdn_edge.export import phone as phone_mod  # noqa: E402
 from dssdn_edge.export.manifest import load_manifest  # noqa: E402
+from dssdn_edge.fileio import write_text  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.model import resolve_name  # noqa: E402
 
@@ -88,15 +93,28 @@ def _as_input(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.ascontiguousarray(q, detail["dtype"]).reshape(detail["shape"])
 
 
-def pick_audio(cfg: FrontendConfig) -> tuple[np.ndarray, str]:
-    """First second of the first non-silent ESC-50 clip, or the exporter's chirp + noise window without it."""
-    n = cfg.segment_samples
+WINDOW_START = 25  # frames: the clip's second window (0.5 s in), an interior one, as predict cuts it
+
+
+def pick_audio(cfg: FrontendConfig, norm: Normalization) -> tuple[np.ndarray, np.ndarray, str]:
+    """The phone file's input for an interior window of the first non-silent ESC-50 clip (its audio + context)
+    and the body's input for the same window (the whole clip's features, cut; NHWC), or the exporter's chirp +
+    noise test clip without the data."""
+    s = WINDOW_START
+    source = f"SYNTHETIC chirp + noise ({AUDIO_DIR} not found)"
+    clip = None
     if AUDIO_DIR.is_dir():
         for path in sorted(AUDIO_DIR.glob("*.flac")):
-            audio = load_audio(path, cfg.sample_rate)[:n]
-            if len(audio) == n and float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) >= 1e-3:
-                return audio, f"real: {path.name} (first 1 s, ESC-50 16 kHz)"
-    return phone_mod.probe_signal(cfg), f"SYNTHETIC chirp + noise ({AUDIO_DIR} not found)"
+            audio = pad_to_window(load_audio(path, cfg.sample_rate), cfg)
+            piece = audio[s * cfg.hop_length : s * cfg.hop_length + cfg.segment_samples]
+            if len(piece) == cfg.segment_samples and float(np.sqrt(np.mean(piece.astype(np.float64) ** 2))) >= 1e-3:
+                clip, source = audio, f"real: {path.name} (window at {s * cfg.hop_length / cfg.sample_rate:g} s)"
+                break
+    if clip is None:
+        clip = phone_mod.probe_signal(cfg, 3 * cfg.segment_samples)
+    x = phone_mod.context_windows(clip, [s], cfg)[0]
+    feats = norm.apply(Frontend(cfg).features(clip)[:, s : s + cfg.segment_frames])
+    return x, feats[None].transpose(0, 2, 3, 1), source  # NHWC, as the bodies take
 
 
 def run(export_dir: Path, runs: int) -> dict:
@@ -108,8 +126,7 @@ def run(export_dir: Path, runs: int) -> dict:
     entry = manifest["artifacts"][rel]
     cfg = FrontendConfig.from_dict(manifest["frontend"])
     norm = Normalization.from_dict(manifest["normalization"])
-    audio, source = pick_audio(cfg)
-    feats = norm.apply(Frontend(cfg).features(audio))[None].transpose(0, 2, 3, 1)  # NHWC, as the bodies take
+    audio, feats, source = pick_audio(cfg, norm)
     bodies = {"int8": (export_dir / f"{name}.int8.tflite").read_bytes()}
     if (export_dir / f"{name}.tflite").is_file():
         bodies["fp32"] = (export_dir / f"{name}.tflite").read_bytes()
@@ -129,7 +146,7 @@ def run(export_dir: Path, runs: int) -> dict:
     p50 = {k: m.p50 for k, m in models.items()}
     added = {k: p50[f"{k} phone (audio in)"] - p50[f"{k} body (features in)"] for k in bodies}
     fe = Frontend(cfg)
-    numpy_ms = _median_ms(lambda: norm.apply(fe.features(audio)), runs)
+    numpy_ms = _median_ms(lambda: norm.apply(fe.features(audio)), runs)  # the same samples, centre-padded
     int8_bytes = len(bodies["int8"])
     shipped_added = added[entry["body_precision"]]
     targets = {
@@ -152,6 +169,8 @@ def run(export_dir: Path, runs: int) -> dict:
         "export": str(export_dir),
         "model": name,
         "audio": source,
+        "input_samples": int(len(audio)),
+        "input_seconds": len(audio) / cfg.sample_rate,
         "shipped_body": entry["body_precision"],
         "runs_per_model": per_round * ROUNDS,
         "rounds": ROUNDS,
@@ -206,12 +225,14 @@ def render_markdown(res: dict) -> str:
         f"{res['rounds']} interleaved rounds · 1-min load average {res['load_average_1m']:.1f} on "
         f"{res['cpu_count']} CPUs while measuring.",
         "",
-        f"Input: {res['audio']}. Command: `{res['command']}`.",
+        f"Input: {res['audio']}: the phone file gets the 1-s window + its context, {res['input_samples']} samples "
+        f"({res['input_seconds']:.3f} s); the features-in bodies get that window's features. "
+        f"Command: `{res['command']}`.",
         "",
         "| model | ms per 1-s window (p50) |",
         "|---|---:|",
         *(f"| {k} | {v:.3f} |" for k, v in p50.items()),
-        f"| numpy front end + normalisation (for comparison) | {res['numpy_front_end_ms']:.3f} |",
+        f"| numpy front end + normalisation of the same samples (for comparison) | {res['numpy_front_end_ms']:.3f} |",
         "",
         "| body | front-end part = phone − body (ms) |",
         "|---|---:|",
@@ -240,12 +261,6 @@ def render_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", type=Path, default=None, help="export folder with the phone file")
@@ -264,12 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.export is None:
         res["export"] = f"fresh export of the shipped {resolve_name(args.size)} (tflite, phone)"
     args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "phone.json", json.dumps(res, indent=2) + "\n")
-    write_atomic(args.out / "phone.md", render_markdown(res))
+    write_text(args.out / "phone.json", json.dumps(res, indent=2) + "\n")
+    write_text(args.out / "phone.md", render_markdown(res))
     for k, v in res["p50_ms"].items():
         print(f"{k:>26}: {v:7.3f} ms")
     for k, v in res["targets"].items():
-        print(f"{v['result']}: {k} (measured {v['measured']:,.3f} {v['unit']})")
+        measured = f"{v['measured']:,.3f}" if v["unit"] == "ms" else f"{v['measured']:,}"
+        print(f"{v['result']}: {k} (measured {measured} {v['unit']})")
     print(f"wrote {args.out / 'phone.json'} and {args.out / 'phone.md'}")
     return 0 if all(v["result"] == "PASS" for v in res["targets"].values()) else 1
 

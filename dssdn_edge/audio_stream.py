@@ -158,8 +158,11 @@ def file_windows(
     """Batches of the file's non-silent 1-s windows, every ``stride`` frames, in bounded memory.
 
     ``keep_silent`` yields the all-zero windows too, flagged in ``WindowBatch.silent``; ``allow_silent``
-    accepts a file without any non-silent window; ``with_audio`` adds each window's samples (what a
-    waveform-in model takes: ``segment_samples`` from the window's first frame, zero-filled past the end)."""
+    accepts a file without any non-silent window; ``with_audio`` adds each window's samples with the context its
+    features read (what the waveform-in phone file takes, ``export/phone.py``): ``context_samples`` starting
+    ``context_offset`` samples before the window's first frame position, zero-filled before the file's start
+    and past its end — the zeros of the offline centre padding, so the input decides exactly the window's
+    features. Only that much audio past the last emitted window is kept."""
     path = Path(path)
     cfg = frontend.config
     stream, silence = frontend.stream(), SilenceTracker(cfg)
@@ -169,12 +172,15 @@ def file_windows(
     f_off = s_off = 0  # global frame index of feats[0] / silent[0]
     next_start, total, kept = 0, 0, 0
     pending: list[tuple[int, np.ndarray, bool, np.ndarray | None]] = []
-    samples, a_off, n_win = np.zeros(0, np.float32), 0, cfg.segment_samples  # raw audio (with_audio)
+    samples, a_off = np.zeros(0, np.float32), 0  # raw audio (with_audio); global index of samples[0]
+    n_win, lead, hop = cfg.context_samples, cfg.context_offset, cfg.hop_length
 
     def drain(final: bool) -> Iterator[WindowBatch]:
         nonlocal feats, silent, f_off, s_off, next_start, kept, samples, a_off
         while next_start + seg <= f_off + len(feats) and next_start + seg <= s_off + len(silent):
             s = next_start
+            if with_audio and not final and s * hop - lead + n_win > a_off + len(samples):
+                break  # its context's end has not arrived yet (never at the defaults: the delta waits for it)
             quiet = bool(silent[s - s_off : s - s_off + seg].all())
             if not quiet:
                 kept += 1
@@ -182,8 +188,9 @@ def file_windows(
                 piece = None
                 if with_audio:
                     piece = np.zeros(n_win, np.float32)
-                    part = samples[s * cfg.hop_length - a_off : s * cfg.hop_length - a_off + n_win]
-                    piece[: len(part)] = part
+                    first = s * hop - lead  # global index of piece[0]; negative before the file's start
+                    part = samples[max(first, a_off) - a_off : first + n_win - a_off]
+                    piece[max(first, a_off) - first : max(first, a_off) - first + len(part)] = part
                 pending.append((s, feats[s - f_off : s - f_off + seg].transpose(1, 0, 2), quiet, piece))
             next_start += stride
             if len(pending) >= batch:
@@ -194,7 +201,7 @@ def file_windows(
         cut_s = min(next_start, s_off + len(silent)) - s_off
         silent, s_off = silent[cut_s:], s_off + cut_s
         if with_audio:
-            cut_a = min(next_start * cfg.hop_length, a_off + len(samples)) - a_off
+            cut_a = min(max(next_start * hop - lead, a_off), a_off + len(samples)) - a_off
             samples, a_off = samples[cut_a:], a_off + cut_a
         if final and pending:
             yield _batch(pending)

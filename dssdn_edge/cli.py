@@ -388,7 +388,8 @@ def _bench_fleet(opts, hosts: tuple[str, ...], hosts_file: Path | None, force: b
 @click.option("--int8/--no-int8", default=True, show_default=True,
               help="Also build full-integer int8 models.")
 @click.option("--formats", default="onnx,tflite,c,phone", show_default=True,
-              help="Comma list of onnx, tflite, c, phone (<name>.audio.tflite: 1 s of audio in, scores out).")
+              help="Comma list of onnx, tflite, c, phone (<name>.audio.tflite: a 1-s window of audio + its "
+                   "context in, scores out).")
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
               help="Calibrate int8 on this audio (every audio file in DIR, recursively) "
               "[the checkpoint's training audio, or ESC-50 fold 4].")

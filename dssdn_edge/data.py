@@ -102,7 +102,12 @@ class Dataset:
 
         if any(c.fold is None for c in self.clips):
             raise DssdnError(f"{self.root}: this dataset has no folds")
-        return replace(self, clips=tuple(replace(c, split=which(c)) for c in self.clips))
+        parts = [f"folds {', '.join(map(str, train))} train"]
+        parts += [f"fold {val} val"] if val is not None else []
+        parts += [f"fold {test} test"] if test is not None else []
+        name = self.description.split(":")[0] if self.description else str(self.root)
+        return replace(self, clips=tuple(replace(c, split=which(c)) for c in self.clips),
+                       description=f"{name}: {', '.join(parts)}")
 
     def subset(self, limit_per_class: int | None) -> Dataset:
         """At most ``limit_per_class`` clips of each class in each split (tests, quick runs)."""

@@ -52,6 +52,17 @@ class Evaluation:
                 "per_class": self.per_class, "confusion": self.confusion.tolist()}
 
 
+def label_remap(dataset: Dataset, model_labels: list[str]) -> np.ndarray:
+    """Dataset target → model output index, matched by class name. A dataset may hold only some of the
+    model's classes; a class the model does not know is a ``DssdnError``."""
+    unknown = sorted(set(dataset.labels) - set(model_labels))
+    if unknown:
+        raise DssdnError(f"{dataset.root}: {len(unknown)} class(es) the model does not know "
+                         f"(first: {unknown[0]!r}); evaluate a model trained on these labels")
+    index = {lab: i for i, lab in enumerate(model_labels)}
+    return np.asarray([index[lab] for lab in dataset.labels], np.int64)
+
+
 def evaluate_dataset(ckpt: Checkpoint, dataset: Dataset, split: str = "test") -> Evaluation:
     """Clip-level accuracy of a checkpoint on one split of a dataset whose classes it knows (by name).
 
@@ -59,12 +70,7 @@ def evaluate_dataset(ckpt: Checkpoint, dataset: Dataset, split: str = "test") ->
     clips = dataset.split(split)
     if not clips:
         raise DssdnError(f"{dataset.root}: no clips in the {split!r} split")
-    unknown = sorted(set(dataset.labels) - set(ckpt.labels))
-    if unknown:
-        raise DssdnError(f"{dataset.root}: {len(unknown)} class(es) the model {ckpt.name} does not know "
-                         f"(first: {unknown[0]!r}); evaluate a model trained on these labels")
-    index = {lab: i for i, lab in enumerate(ckpt.labels)}
-    remap = np.asarray([index[lab] for lab in dataset.labels], np.int64)
+    remap = label_remap(dataset, list(ckpt.labels))
     fe = Frontend(ckpt.frontend_config)
     feats = clip_features(clips, fe, desc=f"features ({split})")
     logits = clip_logits(ckpt.model, feats, ckpt.normalization, fe.config.segment_frames, EVAL_STRIDE)

@@ -63,6 +63,21 @@ class FrontendConfig:
         """Frames in one model input window (51 for 1 s at the defaults)."""
         return 1 + self.segment_samples // self.hop_length
 
+    @property
+    def context_offset(self) -> int:
+        """Samples of context before a window's first frame position (``s·hop``): half an FFT for that
+        frame's own analysis window plus ``delta_width // 2`` hops for the frames its delta looks back to.
+        Why: a model that gets only the window's samples must centre-pad them, so its edge frames see zeros
+        where features cut from the whole clip see the neighbouring audio (the phone file, ``export/phone.py``)."""
+        return self.n_fft // 2 + (self.delta_width // 2) * self.hop_length
+
+    @property
+    def context_samples(self) -> int:
+        """Samples that decide one window's features exactly: frames ``s - w .. s + T - 1 + w`` (``T =
+        segment_frames``, ``w = delta_width // 2``), each ``n_fft`` long, framed without padding —
+        ``(T - 1 + 2w)·hop + n_fft`` = 18304 (1.144 s) at the defaults."""
+        return (self.segment_frames - 1 + 2 * (self.delta_width // 2)) * self.hop_length + self.n_fft
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

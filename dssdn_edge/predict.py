@@ -19,7 +19,7 @@ from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
 from .errors import DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
-from .stream import HopResult, StreamClassifier
+from .stream import HopResult, StreamClassifier, softmax
 
 WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
@@ -53,11 +53,6 @@ class Prediction:
             "windows": self.windows,
             "top": [{"label": lab, "score": s} for lab, s in zip(self.labels, self.scores, strict=True)],
         }
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Predictor:
@@ -185,10 +180,22 @@ class Predictor:
 
 
 class AudioInPredictor(Predictor):
-    """The phone file (``.audio.tflite``) has the front end inside: it takes each 1-s window's raw audio,
-    cut by the same rule and streamed the same way, and returns softmax scores whose log stands in for the
-    logits (their mean over windows ranks classes exactly as the mean of logits does). Each window is
-    analysed alone, as MediaPipe feeds it."""
+    """The phone file (``.audio.tflite``) has the front end inside: it takes each 1-s window's raw audio with
+    the context its frames and delta read (``FrontendConfig.context_samples``), cut by the same rule and
+    streamed the same way, and returns softmax scores whose log stands in for the logits (their mean over
+    windows ranks classes exactly as the mean of logits does). With the context, a window's in-graph features
+    are the features-in path's for that window, so this classifies as the features-in file inside it does;
+    a phone app feeds MediaPipe the same pieces."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], frontend: FrontendConfig,
+                 normalization: Normalization, labels: list[str], source: str) -> None:
+        super().__init__(run, frontend, normalization, labels, source)
+        takes = getattr(run, "samples", None)
+        if takes is not None and takes != frontend.context_samples:
+            raise ExportError(
+                f"{source}: takes {takes} samples, but its manifest's front end gives a window + context of "
+                f"{frontend.context_samples} (made by another dssdn-edge version; export it again)"
+            )
 
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
                       allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -199,7 +206,7 @@ class AudioInPredictor(Predictor):
 
     def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
         raise ExportError(f"{self.source}: --stream runs the features-in models of the export (.tflite, .onnx); "
-                          "the phone file classifies whole 1-s windows")
+                          "the phone file classifies whole 1-s windows (each with its context)")
 
 
 def _audio_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -179,7 +179,7 @@ def test_int8_keeps_accuracy_on_fold5(small_export):
     assert q["windows"] > 1000 and q["accuracy"]["source"].startswith("fold 5")
     assert abs(q["accuracy"]["drop_points"]) <= 0.5 and q["clip_top1_agreement"] >= 0.97, q
     onnx = load_manifest(small_export)["artifacts"]["dssdn-small.int8.onnx"]["quality"]
-    assert onnx["accuracy"]["drop_points"] <= 1.0 and onnx["clip_top1_agreement"] >= 0.95, onnx
+    assert onnx["accuracy"]["drop_points"] <= 1.0 + 1e-9 and onnx["clip_top1_agreement"] >= 0.95, onnx
 
 
 @needs_data

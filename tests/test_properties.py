@@ -48,8 +48,8 @@ def test_any_file_loads_or_fails_with_one_named_error(kind, n, channels, rate, f
         path = Path(d) / f"a.{fmt[0].lower()}"
         try:
             sf.write(str(path), x, rate, format=fmt[0], subtype=fmt[1])
-        except (sf.LibsndfileError, RuntimeError, ValueError):
-            return  # a combination soundfile itself cannot write (e.g. FLAC with 0 frames)
+        except Exception:  # noqa: BLE001 - a file soundfile itself cannot write (FLAC of NaN, 0 frames): no case
+            return
         try:
             audio = load_audio(path, 16000, min_samples=320)
         except AudioError as exc:

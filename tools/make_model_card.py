@@ -239,8 +239,9 @@ def card(shipped: Path, dev: Path | None, compare: Path | None, export: Path | N
             f"- Distillation: per-window logits of an AudioSet-pretrained teacher (EfficientAT mn04, from"
             f" `{teacher.get('file')}`; its out-of-fold window logits averaged per clip score"
             f" {pct(teacher.get('train_clip_accuracy'))} on the training clips, measured here, and 86.5 % on fold 5"
-            " according to ../shared/data/README.md, whose head never saw fold 5). Loss = λ·CE(mixed labels) + (1−λ)·T²·KL(mixed teacher probabilities ‖"
-            f" student), λ = {t['kd_lambda']}, T = {t['kd_temperature']}; the target of a mixed input is the same mix"
+            " according to ../shared/data/README.md, whose head never saw fold 5). Loss = λ·CE(mixed labels)"
+            " + (1−λ)·T²·KL(mixed teacher probabilities ‖ student),"
+            f" λ = {t['kd_lambda']}, T = {t['kd_temperature']}; the target of a mixed input is the same mix"
             " of the two teachers' probabilities."
         )
     lines += [

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import sha256_file
 from ..errors import ArchiveUnreachable, DeviceError
 
 FORMAT = 1
@@ -141,14 +142,6 @@ def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, timeout: 
         errors = [ln for ln in lines if ln.startswith(("E:", "ERROR", "error"))]
         raise DeviceError(f"{what}: {(errors or lines or [f'exit {proc.returncode}'])[-1]}")
     return proc.stdout
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_sha256(*dirs: Path) -> str:

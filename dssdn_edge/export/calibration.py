@@ -30,7 +30,7 @@ from ..frontend import Frontend
 
 MIN_WINDOWS = 32  # fewer windows than this cannot give trustworthy activation ranges
 MAX_WINDOWS = 512  # plenty for min/max; keeps calibration to seconds on a small CPU
-STATS_FORMAT = 2  # 2: ONNX ranges measured on the equalised graph (format 1: on the plain one)
+STATS_FORMAT = 3  # 3: + bias corrections of the int8 graph; 2: ONNX ranges on the equalised graph
 
 
 @dataclass
@@ -151,15 +151,17 @@ def save_stats(
     tflite: dict[str, Any] | None,
     onnx: dict[str, Any] | None,
     equalization: dict[str, list[float]] | None = None,
+    bias_correction: dict[str, list[float]] | None = None,
 ) -> Path:
-    """Write the calibration statistics (no audio, no features: only per-tensor ranges and per-channel
-    equalisation gains)."""
+    """Write the calibration statistics (no audio, no features: only per-tensor ranges, per-channel
+    equalisation gains and the int8 graph's bias corrections)."""
     data = {
         "format": STATS_FORMAT,
         "name": ckpt.name,
         "weights_sha256": ckpt.meta.get("weights_sha256"),
         "source": source,
         "equalization": equalization,
+        "bias_correction": bias_correction,
         "tflite": tflite,
         "onnx": onnx,
     }

@@ -425,3 +425,63 @@ def equalize(model: nn.Module, gains: dict[str, list[float]]) -> nn.Module:
         else:
             first.weight.div_(a.view(1, -1, 1, 1))
     return model
+
+
+# ----------------------------------------------------------------------------------- bias correction
+def int8_weights(w: Tensor) -> Tensor:
+    """``w`` rounded as ai-edge-quantizer stores it: per output channel, symmetric, ±127."""
+    scale = w.abs().reshape(w.shape[0], -1).amax(1).clamp_min(1e-12) / 127.0
+    scale = scale.view(-1, *([1] * (w.dim() - 1)))
+    return torch.round(w / scale) * scale
+
+
+@torch.no_grad()
+def bias_corrections(model: nn.Module, windows: Tensor, batch: int = 64) -> dict[str, list[float]]:
+    """Per conv/linear layer, the mean output shift that rounding its weights to int8 causes on real
+    ``windows`` (empirical bias correction, Nagel et al. 2019): E[(W_q − W)·x] per output channel, with x the
+    layer's own input in the float graph. Subtracting it from the bias removes the systematic part of the
+    weight-rounding error — the largest single cost of int8 for these thin networks
+    (benchmarks/results/int8-error-budget-dssdn-small.md)."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    sums: dict[str, Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name: str):
+        def fn(m: nn.Module, inputs: tuple[Tensor, ...], _out: Tensor) -> None:
+            x = inputs[0]
+            dw = int8_weights(m.weight) - m.weight
+            if isinstance(m, nn.Linear):
+                d = F.linear(x, dw).sum(0)
+                n = x.shape[0]
+            else:
+                d = F.conv2d(x, dw, None, m.stride, m.padding, m.dilation, m.groups)
+                n = d.shape[0] * d.shape[2] * d.shape[3]
+                d = d.sum((0, 2, 3))
+            sums[name] = sums.get(name, 0) + d
+            counts[name] = counts.get(name, 0) + n
+        return fn
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+    try:
+        for i in range(0, len(windows), batch):
+            model(windows[i : i + batch])
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: [float(v) for v in sums[name] / counts[name]] for name in sorted(sums)}
+
+
+@torch.no_grad()
+def correct_biases(model: nn.Module, corrections: dict[str, list[float]]) -> nn.Module:
+    """A copy of ``model`` whose layer biases absorb ``corrections`` (what the int8 file is quantised from;
+    the fp32 artifacts keep the exact weights). A layer without a bias gets one."""
+    out = copy.deepcopy(model)
+    layers = dict(out.named_modules())
+    for name, delta in corrections.items():
+        m = layers[name]
+        d = torch.tensor(delta, dtype=m.weight.dtype)
+        if m.bias is None:
+            m.bias = nn.Parameter(-d)
+        else:
+            m.bias -= d
+    return out.eval()

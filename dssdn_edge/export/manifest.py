@@ -210,23 +210,44 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
 
 
 def _phone_text(a: dict[str, Any]) -> list[str]:
-    """The waveform-in file: what is inside, both body choices' numbers, the comparison with the int8 .tflite."""
+    """The waveform-in file: what is inside, its input length and why, the in-graph features vs numpy, both
+    body choices' numbers, the comparison with the int8 .tflite."""
     md, chk = a["metadata"], a["frontend_check"]
+    length = a.get("input_length") or {}
+    rate = md["audio_properties"]["sample_rate"]
     out = [
-        f"- input float32 {a['input']['shape']} (mono audio at {md['audio_properties']['sample_rate']} Hz), "
-        f"output float32 {a['output']['shape']} softmax scores; body: {a['body']}",
-        f"- in-graph front end vs numpy on a {chk['signal']}: max |Δ| {chk['max_abs_log10_error_within_60db']:.2g} "
-        f"log10 units within 60 dB of each frame's peak ({chk['max_abs_log10_error']:.2g} overall; "
-        f"tolerance {chk['tolerance']:g})",
+        f"- input float32 {a['input']['shape']} (mono audio at {rate} Hz"
+        + (f", {length['samples']} samples = {length['seconds']:.3f} s: {length['meaning']}" if length else "")
+        + f"), output float32 {a['output']['shape']} softmax scores; body: {a['body']}",
+    ]
+    for key in ("probe", "real"):
+        c = chk.get(key)
+        if not c:
+            continue
+        inner, edge, ce = c["interior_windows_features"], c["clip_edge_windows_features"], c["clip_edge_delta"]
+        out.append(
+            f"- in-graph features vs numpy on {c['signal']} ({c['windows']} windows: {c['interior_windows']} interior, "
+            f"{c['clip_edge_windows']} reaching a clip edge): log-mel of every input frame max |Δ| "
+            f"{c['logmel_every_input_frame']['max_abs_within_60db']:.2g} log10 units within 60 dB of each frame's "
+            f"peak ({c['logmel_every_input_frame']['max_abs']:.2g} overall); the window's features vs the window cut "
+            f"from the whole clip's: interior windows log-mel {inner['logmel_within_60db']:.2g}, delta "
+            f"{inner['delta_within_60db']:.2g}; clip-edge windows log-mel {edge['logmel_within_60db']:.2g}, delta "
+            f"{edge['delta_within_60db_except_clip_edge_frames']:.2g} away from the clip's first/last frames "
+            f"(tolerance {chk['tolerance']:g}, delta {chk['delta_tolerance']:g}: "
+            f"{'within' if c['within_tolerance'] else 'NOT within'}); "
+            f"{ce['what']}: {ce['frames']} frames, max |Δ| {_fmt(ce['max_abs'], '.3g')} "
+            f"(mean {_fmt(ce['mean_abs'], '.3g')}; mean |delta| there {_fmt(ce['mean_abs_offline_delta'], '.3g')})"
+        )
+    out += [
         f"- TFLite Model Metadata: name {md['name']!r}, version {md['version']!r}, AudioProperties "
-        f"{md['audio_properties']['sample_rate']} Hz × {md['audio_properties']['channels']} channel, "
+        f"{rate} Hz × {md['audio_properties']['channels']} channel, "
         f"{md['labels_file']} ({md['labels_file_type']}), min parser {md['min_parser_version']}; "
         f"licence: {md['licence']}",
         f"- metadata written by {md['writer']}",
         f"- body choice: {a['body_precision']} ({a['choice_rule']})",
         "",
-        "| body | bytes | clip acc | torch fp32, same windows | top-1 agree vs torch | top-1 agree vs features-in "
-        "| features-in file acc | phone − features-in (pt) |",
+        "| body | bytes | clip acc | torch fp32 (features-in windows) | top-1 agree vs torch | top-1 agree vs "
+        "features-in (interior / clip-edge windows) | features-in file acc | phone − features-in (pt) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, c in a["choices"].items():
@@ -234,14 +255,16 @@ def _phone_text(a: dict[str, Any]) -> list[str]:
         acc = q.get("accuracy", {}) or {}
         out.append(
             f"| {name} | {c['bytes']:,} | {_pct(acc.get('value'))} | {_pct(acc.get('torch_fp32'))} | "
-            f"{_pct(q.get('top1_agreement'))} | {_pct(fi.get('top1_agreement_same_windows'))} | "
+            f"{_pct(q.get('top1_agreement'))} | {_pct(fi.get('top1_agreement_same_windows'))} "
+            f"({_pct(fi.get('top1_agreement_interior_windows'))} / "
+            f"{_pct(fi.get('top1_agreement_clip_edge_windows'))}) | "
             f"{_pct(fi.get('accuracy'))} | {_fmt(fi.get('phone_minus_features_in_points'), '+.2f')} |"
         )
     out += [
         "",
-        "Windows: the same fold-5 windows, but each window's audio analysed alone (as MediaPipe feeds the file: "
-        "its first and last frames are centre-padded with zeros), where the features-in files see windows cut "
-        "from the whole clip's features; 'features-in file acc' is the latter."
+        "Windows: the fold-5 windows the features-in files are scored on; the phone file gets each one's audio with "
+        "its context (zeros outside the clip), so its features are the features-in windows' except the delta of a "
+        "clip's first and last frames (clip-edge windows)."
         if any("quality" in c for c in a["choices"].values())
         else "Not measured: no evaluation audio was available, so the int8 body is kept when it exists.",
     ]

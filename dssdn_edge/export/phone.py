@@ -1,25 +1,39 @@
-"""The phone file ``<name>.audio.tflite``: 1 s of raw audio in, class scores out, front end inside the graph.
+"""The phone file ``<name>.audio.tflite``: a 1-s window's audio + its context in, class scores out, front end
+inside the graph.
 
 Why: the features-in .tflite needs the exact split log-mel front end beside it, and a phone developer
 would have to re-implement it in Kotlin or Swift before the model means anything. MediaPipe's
 AudioClassifier (like the TFLite Task Library before it) instead feeds a model raw float audio at the rate
-its metadata names and reads labelled scores back. This module builds that model:
+its metadata names, in pieces of the input tensor's length, and reads labelled scores back. This module
+builds that model:
 
+* The input is one window's audio plus the context its features read (``FrontendConfig.context_samples``:
+  frames s-w .. s+T-1+w of a window of T frames starting at frame s, w = delta_width // 2, i.e. samples
+  [s·hop - n_fft/2 - w·hop, (s+T-1+w)·hop + n_fft/2) = 18304 at the defaults, 1.144 s). A window fed alone
+  would have to be centre-padded, so its first and last frames (and the delta's edge replication) would see
+  zeros where features cut from the whole clip — what the model was trained on, and what the features-in
+  files get — see the neighbouring audio; that cost 1 pt of fold-5 accuracy. With the context the phone
+  file computes the features-in path's features of that window (up to float32), except the delta of a
+  clip's first and last w frames: offline, the edge frame is replicated; here the context gives the frames
+  beyond it, whose audio lies partly or wholly outside the clip (zeros: a log-mel floor of -10). That
+  difference is large (about 1 log10 unit per frame, 4 delta standard deviations) and is measured, in
+  features by ``feature_error`` and in top-1 agreement on the windows it touches by ``measure_phone``.
 * ``WaveFrontend`` is the project's front end (``dssdn_edge.frontend``) written as tensor ops, converted
-  with litert-torch like the body: centre zero padding (PAD), framing as hop-sized rows re-assembled by
-  SLICE + CONCATENATION (no gather table), periodic Hann (MUL), TFLite's RFFT2D, power as COMPLEX_ABS
-  squared, the sparse mel filterbank as a GATHER of each band's bins (padded to the widest band) times its
-  weights and a SUM (~2.8 k multiplies a frame instead of 66 k dense), log10 as LOG × 1/ln 10, the 5-frame
-  regression delta with edge replication, then the stored per-band mean/std. All in float32: the log
-  spectrum of quiet bands needs it (the C twin's bounds, ``tests/test_frontend_c.py``).
+  with litert-torch like the body: framing without padding as hop-sized rows re-assembled by SLICE +
+  CONCATENATION (no gather table), periodic Hann (MUL), TFLite's RFFT2D, power as COMPLEX_ABS squared, the
+  sparse mel filterbank as a GATHER of each band's bins (padded to the widest band) times its weights and a
+  SUM (~2.8 k multiplies a frame instead of 66 k dense), log10 as LOG × 1/ln 10, the 5-frame regression
+  delta over the context frames (no edge replication), then the stored per-band mean/std. All in float32:
+  the log spectrum of quiet bands needs it (the C twin's bounds, ``tests/test_frontend_c.py``).
 * ``splice`` joins that graph and an exported body — the very bytes of ``.int8.tflite`` or ``.tflite``,
   so the phone file computes what the features-in file computes — into one subgraph. An int8 body gets a
   QUANTIZE with its own input scale (the step a user of the features-in file performs) and a DEQUANTIZE
   after it: int8 inside, float32 I/O. A SOFTMAX turns the logits into scores that sum to 1.
 * ``metadata.py`` adds the TFLite Model Metadata and the labels.
 
-The model sees one window in isolation, as MediaPipe feeds it (the clip cut into 1-s pieces): its first
-and last frames are centre-padded with zeros where ``predict`` on a whole clip sees the neighbouring audio.
+``context_windows`` cuts those inputs from a clip (zeros outside it, which equals the offline centre
+padding); ``predict`` cuts the same ones while streaming a file (``audio_stream.file_windows(...,
+with_audio=True)``).
 """
 
 from __future__ import annotations
@@ -36,7 +50,7 @@ from torch import nn
 
 from ..data import pad_to_window, silent_frames, window_starts
 from ..errors import ExportError
-from ..frontend import Frontend, FrontendConfig, Normalization
+from ..frontend import Frontend, FrontendConfig, Normalization, frame_view
 from . import tflite as tflite_mod
 
 AUDIO_SUFFIX = ".audio.tflite"
@@ -70,9 +84,11 @@ class GatherFilterbank:
 
 
 class WaveFrontend(nn.Module):
-    """(1, samples) float audio → (1, frames, n_mels, channels) normalised features, NHWC as the body takes.
+    """(1, context samples) float audio → (1, segment frames, n_mels, channels) normalised features, NHWC as
+    the body takes: the features of the window in the middle of the input.
 
-    Same arithmetic as ``Frontend.features`` + ``Normalization.apply`` (in float32 rather than float64)."""
+    Same arithmetic as ``Frontend.features`` + ``Normalization.apply`` on the whole clip, then the window cut
+    (in float32 rather than float64)."""
 
     def __init__(self, cfg: FrontendConfig, norm: Normalization) -> None:
         super().__init__()
@@ -87,18 +103,22 @@ class WaveFrontend(nn.Module):
         self.register_buffer("std", torch.tensor(np.asarray(norm.std, np.float32).T.copy()))
 
     def frames(self, audio: torch.Tensor) -> torch.Tensor:
-        """(1, S) → (1, T, n_fft) centre-padded analysis frames, T = 1 + S // hop (``Frontend.logmel``).
+        """(1, S) → (1, T', n_fft) analysis frames framed without padding ("valid"), T' = 1 + (S - n_fft) // hop:
+        frame t is samples [t·hop, t·hop + n_fft). The input already holds each frame's surroundings
+        (``FrontendConfig.context_samples``), so no frame sees padding the features-in path does not see.
 
-        Frame t starts at sample t·hop of the padded signal. With the signal laid out as rows of hop
-        samples, frame t is rows t, t+1, … (n_fft // hop of them) plus the first n_fft % hop samples of
-        the next: a few SLICEs and one CONCATENATION, whatever T is."""
+        With the signal laid out as rows of hop samples, frame t is rows t, t+1, … (n_fft // hop of them) plus
+        the first n_fft % hop samples of the next: a few SLICEs and one CONCATENATION, whatever T' is (a PAD
+        completes the last row; those zeros are never read)."""
         cfg = self.cfg
         n, hop, s = cfg.n_fft, cfg.hop_length, audio.shape[1]
-        t = 1 + s // hop
+        if s < n:
+            raise ValueError(f"need at least n_fft = {n} samples, got {s}")
+        t = 1 + (s - n) // hop
         whole, part = divmod(n, hop)
         rows = t - 1 + whole + (1 if part else 0)
-        right = rows * hop - s - n // 2
-        x = nn.functional.pad(audio, (n // 2, max(right, 0)))[:, : rows * hop].reshape(1, rows, hop)
+        x = nn.functional.pad(audio, (0, rows * hop - s)) if rows * hop > s else audio
+        x = x[:, : rows * hop].reshape(1, rows, hop)
         pieces = [x[:, j : j + t, :] for j in range(whole)]
         if part:
             pieces.append(x[:, whole : whole + t, :part])
@@ -114,26 +134,29 @@ class WaveFrontend(nn.Module):
         return torch.log(mel + self.cfg.log_eps) * (1.0 / math.log(10.0))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """(1, context samples) → the window's (1, T, n_mels, channels) features: the log-mel of its T frames
+        and a "valid" delta that reads the w = delta_width // 2 context frames on each side (no edge
+        replication: inside a clip those frames exist, and the features-in path reads them too)."""
         mel = self.logmel(audio)
         w = self.cfg.delta_width // 2
         if w:
-            t = mel.shape[1]
-            padded = torch.cat([mel[:, :1]] * w + [mel] + [mel[:, -1:]] * w, dim=1)  # edge replication
-            delta = sum(k * (padded[:, w + k : w + k + t] - padded[:, w - k : w - k + t]) for k in range(1, w + 1))
+            t = mel.shape[1] - 2 * w
+            delta = sum(k * (mel[:, w + k : w + k + t] - mel[:, w - k : w - k + t]) for k in range(1, w + 1))
             delta = delta * (1.0 / (2.0 * sum(k * k for k in range(1, w + 1))))
-            feats = torch.stack([mel, delta], dim=-1)
+            feats = torch.stack([mel[:, w : w + t], delta], dim=-1)
         else:
             feats = mel[..., None]
         return (feats - self.mean) / self.std
 
 
 def convert_frontend(cfg: FrontendConfig, norm: Normalization) -> bytes:
-    """The front end alone as a float32 .tflite: input (1, samples), output (1, frames, n_mels, channels)."""
+    """The front end alone as a float32 .tflite: input (1, context samples), output (1, segment frames, n_mels,
+    channels)."""
     with tflite_mod.native_quiet():
         import litert_torch
 
     module = WaveFrontend(cfg, norm).eval()
-    example = torch.zeros(1, cfg.segment_samples)
+    example = torch.zeros(1, cfg.context_samples)
     shown = litert_torch.config.show_progress
     litert_torch.config.show_progress = False
     try:
@@ -364,44 +387,180 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def audio_windows(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> np.ndarray:
-    """(k, samples) 1-s windows of a mono clip at the frame starts ``predict`` and the evaluation use
-    (every ``stride`` frames, all-silent windows skipped; a short clip is zero-padded to one window)."""
+def clip_starts(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> list[int]:
+    """First frames of the windows ``predict`` and the evaluation classify in a clip: every ``stride``
+    frames, all-silent windows skipped, a clip shorter than one window counted as zero-padded to one."""
     audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    starts = window_starts(silent_frames(audio, cfg), cfg.segment_frames, stride)
-    return window_at(audio, starts, cfg)
+    return window_starts(silent_frames(audio, cfg), cfg.segment_frames, stride)
 
 
-def window_at(audio: np.ndarray, starts: list[int] | np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """(k, samples): the audio of the windows whose first frames are ``starts``."""
-    n, hop = cfg.segment_samples, cfg.hop_length
+def audio_windows(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> np.ndarray:
+    """(k, context samples): the phone file's inputs for a mono clip's windows at ``clip_starts``."""
+    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
+    return context_windows(audio, clip_starts(audio, cfg, stride), cfg)
+
+
+def context_windows(audio: np.ndarray, starts: list[int] | np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    """(k, context samples): for the window whose first frame is s, the samples
+    [s·hop - context_offset, s·hop - context_offset + context_samples) of ``audio`` (the clip as the front end
+    sees it, ``pad_to_window``), zeros outside it. Those zeros are exactly the offline front end's centre
+    padding, so every frame's log-mel equals the whole clip's."""
+    n, lead, hop = cfg.context_samples, cfg.context_offset, cfg.hop_length
     out = np.zeros((len(starts), n), np.float32)
     for k, s in enumerate(starts):
-        piece = audio[int(s) * hop : int(s) * hop + n]
-        out[k, : len(piece)] = piece
+        a = int(s) * hop - lead
+        lo, hi = max(a, 0), min(a + n, len(audio))
+        if hi > lo:
+            out[k, lo - a : hi - a] = audio[lo:hi]
     return out
+
+
+def edge_windows(starts: list[int] | np.ndarray, n_samples: int, cfg: FrontendConfig) -> np.ndarray:
+    """Per window: does its delta read past the clip's first or last frame (``n_samples`` after
+    ``pad_to_window``)? Only there the two paths differ: the offline front end replicates the edge frame,
+    the phone file reads the frame the context gives (audio on one side, zeros on the other)."""
+    w = cfg.delta_width // 2
+    frames = 1 + n_samples // cfg.hop_length
+    s = np.asarray(starts, np.int64)
+    return (s - w < 0) | (s + cfg.segment_frames + w > frames)
 
 
 # ------------------------------------------------------------------------------------------- checks
 FRONTEND_TOL = 1e-4  # log10 units: the C twin's float32 bound (tests/test_frontend_c.py)
 FRONTEND_RANGE = 6.0  # ... held on the bands within 6 log10 units (60 dB) of their frame's loudest band
+NORM_SLACK = 1e-6  # + the float32 rounding of (x - mean) / std, in log10 units
+
+
+def delta_gain(cfg: FrontendConfig) -> float:
+    """Largest |delta error| per unit of log-mel error in its frames: sum(k) / sum(k²) over k = 1..w
+    (0.6 for the 5-frame delta), the bound a delta inherits from the log-mel bound."""
+    w = cfg.delta_width // 2
+    return sum(range(1, w + 1)) / sum(k * k for k in range(1, w + 1)) if w else 0.0
 
 
 def frontend_error(model_bytes: bytes, cfg: FrontendConfig, windows: np.ndarray) -> dict[str, float]:
-    """In-graph log-mel (tensor ``logmel``) vs ``Frontend.logmel`` on ``windows`` (k, samples): the largest
-    error on the bands within ``FRONTEND_RANGE`` of their frame's peak (the C twin's float32 criterion) and
-    over all values."""
+    """In-graph log-mel (tensor ``logmel``: every frame of the input, window and context) vs the numpy front
+    end on the same samples framed the same way: the largest error on the bands within ``FRONTEND_RANGE`` of
+    their frame's peak (the C twin's float32 criterion) and over all values."""
     runner = AudioRunner(model_bytes, preserve_all_tensors=True)
     fe = Frontend(cfg)
     near, overall = 0.0, 0.0
     for w in np.asarray(windows, np.float32):
         runner(w[None])
         got = runner.tensor(LOGMEL_NAME)[0].astype(np.float64)
-        ref = fe.logmel(w)
+        ref = valid_logmel(fe, w)
         err = np.abs(got - ref)
         near = max(near, float(err[ref >= ref.max(axis=1, keepdims=True) - FRONTEND_RANGE].max()))
         overall = max(overall, float(err.max()))
     return {"max_abs_log10_error_within_60db": near, "max_abs_log10_error": overall, "windows": len(windows)}
+
+
+def valid_logmel(fe: Frontend, audio: np.ndarray) -> np.ndarray:
+    """numpy log-mel of every full ``n_fft`` frame of ``audio`` (no padding), as the phone file frames it."""
+    cfg = fe.config
+    return fe.logmel_frames(frame_view(np.ascontiguousarray(audio, np.float64), cfg.n_fft, cfg.hop_length))
+
+
+def feature_error(
+    model_bytes: bytes, cfg: FrontendConfig, norm: Normalization, clips: Any, stride: int
+) -> dict[str, Any]:
+    """The phone file's features of each window of whole clips vs the features-in path's for that window.
+
+    Why both: the log-mel of every input frame (window and context) is compared with numpy on the same
+    samples (``frontend_error``); the normalised features the body gets (tensor ``features``, back in log10
+    units) are compared with the window cut from the whole clip's numpy features — what the features-in
+    files are given. Log-mel bands within 60 dB of their frame's peak must be within ``FRONTEND_TOL``, a
+    delta whose frames all are within ``delta_gain`` × that, on every window — except the delta of a clip's
+    first and last w frames, where the offline path replicates the edge frame and the phone file reads the
+    real context; that difference is measured apart (``clip_edge_delta``)."""
+    runner = AudioRunner(model_bytes, preserve_all_tensors=True)
+    fe = Frontend(cfg)
+    w, seg = cfg.delta_width // 2, cfg.segment_frames
+    std = np.asarray(norm.std, np.float64)[:, None, :]
+    mean = np.asarray(norm.mean, np.float64)[:, None, :]
+    worst = {"logmel_60db": 0.0, "logmel_all": 0.0, "interior_logmel": 0.0, "interior_delta": 0.0,
+             "edge_logmel": 0.0, "edge_delta": 0.0, "clip_edge_60db": 0.0, "clip_edge_max": 0.0}
+    counts = {"clips": 0, "interior": 0, "edge": 0}
+    edge_err, edge_ref = [], []
+    for clip in clips:
+        clip = pad_to_window(np.asarray(clip, np.float32), cfg)
+        starts = clip_starts(clip, cfg, stride)
+        if not starts:
+            continue
+        counts["clips"] += 1
+        with _one_blas_thread():  # a 2-thread BLAS on a small, busy CPU is 5-10x slower here
+            ref = fe.features(clip).astype(np.float64)  # (C, N, M): the whole clip, as the features-in path
+        mel, n = ref[0], ref.shape[1]
+        near = mel >= mel.max(axis=1, keepdims=True) - FRONTEND_RANGE
+        rows = np.clip(np.arange(n)[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
+        delta_near = near[rows].all(axis=1)  # every frame the offline delta reads is within 60 dB
+        at_edge = np.zeros(n, bool)
+        at_edge[:w], at_edge[n - w :] = True, True
+        edges = edge_windows(starts, len(clip), cfg)
+        for s, x, edge in zip(starts, context_windows(clip, starts, cfg), edges, strict=True):
+            runner(x[None])
+            got_mel = runner.tensor(LOGMEL_NAME)[0].astype(np.float64)
+            ref_mel = valid_logmel(fe, x)
+            e = np.abs(got_mel - ref_mel)
+            worst["logmel_60db"] = max(worst["logmel_60db"],
+                                       float(e[ref_mel >= ref_mel.max(axis=1, keepdims=True) - FRONTEND_RANGE].max()))
+            worst["logmel_all"] = max(worst["logmel_all"], float(e.max()))
+            got = runner.tensor(FEATURES_NAME)[0].transpose(2, 0, 1).astype(np.float64) * std + mean
+            win = slice(s, s + seg)
+            err = np.abs(got - ref[:, win])
+            kind = "edge" if edge else "interior"
+            counts[kind] += 1
+            worst[f"{kind}_logmel"] = max(worst[f"{kind}_logmel"], float(err[0][near[win]].max(initial=0.0)))
+            if w:
+                inner = ~at_edge[win]
+                ok = delta_near[win] & inner[:, None]
+                worst[f"{kind}_delta"] = max(worst[f"{kind}_delta"], float(err[1][ok].max(initial=0.0)))
+                if edge:
+                    outer = at_edge[win]
+                    edge_err.append(err[1][outer])
+                    edge_ref.append(np.abs(ref[1][win][outer]))
+                    worst["clip_edge_max"] = max(worst["clip_edge_max"], float(err[1][outer].max(initial=0.0)))
+                    worst["clip_edge_60db"] = max(
+                        worst["clip_edge_60db"], float(err[1][outer][delta_near[win][outer]].max(initial=0.0))
+                    )
+    edge_all = np.concatenate(edge_err) if edge_err else np.zeros((0, cfg.n_mels))
+    offline = np.concatenate(edge_ref) if edge_ref else np.zeros((0, cfg.n_mels))
+    out = {
+        "clips": counts["clips"],
+        "windows": counts["interior"] + counts["edge"],
+        "interior_windows": counts["interior"],
+        "clip_edge_windows": counts["edge"],
+        "logmel_every_input_frame": {"max_abs_within_60db": worst["logmel_60db"], "max_abs": worst["logmel_all"]},
+        "interior_windows_features": {"logmel_within_60db": worst["interior_logmel"],
+                                      "delta_within_60db": worst["interior_delta"]},
+        "clip_edge_windows_features": {"logmel_within_60db": worst["edge_logmel"],
+                                       "delta_within_60db_except_clip_edge_frames": worst["edge_delta"]},
+        "clip_edge_delta": {
+            "what": f"delta of a clip's first and last {w} frames: the phone file's (valid, from the context) vs "
+                    "the offline edge replication",
+            "frames": int(edge_all.shape[0]),
+            "max_abs": worst["clip_edge_max"],
+            "max_abs_within_60db": worst["clip_edge_60db"],
+            "mean_abs": float(edge_all.mean()) if edge_all.size else None,
+            "mean_abs_offline_delta": float(offline.mean()) if offline.size else None,
+        },
+        "unit": "log10 (power) units; delta in log10 units per frame",
+        "tolerance": {"logmel": FRONTEND_TOL, "delta": delta_gain(cfg) * FRONTEND_TOL, "normalisation": NORM_SLACK},
+    }
+    out["within_tolerance"] = feature_check_passes(out)
+    return out
+
+
+def feature_check_passes(check: dict[str, Any]) -> bool:
+    """Every bound ``feature_error`` documents (the clip-edge delta is measured, not bounded)."""
+    tol = check["tolerance"]
+    mel_tol, delta_tol = tol["logmel"] + tol["normalisation"], tol["delta"] + tol["normalisation"]
+    inner, edge = check["interior_windows_features"], check["clip_edge_windows_features"]
+    return bool(
+        check["logmel_every_input_frame"]["max_abs_within_60db"] <= tol["logmel"]
+        and inner["logmel_within_60db"] <= mel_tol and inner["delta_within_60db"] <= delta_tol
+        and edge["logmel_within_60db"] <= mel_tol and edge["delta_within_60db_except_clip_edge_frames"] <= delta_tol
+    )
 
 
 def _one_blas_thread() -> Any:
@@ -412,66 +571,81 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def probe_signal(cfg: FrontendConfig) -> np.ndarray:
-    """One window of deterministic audio (chirp + noise, as the benchmark runner's): no data files needed."""
-    n = cfg.segment_samples
-    t = np.arange(n) / cfg.sample_rate
+def probe_signal(cfg: FrontendConfig, n: int | None = None) -> np.ndarray:
+    """``n`` samples (default: one phone-file input) of deterministic audio, chirp + noise as the benchmark
+    runner's (the chirp repeats every window): no data files needed."""
+    n = cfg.context_samples if n is None else n
+    t = (np.arange(n) % cfg.segment_samples) / cfg.sample_rate
     chirp = 0.3 * np.sin(2 * np.pi * (100.0 + 3000.0 * t) * t)
     return (chirp + 0.05 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------- evaluate
+CHECK_STRIDE = 25  # frames between checked windows (predict's stride)
+CHECK_CLIPS = 12  # evaluation clips whose every window's features are checked at export
+
+
 @dataclass
 class PhoneEvaluation:
-    """The evaluation windows as the phone file meets them: each cut from its clip's audio and analysed
-    alone. ``reference`` holds the fp32 torch model's log-probabilities on exactly these windows (numpy
-    front end on the same audio), so errors and agreement compare like with like."""
+    """The evaluation windows as the phone file meets them: each window's audio with its context, cut from
+    its clip. ``reference`` is the export's own fp32 torch reference on the features-in windows (whole-clip
+    features), as log-probabilities: the phone file is held to the very numbers the .tflite files are."""
 
-    audio: np.ndarray  # (k, samples)
-    features: np.ndarray  # (k, C, T, M) normalised, numpy front end on each window alone
+    audio: np.ndarray  # (k, context samples)
+    edge: np.ndarray  # (k,) bool: the window's delta reads past its clip's first or last frame
     reference: Any  # pipeline.Reference with log-softmax "logits"
-    in_context: Any  # pipeline.Reference of the export (windows of whole-clip features)
+    check_clips: list[np.ndarray]  # a few clips' audio for ``feature_error``
+    check_source: str
 
     @classmethod
-    def build(cls, ckpt: Any, ref: Any, fused_run: Any) -> PhoneEvaluation | None:
+    def build(cls, ckpt: Any, ref: Any) -> PhoneEvaluation | None:
         from ..audio import load_audio
-        from .pipeline import Reference, clip_accuracy, run_all
+        from .pipeline import Reference
 
         ev = ref.evalset
         if ev is None or ev.index is None or not ev.clips:
             return None
         cfg = ckpt.frontend_config
-        fe = Frontend(cfg)
-        audio = np.zeros((len(ev.index), cfg.segment_samples), np.float32)
+        audio = np.zeros((len(ev.index), cfg.context_samples), np.float32)
+        edge = np.zeros(len(ev.index), bool)
+        check: list[np.ndarray] = []
         for clip in np.unique(ev.index[:, 0]):
             rows = np.flatnonzero(ev.index[:, 0] == clip)
             signal = pad_to_window(load_audio(ev.clips[clip].path, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
-            audio[rows] = window_at(signal, ev.index[rows, 1], cfg)
-        with _one_blas_thread():  # like torch here: a 2-thread BLAS on a small, busy CPU is 5-10x slower
-            feats = ckpt.normalization.apply(np.stack([fe.features(w) for w in audio]))
-        logits = run_all(fused_run, feats, "torch fp32 (1-s audio windows)").astype(np.float64)
-        source = f"{ev.source}, each window's audio analysed alone (as MediaPipe feeds the phone file)"
-        iso = Reference(feats, log_softmax(logits), source, ev, clip_accuracy(logits, ev), ev.source)
-        return cls(audio, feats, iso, ref)
+            audio[rows] = context_windows(signal, ev.index[rows, 1], cfg)
+            edge[rows] = edge_windows(ev.index[rows, 1], len(signal), cfg)
+            if len(check) < CHECK_CLIPS:
+                check.append(signal)
+        source = (f"{ev.source}; the phone file gets each window's audio with its context "
+                  f"({cfg.context_samples} samples)")
+        iso = Reference(ref.windows, log_softmax(ref.logits), source, ev, ref.accuracy, ref.accuracy_source)
+        return cls(audio, edge, iso, check, f"every window (stride {CHECK_STRIDE}) of the first {len(check)} "
+                   f"clips of {ev.source}")
 
 
 def measure_phone(model_bytes: bytes, body: bytes, evaluation: PhoneEvaluation) -> dict[str, Any]:
-    """Quality of one phone candidate on the evaluation windows, and of the features-in body it carries."""
+    """Quality of one phone candidate on the evaluation windows, and its top-1 agreement with the features-in
+    body it carries on the same windows — on all of them, on interior windows (identical features up to
+    float32) and on the windows whose delta reaches a clip's edge."""
     from .pipeline import clip_accuracy, quality, run_all
 
     ev = evaluation.reference.evalset
     scores = run_all(AudioRunner(model_bytes), evaluation.audio, "phone file (fold 5 audio)")
     mine = log_scores(scores)
     q = quality(evaluation.reference, mine)
-    q["vs"] = "fp32 torch on the same 1-s audio windows (log-probabilities: the file outputs softmax scores)"
-    body_runner = tflite_mod.LiteRTRunner(body)
-    same = run_all(body_runner, evaluation.features, "features-in body (same windows)")
-    context = run_all(body_runner, evaluation.in_context.windows, "features-in body (fold 5)")
-    body_acc = clip_accuracy(context, ev)
+    q["vs"] = ("fp32 torch on the features-in windows (whole-clip features), log-probabilities: the file "
+               "outputs softmax scores")
+    body_logits = run_all(tflite_mod.LiteRTRunner(body), evaluation.reference.windows, "features-in body (fold 5)")
+    body_acc = clip_accuracy(body_logits, ev)
+    same = mine.argmax(1) == body_logits.argmax(1)
+    edge = evaluation.edge
     return {
         "quality": q,
         "features_in": {
-            "top1_agreement_same_windows": float((mine.argmax(1) == same.argmax(1)).mean()),
+            "top1_agreement_same_windows": float(same.mean()),
+            "top1_agreement_interior_windows": float(same[~edge].mean()) if (~edge).any() else None,
+            "top1_agreement_clip_edge_windows": float(same[edge].mean()) if edge.any() else None,
+            "clip_edge_windows": int(edge.sum()),
             "accuracy": body_acc,
             "phone_minus_features_in_points": 100.0 * (q["accuracy"]["value"] - body_acc),
         },
@@ -495,6 +669,26 @@ def choose(measured: dict[str, dict[str, Any]], available: list[str]) -> str:
     return "int8" if acc["int8"] >= acc["fp32"] - CHOICE_TOLERANCE else "fp32"
 
 
+def input_length(cfg: FrontendConfig) -> dict[str, Any]:
+    """What the input length is and why (manifest, report, metadata): the window plus the context its
+    frames and delta read, so the features equal those of the window cut from the whole clip."""
+    after = cfg.context_samples - cfg.context_offset - cfg.segment_samples
+    return {
+        "samples": cfg.context_samples,
+        "seconds": cfg.context_samples / cfg.sample_rate,
+        "window_samples": cfg.segment_samples,
+        "context_before_samples": cfg.context_offset,
+        "context_after_samples": after,
+        "meaning": (
+            f"{cfg.segment_seconds:g}-s window + its context: the window's {cfg.segment_samples} samples with "
+            f"{cfg.context_offset} before and {after} after (half an FFT, {cfg.n_fft // 2}, for its edge frames' "
+            f"analysis windows + {cfg.delta_width // 2} hops of {cfg.hop_length} for the delta), framed without "
+            f"padding; the scores are the window's. Window starting at sample a: feed samples "
+            f"[a - {cfg.context_offset}, a + {cfg.segment_samples + after}), zeros outside the recording"
+        ),
+    }
+
+
 def metadata_info(ckpt: Any, body: str) -> Any:
     from .. import __version__
     from .metadata import AudioClassifierInfo
@@ -508,14 +702,16 @@ def metadata_info(ckpt: Any, body: str) -> Any:
         else "weights: the licence of their training data is not recorded in the checkpoint. Code: MIT (dssdn-edge)."
     )
     sha = str(ckpt.meta.get("weights_sha256") or "unknown")[:16]
+    length = input_length(cfg)
     return AudioClassifierInfo(
         name=ckpt.name,
         version=f"dssdn-edge {__version__}, weights sha256 {sha}",
         description=(
             f"{ckpt.name}: DSSDN sound classifier over {len(ckpt.labels)} classes. The split log-mel front end "
             f"(periodic Hann n_fft {cfg.n_fft}, hop {cfg.hop_length}, {cfg.n_mels} HTK mels "
-            f"{cfg.fmin:g}-{cfg.fmax:g} Hz, log10, delta, stored mean/std) runs inside the model, then the "
-            f"network ({body} weights and activations, float32 I/O)."
+            f"{cfg.fmin:g}-{cfg.fmax:g} Hz, log10, delta, stored mean/std) runs inside the model on a "
+            f"{cfg.segment_seconds:g}-s window plus its context, then the network ({body} weights and "
+            "activations, float32 I/O)."
         ),
         author=f"dssdn-edge {__version__}",
         licence=licence,
@@ -523,8 +719,10 @@ def metadata_info(ckpt: Any, body: str) -> Any:
         channels=1,
         labels=tuple(ckpt.labels),
         input_description=(
-            f"{cfg.segment_samples} samples ({cfg.segment_seconds:g} s) of mono float32 audio at "
-            f"{cfg.sample_rate} Hz, full scale = 1.0"
+            f"{cfg.context_samples} samples ({length['seconds']:.3f} s) of mono float32 audio at "
+            f"{cfg.sample_rate} Hz, full scale = 1.0: a {cfg.segment_seconds:g}-s window with "
+            f"{length['context_before_samples']} samples of context before it and {length['context_after_samples']} "
+            "after it; the scores are the window's"
         ),
         output_description=f"softmax scores (sum 1) of the {len(ckpt.labels)} classes named in labels.txt",
     )
@@ -534,26 +732,38 @@ def _io(shape: list[int]) -> dict[str, Any]:
     return {"shape": shape, "dtype": "float32", "scale": None, "zero_point": None}
 
 
-def export_phone(ckpt: Any, bodies: dict[str, bytes], ref: Any, fused_run: Any) -> tuple[bytes, dict[str, Any]]:
-    """Build both candidates (int8 and fp32 body), measure them on the evaluation audio when there is some,
-    keep one by ``CHOICE_RULE`` with metadata, and describe it (and the other's numbers) for the manifest."""
+def export_phone(ckpt: Any, bodies: dict[str, bytes], ref: Any) -> tuple[bytes, dict[str, Any]]:
+    """Build both candidates (int8 and fp32 body), check the in-graph features, measure both on the
+    evaluation audio when there is some, keep one by ``CHOICE_RULE`` with metadata, and describe it (and the
+    other's numbers) for the manifest."""
     from . import metadata as md
 
     cfg = ckpt.frontend_config
     front = convert_frontend(cfg, ckpt.normalization)
     order = [k for k in ("int8", "fp32") if k in bodies]
     candidates = {
-        k: md.populate(splice(front, bodies[k], f"{ckpt.name}: 1 s audio in, scores out ({k} body)"),
-                       metadata_info(ckpt, k))
+        k: md.populate(splice(front, bodies[k], f"{ckpt.name}: {cfg.segment_seconds:g}-s window + its context "
+                              f"in, scores out ({k} body)"), metadata_info(ckpt, k))
         for k in order
     }
-    check = frontend_error(candidates[order[0]], cfg, probe_signal(cfg)[None])
-    if not check["max_abs_log10_error_within_60db"] <= FRONTEND_TOL:
+    probe = probe_signal(cfg, 3 * cfg.segment_samples)  # interior windows and both clip edges
+    check = {"probe": {**feature_error(candidates[order[0]], cfg, ckpt.normalization, [probe], CHECK_STRIDE),
+                       "signal": "chirp + noise test clip (3 windows long)"}}
+    if not check["probe"]["within_tolerance"]:
+        bad = check["probe"]
+        inner = bad["interior_windows_features"]
         raise ExportError(
-            f"{ckpt.name}{AUDIO_SUFFIX}: in-graph front end differs from numpy by "
-            f"{check['max_abs_log10_error_within_60db']:.3g} log10 units (> {FRONTEND_TOL})"
+            f"{ckpt.name}{AUDIO_SUFFIX}: in-graph front end differs from numpy beyond the float32 bounds (log-mel "
+            f"{bad['logmel_every_input_frame']['max_abs_within_60db']:.3g}, window log-mel "
+            f"{inner['logmel_within_60db']:.3g}, delta {inner['delta_within_60db']:.3g} log10 units; tolerance "
+            f"{FRONTEND_TOL:g})"
         )
-    evaluation = PhoneEvaluation.build(ckpt, ref, fused_run)
+    evaluation = PhoneEvaluation.build(ckpt, ref)
+    if evaluation is not None:
+        check["real"] = {**feature_error(candidates[order[0]], cfg, ckpt.normalization, evaluation.check_clips,
+                                         CHECK_STRIDE), "signal": evaluation.check_source}
+    check["tolerance"] = FRONTEND_TOL
+    check["delta_tolerance"] = delta_gain(cfg) * FRONTEND_TOL
     measured = {k: measure_phone(m, bodies[k], evaluation) for k, m in candidates.items()} if evaluation else {}
     choice = choose(measured, order)
     info = metadata_info(ckpt, choice)
@@ -570,11 +780,12 @@ def export_phone(ckpt: Any, bodies: dict[str, bytes], ref: Any, fused_run: Any) 
         "precision": f"{choice} body, float32 front end and I/O",
         "body_precision": choice,
         "body": f"{body_file} (the same ops and weights), after the front end; softmax at the end",
-        "layout": "(batch, samples) mono audio",
-        "input": _io([1, cfg.segment_samples]),
+        "layout": f"(batch, samples) mono audio: a {cfg.segment_seconds:g}-s window + its context",
+        "input": _io([1, cfg.context_samples]),
+        "input_length": input_length(cfg),
         "output": _io([1, len(ckpt.labels)]),
         "ops": tflite_mod.op_counts(data),
-        "frontend_check": {**check, "signal": "chirp + noise test window", "tolerance": FRONTEND_TOL},
+        "frontend_check": check,
         "metadata": {
             "writer": md.WRITER,
             "name": info.name,

@@ -31,7 +31,7 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..complexity import measure
 from ..data import Dataset, clip_features
 from ..errors import DssdnError, ExportError
-from ..evaluate import mean_by_clip
+from ..evaluate import label_remap, mean_by_clip
 from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
@@ -43,7 +43,16 @@ from . import onnx as onnx_mod
 from . import phone as phone_mod
 from . import tflite as tflite_mod
 from . import tflm as tflm_mod
-from .fuse import MAX_GAIN, channel_ranges, equalizable, equalization_gains, equalize, fuse_model
+from .fuse import (
+    MAX_GAIN,
+    bias_corrections,
+    channel_ranges,
+    correct_biases,
+    equalizable,
+    equalization_gains,
+    equalize,
+    fuse_model,
+)
 
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
 
@@ -145,17 +154,12 @@ def load_eval_set(ckpt: Checkpoint, eval_dir: str | Path | None) -> EvalSet | No
         clips = dataset.split(split)
         if not clips:
             raise ExportError(f"{dataset.root}: no clips in its test (or val) split to measure accuracy on")
-        unknown = sorted(set(dataset.labels) - set(ckpt.labels))
-        if unknown:
-            raise ExportError(f"{dataset.root}: class {unknown[0]!r} is not one of the model's labels "
-                              f"({len(unknown)} unknown)")
+        remap = label_remap(dataset, list(ckpt.labels))
         from ..frontend import Frontend
 
         feats = clip_features(clips, Frontend(ckpt.frontend_config), desc=f"evaluation features ({split})")
     except DssdnError as exc:
         raise ExportError(f"evaluation data: {exc}") from None
-    index_of = {lab: i for i, lab in enumerate(ckpt.labels)}
-    remap = np.asarray([index_of[lab] for lab in dataset.labels], np.int64)
     seg = ckpt.frontend_config.segment_frames
     index = feats.windows(seg, EVAL_STRIDE)
     what = "fold 5" if dataset.kind == "esc50" and split == "test" else f"the {split} split"
@@ -358,6 +362,8 @@ class _Builder:
         self.artifacts: dict[str, dict[str, Any]] = {}
         self.stats = self._load_stats() if calib is not None and calib.kind == "shipped" else None
         self.gains = self._equalize() if int8 else {}
+        self.biases = self._bias_corrections() if int8 else {}
+        self.fused_int8 = correct_biases(self.fused, self.biases) if int8 else self.fused
         self.fused_run = torch_runner(self.fused)
         self.graph_macs: dict[str, int] | None = None
         self.bodies: dict[str, bytes] = {}
@@ -376,6 +382,15 @@ class _Builder:
             gains = measure_gains(self.fused, self.calib.windows)
         self.fused = equalize(self.fused, gains)
         return gains
+
+    def _bias_corrections(self) -> dict[str, list[float]]:
+        """Empirical bias correction of the int8 graph's weight rounding (see fuse.bias_corrections)."""
+        if self.stats is not None:
+            found = self.stats.get("bias_correction")
+            if found is None:
+                raise ExportError(f"{self.stats['path']}: no bias corrections stored; {calib_mod.REGENERATE}")
+            return found
+        return measure_bias_corrections(self.fused, self.calib.windows)
 
     def _check_fusion(self) -> None:
         x = np.random.default_rng(1).standard_normal((4, *self.shape[1:])).astype(np.float32)
@@ -471,6 +486,7 @@ class _Builder:
             )
         if not self.int8:
             return fp32
+        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
         int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
         tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
         int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
@@ -521,7 +537,7 @@ class _Builder:
     # -- phone (waveform in) -------------------------------------------------------------------------
     def phone(self) -> None:
         """``<name>.audio.tflite``: the front end as graph ops + the body above + metadata (``phone.py``)."""
-        data, entry = phone_mod.export_phone(self.ckpt, self.bodies, self.ref, self.fused_run)
+        data, entry = phone_mod.export_phone(self.ckpt, self.bodies, self.ref)
         rel = self.name(phone_mod.AUDIO_SUFFIX)
         self.write(rel, data)
         self.artifacts[rel] = entry
@@ -579,6 +595,11 @@ class _Builder:
 def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
     """Equalisation gains from the calibration windows as the int8 model sees them (clipped)."""
     return equalization_gains(channel_ranges(fused, torch.from_numpy(tflite_mod.clip_inputs(windows))))
+
+
+def measure_bias_corrections(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
+    """Bias corrections from the calibration windows as the int8 model sees them (clipped)."""
+    return bias_corrections(fused, torch.from_numpy(tflite_mod.clip_inputs(windows)))
 
 
 def _calibrate_tflite(raw: bytes, windows: np.ndarray) -> dict[str, Any]:
@@ -666,6 +687,11 @@ def _manifest(ckpt: Checkpoint, calib: calib_mod.CalibrationSet | None, builder:
         }
         if calib.kind == "shipped":
             calibration["measured_on"] = builder.stats.get("source")
+        if builder.biases:
+            calibration["bias_correction"] = (
+                f"empirical bias correction of {len(builder.biases)} int8 layers: each bias absorbs the mean "
+                "output shift its int8 weight rounding causes on the calibration windows (the .int8.tflite only)"
+            )
         if builder.gains:
             calibration["equalization"] = (
                 f"per-channel gains on {len(builder.gains)} operator outputs (op1/op2 of every block), "
@@ -726,7 +752,8 @@ def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
     if gains:
         equalize(fused, gains)
     fp32_onnx = onnx_mod.export_fp32(fused, example)
-    raw = tflite_mod.convert_fp32(fused, example)
+    biases = measure_bias_corrections(fused, calib.windows)
+    raw = tflite_mod.convert_fp32(correct_biases(fused, biases), example)
     qsvs = _calibrate_tflite(raw, calib.windows)
     _, cache = onnx_mod.quantize_int8(fp32_onnx, windows=calib.windows)
     return calib_mod.save_stats(
@@ -734,6 +761,7 @@ def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
         ckpt,
         calib.source,
         equalization=gains,
+        bias_correction=biases,
         tflite={"graph": tflite_mod.graph_fingerprint(raw), "qsvs": tflite_mod.qsvs_to_json(qsvs)},
         onnx={"graph": onnx_mod.graph_fingerprint(fp32_onnx), "cache": cache},
     )
