@@ -7,12 +7,14 @@ Why one script: the README's latency table and its targets must be regenerated t
 same export folders (exported from the shipped weights when exports/<name> is missing or stale), same
 runtimes, medians over >= 100 runs after warm-up, ratios taken inside one run. Writes bench_cpu.json,
 bench_cpu.md, bench_cpu_latency.png and bench_cpu_tradeoff.png into --out and prints PASS/FAIL per target;
-exits 1 if a target fails or a model could not be measured.
+then runs benchmarks/frontend.py (the front-end targets; its own process, so that its thread limits hold)
+into the same --out. Exits 1 if a target fails or a model could not be measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from dssdn_edge.bench import BenchOptions, check_export, run_bench  # noqa: E402
 from dssdn_edge.bench import report as bench_report  # noqa: E402
 from dssdn_edge.bench.sysinfo import collect_local  # noqa: E402
 from dssdn_edge.errors import DssdnError  # noqa: E402
+from dssdn_edge.fileio import write_text  # noqa: E402
 
 MODELS = ("dssdn-small", "dssdn-middle", "dssdn-large", "resnet")
 RUNTIMES = ["torch", "onnxruntime", "litert", "tflm"]
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exports", type=Path, default=ROOT / "exports", help="export folders (one per model)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--skip-frontend", action="store_true", help="do not run benchmarks/frontend.py afterwards")
     args = ap.parse_args(argv)
     if args.runs < MIN_RUNS:
         print(f"note: --runs {args.runs} < {MIN_RUNS}: fine for a trial, not for the published table", flush=True)
@@ -276,11 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     if models:
         bench_report.plot_latency(list(models.values()), args.out / "bench_cpu_latency.png")
         bench_report.plot_tradeoff(list(rows.values()), args.out / "bench_cpu_tradeoff.png")
-    (args.out / "bench_cpu.md").write_text(markdown(doc))
+    write_text(args.out / "bench_cpu.md", markdown(doc))
     print(f"wrote {args.out / 'bench_cpu.json'} and bench_cpu.md (+ PNGs)")
     for t in doc["targets"]:
         print(f"{t['result']:8s} {t['target']}: {_x(t['measured'])}")
     failed = any(t["result"] in ("FAIL", "n/a") for t in doc["targets"]) or missing or interrupted
+    if not args.skip_frontend:  # the front-end targets: their own process (thread limits before numpy loads)
+        print("front end: python benchmarks/frontend.py", flush=True)
+        fe = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "frontend.py"), "--out", str(args.out)])
+        failed = failed or fe.returncode != 0
     return 1 if failed else 0
 
 

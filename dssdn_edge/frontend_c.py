@@ -23,7 +23,6 @@ with everything after it in float64, already costs up to 1.6e-4.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -305,9 +304,9 @@ def render_tables_header(cfg: FrontendConfig) -> str:
 
 # ------------------------------------------------------------------------------------------- emit
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from .fileio import write_text
+
+    write_text(path, text)
 
 
 def emit_c(cfg: FrontendConfig, out_dir: Path, force: bool = False) -> list[Path]:

@@ -8,8 +8,6 @@ their own heading with the word ESTIMATE and their source, never mixed into the 
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -269,20 +267,19 @@ def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
 
 
 def write_json(result: dict[str, Any], path: Path) -> Path:
+    from ..fileio import write_json as write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write(path, result)
 
 
 def write_report(result: dict[str, Any], out_dir: Path, stem: str = "bench") -> list[Path]:
     """bench.json, bench.md and (with measured latencies) bench_latency.png in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [write_json(result, out_dir / f"{stem}.json")]
-    md = out_dir / f"{stem}.md"
-    md.write_text(markdown(result))
-    paths.append(md)
+    from ..fileio import write_text
+
+    paths.append(write_text(out_dir / f"{stem}.md", markdown(result)))
     if any(not e.get("error") for e in result.get("results", [])):
         paths.append(plot_latency([result], out_dir / f"{stem}_latency.png"))
     return paths
