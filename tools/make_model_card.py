@@ -57,6 +57,14 @@ def history(run: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+def dev_checkpoint(run: Path) -> Path:
+    """The one checkpoint of a schedule run (it may be of another size: the schedule is shared)."""
+    found = sorted(run.glob("*.safetensors"))
+    if len(found) != 1:
+        raise SystemExit(f"error: {run}: expected one .safetensors in the schedule run, found {len(found)}")
+    return found[0]
+
+
 def int8_quality(export: Path | None) -> dict[str, Any] | None:
     if export is None:
         return None
@@ -72,7 +80,7 @@ def int8_quality(export: Path | None) -> dict[str, Any] | None:
             .get("arena_bytes"), "windows_source": q.get("windows_source")}
 
 
-def plot(path: Path, name: str, final: list[dict], dev: list[dict]) -> None:
+def plot(path: Path, name: str, final: list[dict], dev: list[dict], dev_name: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,12 +90,13 @@ def plot(path: Path, name: str, final: list[dict], dev: list[dict]) -> None:
     if final:
         ax[0].plot([h["epoch"] for h in final], [h["loss"] for h in final], label="shipped run (folds 1–4)")
     if dev:
-        ax[0].plot([h["epoch"] for h in dev], [h["loss"] for h in dev], alpha=0.6, label="schedule run (folds 1–3)")
+        ax[0].plot([h["epoch"] for h in dev], [h["loss"] for h in dev], alpha=0.6,
+                   label=f"schedule run{dev_name} (folds 1–3)")
         val = [(h["epoch"], h["val_accuracy"]) for h in dev if "val_accuracy" in h]
         ax[1].plot(*zip(*val, strict=True), marker=".", ms=3, label="fold 4 (held out), clip level")
     ax[0].set(xlabel="epoch", ylabel="training loss (mixed inputs)", title=name)
     ax[0].legend()
-    ax[1].set(xlabel="epoch", ylabel="accuracy", title="held-out accuracy of the schedule run (EMA weights)")
+    ax[1].set(xlabel="epoch", ylabel="accuracy", title=f"held-out accuracy of the schedule run{dev_name} (EMA weights)")
     ax[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -129,7 +138,8 @@ def card(shipped: Path, dev: Path | None, compare: list[Path] | None, export: Pa
     cfg = ck.model_config
     c = measure(ck.model, ck.frontend_config)
     teacher = t.get("teacher_info")
-    dev_meta = load_checkpoint(dev / f"{name}.safetensors").meta if dev else None
+    dev_meta = load_checkpoint(dev_checkpoint(dev)).meta if dev else None
+    dev_of = f" ({dev_meta['name']})" if dev_meta and dev_meta["name"] != name else ""
     others = [load_checkpoint(c).meta for c in compare or []]
     q8 = int8_quality(export)
     budget = BUDGETS.get(name)
@@ -158,7 +168,7 @@ def card(shipped: Path, dev: Path | None, compare: list[Path] | None, export: Pa
             + (f"{q8['arena'] / 1024:.1f} KiB |" if q8.get("arena") else "— |"),
         ]
     if dev_meta:
-        lines.append(f"| fold-4 accuracy of the schedule run (folds 1–3, held out) | "
+        lines.append(f"| fold-4 accuracy of the schedule run{dev_of} (folds 1–3, held out) | "
                      f"{pct(dev_meta['metrics'].get('val_accuracy'))} at its end |")
     lines += [
         f"| training accuracy (folds 1–4, clean windows) | {pct(m.get('train_accuracy'))} |",
@@ -223,8 +233,8 @@ def card(shipped: Path, dev: Path | None, compare: list[Path] | None, export: Pa
         "",
     ]
     if dev_meta:
-        lines += [f"Schedule chosen beforehand on fold 4 with: `{command(dev_meta)}` — the same options on folds 1–3,"
-                  f" scored on fold 4 every {dev_meta['training']['eval_every']} epochs (plot below).", ""]
+        lines += [f"Schedule chosen beforehand on fold 4{dev_of} with: `{command(dev_meta)}` — the same options on"
+                  f" folds 1–3, scored on fold 4 every {dev_meta['training']['eval_every']} epochs (plot below).", ""]
     if export is not None:
         lines += [f"Exported and measured with: `dssdn-edge export --size {name.removeprefix('dssdn-')} --int8`"
                   " (fold 5 scored by the exporter for every artifact).", ""]
@@ -307,8 +317,9 @@ def main() -> None:
     if dst.resolve() != args.ship.resolve():
         shutil.copyfile(args.ship, dst)
         shutil.copyfile(sidecar_path(args.ship), sidecar_path(dst))
+    dev_name = load_checkpoint(dev_checkpoint(args.dev)).name if args.dev else ck.name
     plot(args.models / f"{ck.name}-training.png", ck.name, history(args.ship.parent),
-         history(args.dev) if args.dev else [])
+         history(args.dev) if args.dev else [], f" ({dev_name})" if dev_name != ck.name else "")
     text = card(dst, args.dev, args.compare, args.export, args.note.read_text() if args.note else None)
     write_text(args.models / f"{ck.name}.md", text)
     print(f"shipped {dst} and wrote {args.models / (ck.name + '.md')}")
