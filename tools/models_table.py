@@ -1,0 +1,58 @@
+"""Print the README's table of shipped models from what the runs and exports recorded (nothing typed by hand).
+
+    python tools/models_table.py [--exports exports]
+
+Reads models/<name>.json (the training sidecar: fold-5 accuracy, epochs, wall time) and
+exports/<name>/manifest.json (written by ``dssdn-edge export``: int8 accuracy, agreement, sizes, TFLM arena);
+params and MACs are measured here with the DCASE/NeSsi convention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dssdn_edge.complexity import measure  # noqa: E402
+from dssdn_edge.pretrained import load_pretrained  # noqa: E402
+
+NAMES = ("dssdn-small", "dssdn-middle", "dssdn-large", "resnet")
+
+
+def row(name: str, exports: Path) -> str:
+    ck = load_pretrained(name)
+    c = measure(ck.model, ck.frontend_config)
+    meta = json.loads((REPO / "models" / f"{name}.json").read_text())
+    t = meta.get("training", {})
+    cfg = ck.model_config
+    design = f"{cfg.operator.upper()} {list(cfg.widths)}" if cfg.operator else f"ResNet {list(cfg.widths)}"
+    manifest = json.loads((exports / name / "manifest.json").read_text())
+    art = manifest["artifacts"][f"{name}.int8.tflite"]
+    q = art["quality"]
+    arena = manifest["artifacts"].get("mcu/model_data.cc", {}).get("tflm", {}).get("arena_bytes")
+    teacher = "AudioSet (EfficientAT mn04) logits" if t.get("teacher_logits") else (t.get("teacher") or "none")
+    seconds = t.get("seconds")
+    training = f"{t['epochs']} epochs, {seconds / 60:.0f} min" if seconds and t.get("epochs") else "see card"
+    return (f"| [{name}](models/{name}.md) | {design} | {c.params:,} | {c.macs / 1e6:.2f} M | "
+            f"**{100 * meta['metrics']['test_accuracy']:.2f} %** | {100 * q['accuracy']['value']:.2f} % | "
+            f"{100 * q['clip_top1_agreement']:.2f} % / {100 * q['top1_agreement']:.2f} % | "
+            f"{art['bytes'] / 1024:.1f} KiB | {arena / 1024:.1f} KiB | {teacher} | {training} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--exports", type=Path, default=REPO / "exports")
+    args = ap.parse_args()
+    print("| model | operator, block widths | params | MACs / 1-s window | fold 5, fp32 | fold 5, int8 .tflite | "
+          "int8 = fp32 top-1, clips / windows | int8 .tflite | TFLM arena | teacher | training (1 CPU thread) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    for name in NAMES:
+        print(row(name, args.exports))
+
+
+if __name__ == "__main__":
+    main()
