@@ -870,6 +870,7 @@ def run_benchmark(
     warmup: int = 20,
     out_path: str | None = None,
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> dict[str, Any]:
     """Measure every (artifact, runtime) pair; write ``out_path`` after each one so a Ctrl-C or a lost
     connection keeps what finished. Errors of one pair are recorded and the others still run."""
@@ -944,7 +945,11 @@ def run_benchmark(
             result["results"].append(entry)
             _emit(progress, k, total, f"{runtime} {rel}")
             _write(out_path, result)
+            if interrupt is not None and interrupt.seen:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
+        result["interrupted"] = True
+    if interrupt is not None and interrupt.seen:
         result["interrupted"] = True
     borrow_activation_memory(result["results"])
     _write(out_path, result)
@@ -993,8 +998,17 @@ def _stderr_progress(done: int, total: int, label: str) -> None:
         pass
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class Interrupt:
+    """The handler of SIGINT/SIGTERM/SIGHUP: remembers the signal, then raises KeyboardInterrupt. The memory
+    matters because a KeyboardInterrupt that lands in a destructor or a library callback is printed and
+    dropped by Python; the run then still stops after the pair it is measuring."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1013,9 +1027,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.export_dir:
         ap.error("EXPORT_DIR is required unless --probe")
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+    interrupt = Interrupt()
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
-            signal.signal(sig, _interrupt)
+            signal.signal(sig, interrupt)
     print(f"@@pid {os.getpid()}", file=sys.stderr, flush=True)
     try:
         result = run_benchmark(
@@ -1026,6 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
             args.warmup,
             args.out,
             progress=_stderr_progress if args.progress else None,
+            interrupt=interrupt,
         )
     except RunnerError as exc:
         print(json.dumps({"error": str(exc), "code": exc.code}))
