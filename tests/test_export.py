@@ -295,8 +295,10 @@ def test_every_size_exports_and_runs_in_tflm(name, tmp_path):
     assert float_leftovers((out / f"{name}.int8.tflite").read_bytes()) == []
     if HAVE_DATA and path == pretrained_path(name):  # the accuracy target holds for every shipped size
         q = manifest["artifacts"][f"{name}.int8.tflite"]["quality"]
-        assert q["accuracy"]["source"].startswith("fold 5") and q["accuracy"]["drop_points"] <= 1.0
-        assert q["top1_agreement"] >= 0.90  # the guard post-training int8 clears
+        # the cards' criteria (within 0.5 pt of fp32, same top-1 on >= 97 % of clips) with one clip of slack:
+        # calibrating with another CPU's float kernels can move a clip
+        assert q["accuracy"]["source"].startswith("fold 5") and abs(q["accuracy"]["drop_points"]) <= 0.75 + 1e-9
+        assert q["clip_top1_agreement"] >= 0.97 - 0.0025 - 1e-9 and q["top1_agreement"] >= 0.93
 
 
 @needs_data
