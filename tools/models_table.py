@@ -1,10 +1,11 @@
-"""Print the README's table of shipped models from what the runs and exports recorded (nothing typed by hand).
+"""Print the README's tables of shipped models from what the runs and exports recorded (nothing typed by hand).
 
-    python tools/models_table.py [--exports exports]
+    python tools/models_table.py [--exports exports] [--artifacts]
 
 Reads models/<name>.json (the training sidecar: fold-5 accuracy, epochs, wall time) and
 exports/<name>/manifest.json (written by ``dssdn-edge export``: int8 accuracy, agreement, sizes, TFLM arena);
-params and MACs are measured here with the DCASE/NeSsi convention.
+params and MACs are measured here with the DCASE/NeSsi convention. ``--artifacts``: every exported file's
+fold-5 accuracy and agreement with the fp32 torch model instead.
 """
 
 from __future__ import annotations
@@ -43,10 +44,34 @@ def row(name: str, exports: Path) -> str:
             f"{art['bytes'] / 1024:.1f} KiB | {arena / 1024:.1f} KiB | {teacher} | {training} |")
 
 
+ARTIFACTS = (("{n}.tflite", "TFLite fp32"), ("{n}.onnx", "ONNX fp32"), ("{n}.int8.tflite", "TFLite int8"),
+             ("{n}.int8.onnx", "ONNX int8 (QDQ)"), ("{n}.audio.tflite", "phone (audio in)"))
+
+
+def artifacts_table(exports: Path) -> list[str]:
+    lines = ["| model | file | bytes | fold 5 | vs fp32 torch (pt) | same top-1 as fp32, clips / windows |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for name in NAMES:
+        arts = json.loads((exports / name / "manifest.json").read_text())["artifacts"]
+        for pattern, what in ARTIFACTS:
+            art = arts.get(pattern.format(n=name))
+            if art is None:
+                continue
+            q = art["quality"]
+            lines.append(f"| {name} | {what} | {art['bytes']:,} | {100 * q['accuracy']['value']:.2f} % | "
+                         f"{round(-q['accuracy']['drop_points'], 2) + 0.0:+.2f} | {100 * q['clip_top1_agreement']:.2f} % / "
+                         f"{100 * q['top1_agreement']:.2f} % |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--exports", type=Path, default=REPO / "exports")
+    ap.add_argument("--artifacts", action="store_true", help="the per-file table of the exports instead")
     args = ap.parse_args()
+    if args.artifacts:
+        print("\n".join(artifacts_table(args.exports)))
+        return
     print("| model | operator, block widths | params | MACs / 1-s window | fold 5, fp32 | fold 5, int8 .tflite | "
           "int8 = fp32 top-1, clips / windows | int8 .tflite | TFLM arena | teacher | training (1 CPU thread) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
