@@ -58,8 +58,9 @@ def artifacts_table(exports: Path) -> list[str]:
             if art is None:
                 continue
             q = art["quality"]
+            gain = round(-q["accuracy"]["drop_points"], 2) + 0.0  # + 0.0: no "-0.00"
             lines.append(f"| {name} | {what} | {art['bytes']:,} | {100 * q['accuracy']['value']:.2f} % | "
-                         f"{round(-q['accuracy']['drop_points'], 2) + 0.0:+.2f} | {100 * q['clip_top1_agreement']:.2f} % / "
+                         f"{gain:+.2f} | {100 * q['clip_top1_agreement']:.2f} % / "
                          f"{100 * q['top1_agreement']:.2f} % |")
     return lines
 
