@@ -45,6 +45,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dssdn_edge.audio import load_audio  # noqa: E402
+from dssdn_edge.bench.runner import time_calls  # noqa: E402
+from dssdn_edge.bench.sysinfo import collect_local  # noqa: E402
 from dssdn_edge.data import pad_to_window  # noqa: E402
 from dssdn_edge.export import export_model  # noqa: E402
 from dssdn_edge.export import phone as phone_mod  # noqa: E402
@@ -161,7 +163,7 @@ def run(export_dir: Path, runs: int) -> dict:
     }
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu(),
+        "cpu": collect_local().cpu_model or platform.machine(),
         "python": platform.python_version(),
         "litert": _version("ai-edge-litert"),
         "load_average_1m": os.getloadavg()[0],
@@ -186,24 +188,8 @@ def run(export_dir: Path, runs: int) -> dict:
 
 
 def _median_ms(fn, runs: int) -> float:
-    for _ in range(WARMUP):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(out)
+    return statistics.median(time_calls(fn, runs, WARMUP))
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(dist: str) -> str:
