@@ -371,6 +371,17 @@ def equalizable(model: nn.Module) -> list[tuple[int, int]]:
     return [(b, o) for b in range(len(model.blocks)) for o in (0, 1)]
 
 
+def run_with_hooks(model: nn.Module, windows: Tensor, batch: int, hooks: list) -> None:
+    """Run ``windows`` through ``model`` in batches so the forward ``hooks`` see them, then detach the hooks
+    (also on an error, so the model leaves here as it came)."""
+    try:
+        for i in range(0, len(windows), batch):
+            model(windows[i : i + batch])
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 @torch.no_grad()
 def channel_ranges(model: nn.Module, windows: Tensor, batch: int = 64) -> dict[str, list[float]]:
     """Per-channel maximum of each equalizable operator output over ``windows`` (NCHW, normalised)."""
@@ -385,12 +396,7 @@ def channel_ranges(model: nn.Module, windows: Tensor, batch: int = 64) -> dict[s
             maxes[key] = cur if key not in maxes else torch.maximum(maxes[key], cur)
 
         hooks.append(model.blocks[b].ops[o].register_forward_hook(hook))
-    try:
-        for i in range(0, len(windows), batch):
-            model(windows[i : i + batch])
-    finally:
-        for h in hooks:
-            h.remove()
+    run_with_hooks(model, windows, batch, hooks)
     return {k: [float(v) for v in maxes[k]] for k in sorted(maxes)}
 
 
@@ -462,12 +468,7 @@ def bias_corrections(model: nn.Module, windows: Tensor, batch: int = 64) -> dict
         return fn
 
     handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
-    try:
-        for i in range(0, len(windows), batch):
-            model(windows[i : i + batch])
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_hooks(model, windows, batch, handles)
     return {name: [float(v) for v in sums[name] / counts[name]] for name in sorted(sums)}
 
 
