@@ -7,6 +7,7 @@ the exit code and people see what file was wrong and why.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,7 +128,10 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--eval-every", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--limit-per-class", type=click.IntRange(1), default=None, help="Train on a small subset.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Intra-op threads per worker.")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Data-parallel worker processes on this machine (each takes batch-size/N windows of every "
+              "batch); across machines start the same command under torchrun instead.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [runs/<model>-<time>].")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
@@ -137,15 +141,22 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @friendly_errors
 def train(size: str | None, data: Path | None, init: str | None, out: Path | None, force: bool,
           resume_dir: Path | None, stop_after: int | None, train_folds: str | None, split_fractions: str,
-          skip_bad: bool, teacher_logits: Path | None, **kwargs) -> None:
+          skip_bad: bool, teacher_logits: Path | None, nproc: int, **kwargs) -> None:
     """Train a DSSDN size on ESC-50 or on your own labelled audio (fine-tuning the shipped weights)."""
     from .data import Dataset
+    from .distributed import COMMAND_ENV
     from .train import TrainConfig
     from .train import train as run
 
-    command = "dssdn-edge " + " ".join(sys.argv[1:])
+    command = os.environ.get(COMMAND_ENV) or "dssdn-edge " + " ".join(sys.argv[1:])
+    if nproc > 1:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        _launch_workers(nproc, resume_dir, out or Path("runs") / f"{_train_model(size, init, 'esc50')[0]}-{stamp}",
+                        force, command)
+    if int(os.environ.get("RANK", "0")) > 0:
+        os.environ["DSSDN_PROGRESS"] = "0"  # one progress bar: rank 0's
     if resume_dir is not None:
-        result = run(TrainConfig(), resume_dir, resume=True, stop_after=stop_after, log=click.echo)
+        result = _as_worker(lambda: run(TrainConfig(), resume_dir, resume=True, stop_after=stop_after, log=click.echo))
         sys.exit(130 if result.interrupted else 0)
     dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
     name, init = _train_model(size, init, dataset.kind)
@@ -156,9 +167,52 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
                       teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     click.echo(dataset.summary())
-    result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
-                 stop_after=stop_after, command=command)
+    result = _as_worker(lambda: run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo,
+                                    force=force, stop_after=stop_after, command=command))
     sys.exit(130 if result.interrupted else 0)
+
+
+def _as_worker(fn):
+    """A worker started by ``--nproc`` that stopped because another one went away exits quietly with its own
+    status: the launcher says which worker failed, in one line."""
+    from .distributed import LAUNCHED_ENV, PEER_LOST_EXIT, PeerLost
+
+    try:
+        return fn()
+    except PeerLost:
+        if os.environ.get(LAUNCHED_ENV):
+            sys.exit(PEER_LOST_EXIT)
+        raise
+
+
+def _launch_workers(nproc: int, resume_dir: Path | None, out: Path, force: bool, command: str) -> None:
+    """``train --nproc N``: the same command as N workers of one process group on this machine; exits."""
+    from .distributed import launch, state_note
+    from .train import STATE_FILE, check_run_dir
+
+    if "WORLD_SIZE" in os.environ:
+        raise DssdnError("--nproc starts its own workers: leave it out under torchrun")
+    run_dir = resume_dir or out
+    check_run_dir(run_dir, resume_dir is not None, force)
+    argv = _without_nproc(sys.argv[1:])
+    if resume_dir is None and "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", str(out)]  # every worker must name the same run folder
+    code, failure = launch(argv, nproc, command)
+    if failure:
+        click.echo(f"error: {run_dir}: {failure}; {state_note(run_dir, STATE_FILE)}", err=True)
+    sys.exit(code)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
 def _train_model(size: str | None, init: str | None, kind: str) -> tuple[str, str | None]:

@@ -9,6 +9,9 @@ distributions). One thread, ``channels_last``, features precomputed in memory.
 A run lives in one folder. Every few minutes (and on Ctrl-C) the whole training state is written
 atomically to ``state.pt`` — model, optimiser, schedule position, EMA, history and every RNG state — so
 ``train(..., resume=True)`` continues exactly where it stopped, step for step.
+
+Under ``torchrun`` (or ``dssdn-edge train --nproc N``) the same loop runs data-parallel: each rank takes its
+slice of every global batch and ``dssdn_edge.distributed`` averages the gradients; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -32,17 +35,18 @@ from torch.nn import functional as F
 from .augment import freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import ClipFeatures, Dataset, clip_features
+from .distributed import GradientSync, PeerLost, World, close, step_generator, sync_batchnorm, world_from_env
 from .errors import DssdnError
 from .evaluate import clip_logits
-from .fileio import atomic_path, write_json
+from .fileio import write_json
 from .frontend import Frontend, FrontendConfig, Normalization
 from .model import build_model, config_for, resolve_name
 from .progress import progress_bar
 from .teacher import TeacherTable, load_teacher_file, teacher_from_checkpoint
+from .train_state import load_state, plot_history, save_state
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "train_config.json"
-STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -350,17 +354,36 @@ def train(
     force: bool = False,
     stop_after: int | None = None,
     command: str | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train (or ``resume``) a run in ``out_dir``; write ``<model>.safetensors`` + sidecar when finished.
 
-    ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later)."""
-    out_dir = Path(out_dir)
-    check_run_dir(out_dir, resume, force)
+    ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later). ``world``
+    is this process's rank among data-parallel workers; by default it is read from torchrun's environment
+    (one process without it), and the process group joined here is left here."""
+    own = world is None
+    world = world_from_env() if own else world
+    try:
+        return _train(cfg, Path(out_dir), dataset, log if world.main else (lambda *_: None), resume, force,
+                      stop_after, command, world)
+    finally:
+        if own:
+            close(world)
+
+
+def _train(
+    cfg: TrainConfig, out_dir: Path, dataset: Dataset | None, log: Callable[[str], None], resume: bool,
+    force: bool, stop_after: int | None, command: str | None, world: World,
+) -> TrainResult:
+    if world.main or resume:  # the other ranks neither create nor check a fresh run folder
+        check_run_dir(out_dir, resume, force)
     if resume:
         saved = json.loads((out_dir / CONFIG_FILE).read_text())
         cfg = TrainConfig.from_dict(saved["config"])
         dataset = dataset or Dataset.reload(saved.get("data") or {"root": saved["data_root"]})
         command = command or saved.get("command")
+    if cfg.batch_size % world.size:
+        raise DssdnError(f"batch size {cfg.batch_size} does not split over {world.size} workers")
     torch.set_num_threads(cfg.threads)
     name = resolve_name(cfg.model)
     cfg = replace(cfg, model=name)
@@ -377,8 +400,12 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = initial_model(cfg, splits.labels, fe, init)
+    if world.size > 1:
+        model = sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    sync = GradientSync(world, list(model.parameters()))
+    sync.broadcast_parameters(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batcher = Batcher(cfg, splits.train, norm, seg, float(np.log10(fe.log_eps)), teacher)
     steps = batcher.steps_per_epoch()
@@ -386,26 +413,27 @@ def train(
         opt, lambda s: lr_lambda(s, cfg.warmup_epochs * steps, cfg.epochs * steps)
     )
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     st: dict[str, Any] = {"epoch": 0, "step": 0, "plan": None, "history": [], "best": (-1.0, 0),
                           "best_state": None, "seconds": 0.0, "windows_seen": 0, "sums": [0.0, 0.0, 0]}
-    out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
-        load_state(out_dir / STATE_FILE, model, opt, sched, ema, gen, rng, st)
-        log(f"resuming {out_dir} at epoch {st['epoch'] + 1} step {st['step']} of {cfg.epochs} epochs")
-    else:
+        load_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st)
+        log(f"resuming {out_dir} at epoch {st['epoch'] + 1} step {st['step']} of {cfg.epochs} epochs"
+            + (f" on {world.size} workers" if world.size > 1 else ""))
+    elif world.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / CONFIG_FILE, {"config": cfg.to_dict(), "data": dataset.reload_spec(),
                                            "command": command})
     eval_model = (lambda: ema.model) if ema else (lambda: model)
     has_val = splits.val is not None
     last_save = time.time()
     session_start, session_epochs = time.time(), 0
-    stopped = False
+    stopped = vote = False
 
     def save() -> None:
         st["seconds"] = st["seconds_base"] + time.time() - session_start
-        save_state(out_dir / STATE_FILE, model, opt, sched, ema, gen, rng, st)
+        if world.main:
+            save_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st)
 
     st["seconds_base"] = st["seconds"]
     with graceful_interrupt() as interrupt, progress_bar() as bar:
@@ -419,23 +447,36 @@ def train(
             set_trainable(model, head_only=epoch <= cfg.freeze_epochs)
             plan = st["plan"]
             while st["step"] < len(plan):
-                if interrupt["stop"]:
+                if vote or (world.size == 1 and interrupt["stop"]):
                     stopped = True
                     break
-                x, y, t = batcher.batch(plan[st["step"]], gen)
-                loss, logits = train_step(model, x, y, t, cfg, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                gen = step_generator(cfg.seed, epoch, st["step"], world.rank)
+                x, y, t = batcher.batch(world.shard(plan[st["step"]]), gen)
+                kept = [b.clone() for b in model.buffers()] if world.size > 1 else []
+                try:
+                    loss, logits = train_step(model, x, y, t, cfg, gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    local = [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y),
+                             float(interrupt["stop"] or world.parent_gone())]
+                    loss_sum, correct, count, votes = sync(local)
+                except PeerLost as exc:  # the step never happened: put back its BatchNorm statistics, save
+                    torch._foreach_copy_(list(model.buffers()), kept)
+                    save()
+                    raise PeerLost(f"{out_dir}: {exc} at epoch {epoch} step {st['step']}"
+                                   + ("; state saved: resume with `dssdn-edge train --resume "
+                                      f"{out_dir}`" if world.main else "")) from None
+                vote = votes > 0
                 opt.step()
                 sched.step()
                 if ema:
                     ema.update(model)
                 st["step"] += 1
-                st["windows_seen"] += len(y)
+                st["windows_seen"] += int(count)
                 sums = st["sums"]
-                sums[0] += loss.item() * len(y)
-                sums[1] += (logits.argmax(1) == y).sum().item()
-                sums[2] += len(y)
+                sums[0] += loss_sum
+                sums[1] += correct
+                sums[2] += int(count)
                 bar.update(task, advance=1, info=f"epoch {epoch} loss {sums[0] / sums[2]:.3f}")
                 if time.time() - last_save > cfg.checkpoint_minutes * 60:
                     save()
@@ -445,7 +486,7 @@ def train(
             sums = st["sums"]
             row: dict[str, Any] = {"epoch": epoch, "loss": sums[0] / sums[2], "train_accuracy_mixed": sums[1] / sums[2],
                                    "lr": sched.get_last_lr()[0], "windows_seen": st["windows_seen"]}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            if world.main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 m = eval_model()
                 if has_val:
                     row["val_accuracy"] = accuracy(m, splits.val, norm, seg, cfg.eval_stride)
@@ -461,11 +502,15 @@ def train(
                 stopped = True
                 break
     save()
+    if sync.calls:
+        log(f"{world.size} workers: all-reduce of the gradients {1e3 * sync.seconds / sync.calls:.1f} ms per step")
     if stopped:
         log(f"stopped at epoch {st['epoch'] + (1 if st['plan'] is not None else 0)} step {st['step']} "
             f"(state saved): resume with `dssdn-edge train --resume {out_dir}`")
         return TrainResult(None, st["history"], st["best"][1], {}, st["seconds"], finished=False,
-                           interrupted=interrupt["stop"])
+                           interrupted=vote or interrupt["stop"])
+    if not world.main:
+        return TrainResult(None, st["history"], 0, {}, st["seconds"])
     return finish(cfg, out_dir, name, dataset, splits, norm, fe, model, ema, st, teacher, command, log)
 
 
@@ -529,79 +574,6 @@ def summary(name: str, metrics: dict[str, Any], seconds: float, path: Path) -> s
     return (f"{name}: {metrics['selected']}; clip accuracy  {accs}\n"
             f"trained {seconds / 60:.1f} min -> {path}\n"
             f"next: dssdn-edge export --checkpoint {path} --int8")
-
-
-# ------------------------------------------------------------------------------------------- state
-def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None,
-               gen: torch.Generator, rng: np.random.Generator, st: dict[str, Any]) -> None:
-    """Everything needed to continue bit for bit, in tensors and plain Python types only (so it loads with
-    ``weights_only=True``); written under a temporary name and renamed."""
-    state = {
-        "version": STATE_VERSION,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "ema": None if ema is None else {"model": ema.model.state_dict(), "updates": ema.updates},
-        "torch_rng": torch.get_rng_state(),
-        "gen_rng": gen.get_state(),
-        "numpy_rng": json.dumps(rng.bit_generator.state),
-        "loop": {k: v for k, v in st.items() if k not in ("plan", "best_state")},
-        "plan": None if st["plan"] is None else torch.from_numpy(st["plan"]),
-        "best_state": st["best_state"],
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: EMA | None,
-               gen: torch.Generator, rng: np.random.Generator, st: dict[str, Any]) -> None:
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # a truncated or foreign file: say which, never unpickle anything else
-        raise DssdnError(f"{path}: unreadable training state ({str(exc).splitlines()[0][:120]})") from None
-    if state.get("version") != STATE_VERSION:
-        raise DssdnError(f"{path}: training state of another format version")
-    try:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise DssdnError(f"{path}: state does not fit this model ({str(exc).splitlines()[0][:120]})") from None
-    sched.load_state_dict(state["scheduler"])
-    if ema is not None and state["ema"] is not None:
-        ema.model.load_state_dict(state["ema"]["model"])
-        ema.updates = state["ema"]["updates"]
-    torch.set_rng_state(state["torch_rng"])
-    gen.set_state(state["gen_rng"])
-    rng.bit_generator.state = json.loads(state["numpy_rng"])
-    loop = state["loop"]
-    loop["best"] = tuple(loop["best"])
-    st.update(loop)
-    st["plan"] = None if state["plan"] is None else state["plan"].numpy()
-    st["best_state"] = state["best_state"]
-
-
-# -------------------------------------------------------------------------------------------- plot
-def plot_history(history: list[dict[str, Any]], path: Path, name: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax[0].plot(epochs, [h["loss"] for h in history])
-    ax[0].set(xlabel="epoch", ylabel="training loss (mixed inputs)", title=name)
-    val = [(h["epoch"], h["val_accuracy"]) for h in history if "val_accuracy" in h]
-    if val:
-        ax[1].plot(*zip(*val, strict=True), marker=".", label="val (clip level)")
-    ax[1].plot(epochs, [h["train_accuracy_mixed"] for h in history], alpha=0.6, label="train (mixed inputs)")
-    ax[1].set(xlabel="epoch", ylabel="accuracy")
-    ax[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
 
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
