@@ -110,6 +110,8 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--time-mask-max", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--freq-mixstyle", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of Freq-MixStyle per batch.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Dropout before the classifier [the size's default, 0.3].")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--teacher", default=None, help="'resnet' (shipped) or a checkpoint path to distil from.")
 @click.option("--teacher-logits", type=click.Path(path_type=Path), default=None,

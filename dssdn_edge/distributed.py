@@ -16,7 +16,7 @@ Why these choices:
   backward (measured in benchmarks/results/train_speed.md).
 * **Random streams**: the epoch's crop plan comes from one generator seeded by the run seed and stored in
   the state, identical on every rank, and each rank takes its slice of every global batch. Augmentation
-  (gain, masks, mixing) draws from a generator derived from (seed, epoch, step, rank), so a resumed run with
+  (gain, masks, mixing) and dropout draw from generators seeded by (seed, epoch, step, rank), so a resumed run with
   the same number of ranks continues bit for bit, with another number of ranks it continues consistently.
 """
 
@@ -109,11 +109,13 @@ def all_reduce_sum(t: torch.Tensor) -> None:
         raise PeerLost(f"a training worker was lost ({first_line(exc)})") from None
 
 
-def step_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generator:
-    """The augmentation stream of one step on one rank: independent across ranks and steps, and needing no
-    saved state (a resumed run recreates it from the position)."""
-    state = np.random.SeedSequence([seed, epoch, step, rank]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
+def seed_step(seed: int, epoch: int, step: int, rank: int) -> torch.Generator:
+    """The random streams of one step on one rank, independent across ranks and steps and needing no saved
+    state (a resumed run recreates them from its position): the returned generator draws the augmentation,
+    the global one (re-seeded here) draws dropout."""
+    aug, drop = np.random.SeedSequence([seed, epoch, step, rank]).generate_state(2, np.uint64)
+    torch.manual_seed(int(drop >> np.uint64(1)))
+    return torch.Generator().manual_seed(int(aug >> np.uint64(1)))
 
 
 @dataclass
@@ -130,7 +132,7 @@ class GradientSync:
         if self.world.size == 1:
             return list(stats)
         grads = [p.grad for p in self.params if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor(stats, dtype=torch.float32)])
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor(stats, dtype=grads[0].dtype)])
         t0 = time.perf_counter()
         all_reduce_sum(flat)
         self.seconds += time.perf_counter() - t0
@@ -306,8 +308,8 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
         if not lost:
             return (130 if 130 in codes else 0), None
         failed = lost[0]
-    if failed.rank == 0 and failed.proc.returncode == 1:
-        return 1, None  # rank 0 printed its own one-line error
+    if workers[0].proc.returncode == 1:
+        return 1, None  # rank 0 printed its own one-line error (the others' are the same or a consequence)
     return 1, f"worker {failed.rank} of {nproc} {describe_exit(failed)}"
 
 

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from .augment import freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import ClipFeatures, Dataset, clip_features
-from .distributed import GradientSync, PeerLost, World, close, step_generator, sync_batchnorm, world_from_env
+from .distributed import GradientSync, PeerLost, World, close, seed_step, sync_batchnorm, world_from_env
 from .errors import DssdnError
 from .evaluate import clip_logits
 from .fileio import write_json
@@ -69,6 +69,7 @@ class TrainConfig:
     freq_masks: int = 1
     freq_mask_max: int = 12  # bands
     freq_mixstyle: float = 0.0  # probability per batch; 0 disables
+    dropout: float | None = None  # before the classifier; None: the size's default
     ema_decay: float = 0.999  # per step; 0 disables
     eval_every: int = 5  # epochs between evaluations on the val split
     eval_stride: int = 25  # window stride for clip-level evaluation (frames)
@@ -139,8 +140,12 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tupl
 def initial_model(cfg: TrainConfig, labels: list[str], fe: FrontendConfig, init: Checkpoint | None) -> nn.Module:
     """A fresh model, or the ``init`` checkpoint's body with a classifier for ``labels``."""
     if init is None:
-        return build_model(config_for(cfg.model, n_classes=len(labels), in_channels=fe.channels))
+        model_cfg = config_for(cfg.model, n_classes=len(labels), in_channels=fe.channels)
+        return build_model(model_cfg if cfg.dropout is None else replace(model_cfg, dropout=cfg.dropout))
     model = init.model
+    if cfg.dropout is not None:
+        model.head.drop.p = cfg.dropout
+        model.config = replace(model.config, dropout=cfg.dropout)
     if list(init.labels) != list(labels):
         fc = model.head.fc2
         model.head.fc2 = nn.Linear(fc.in_features, len(labels))  # a new classifier for the new labels
@@ -450,7 +455,7 @@ def _train(
                 if vote or (world.size == 1 and interrupt["stop"]):
                     stopped = True
                     break
-                gen = step_generator(cfg.seed, epoch, st["step"], world.rank)
+                gen = seed_step(cfg.seed, epoch, st["step"], world.rank)
                 x, y, t = batcher.batch(world.shard(plan[st["step"]]), gen)
                 kept = [b.clone() for b in model.buffers()] if world.size > 1 else []
                 try:

@@ -25,7 +25,7 @@ def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
                rng: np.random.Generator, st: dict[str, Any]) -> None:
     """Everything needed to continue bit for bit, in tensors and plain Python types only (so it loads with
     ``weights_only=True``); written under a temporary name and renamed. The augmentation streams need no
-    saving: they are derived from the run's position (``distributed.step_generator``)."""
+    saving: they are derived from the run's position (``distributed.seed_step``)."""
     state = {
         "version": STATE_VERSION,
         "model": model.state_dict(),
