@@ -278,15 +278,19 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     failed: _Worker | None = None
     deadline: float | None = None
+    def first_failure() -> _Worker | None:
+        now = time.time()
+        for w in workers:
+            code = w.proc.poll()
+            if code is not None and w.ended_at is None:
+                w.ended_at = now
+        ended = [w for w in workers if w.ended_at is not None and w.proc.returncode not in (0, 130, PEER_LOST_EXIT)]
+        return min(ended, key=lambda w: (w.ended_at, w.rank)) if ended else None
+
     try:
         while any(w.proc.poll() is None for w in workers):
             now = time.time()
-            for w in workers:
-                code = w.proc.poll()
-                if code is not None and w.ended_at is None:
-                    w.ended_at = now
-                    if code not in (0, 130, PEER_LOST_EXIT) and failed is None:
-                        failed = w
+            failed = first_failure()
             if failed is not None and deadline is None:
                 deadline = now + GRACE_S
                 for w in workers:
@@ -302,6 +306,7 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
             signal.signal(s, h)
     for w in workers:
         w.proc.wait()
+    failed = failed or first_failure()
     codes = [w.proc.returncode for w in workers]
     if failed is None:
         lost = [w for w in workers if w.proc.returncode == PEER_LOST_EXIT]
