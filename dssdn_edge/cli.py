@@ -134,6 +134,9 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
               help="Data-parallel worker processes on this machine (each takes batch-size/N windows of every "
               "batch); across machines start the same command under torchrun instead.")
+@click.option("--batchnorm", type=click.Choice(["global", "local"]), default="global", show_default=True,
+              help="With several workers: BatchNorm statistics over the global batch (the same training for any "
+              "number of workers) or per worker (one synchronisation per step instead of two per BatchNorm).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [runs/<model>-<time>].")
 @click.option("--force", is_flag=True, help="Start over in a non-empty --out folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,

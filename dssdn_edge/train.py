@@ -70,6 +70,7 @@ class TrainConfig:
     freq_mask_max: int = 12  # bands
     freq_mixstyle: float = 0.0  # probability per batch; 0 disables
     dropout: float | None = None  # before the classifier; None: the size's default
+    batchnorm: str = "global"  # data-parallel: statistics over the global batch, or "local" (per rank, faster)
     ema_decay: float = 0.999  # per step; 0 disables
     eval_every: int = 5  # epochs between evaluations on the val split
     eval_stride: int = 25  # window stride for clip-level evaluation (frames)
@@ -405,7 +406,9 @@ def _train(
 
     torch.manual_seed(cfg.seed)
     model = initial_model(cfg, splits.labels, fe, init)
-    if world.size > 1:
+    if cfg.batchnorm not in ("global", "local"):
+        raise DssdnError(f"batchnorm must be 'global' or 'local', not {cfg.batchnorm!r}")
+    if world.size > 1 and cfg.batchnorm == "global":
         model = sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
