@@ -88,3 +88,21 @@ def mix(x: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tens
     lam = torch.maximum(lam, 1 - lam)  # the first window dominates: its label stays the larger share
     x = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[perm]
     return x, perm, lam
+
+
+def filter_augment_(x: torch.Tensor, max_db: float, log_floor: float, gen: torch.Generator,
+                    knots: tuple[int, int] = (3, 6)) -> None:
+    """A random smooth equaliser per window on the log-power channel, in place (FilterAugment, Nam et al. 2022):
+    gains uniform in ±``max_db`` at 3–6 evenly spaced knots along the mel axis, linear in between.
+
+    It acts on the frequency axis the way a microphone or a room does, which gain and masks do not; constant
+    in time, so the delta channel is unchanged. Frames at the log floor (digital silence) stay there."""
+    if max_db <= 0:
+        return
+    n = int(torch.randint(knots[0], knots[1] + 1, (), generator=gen))
+    gains = (torch.rand(x.shape[0], 1, n, generator=gen) * 2 - 1) * (max_db / 10.0)  # dB → log10 power
+    curve = torch.nn.functional.interpolate(gains, size=x.shape[3], mode="linear", align_corners=True)
+    mel = x[:, 0]
+    at_floor = mel <= log_floor + 1e-6
+    mel.add_(curve).clamp_(min=log_floor)
+    mel.masked_fill_(at_floor, log_floor)

@@ -110,6 +110,8 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--time-mask-max", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--freq-mixstyle", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability of Freq-MixStyle per batch.")
+@click.option("--filter-aug-db", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Random smooth equaliser along the mel axis, +- dB (FilterAugment); 0 disables.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Dropout before the classifier [the size's default, 0.3].")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
@@ -119,6 +121,11 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--kd-lambda", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="Weight of the label loss (1 - lambda goes to the teacher).")
 @click.option("--kd-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option("--teacher-embedding", type=click.Path(path_type=Path), default=None,
+              help="A teacher .npz with an `embedding` array: also distil it (a projection of the pooled "
+              "features, used in training only).")
+@click.option("--embed-lambda", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Weight of the embedding loss.")
 @click.option("--train-folds", default=None, help="ESC-50: folds to train on [1,2,3]; 1,2,3,4 for the shipped weights.")
 @click.option("--val-fold", type=int, default=4, show_default=True, help="ESC-50: fold scored during training.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
@@ -146,7 +153,8 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @friendly_errors
 def train(size: str | None, data: Path | None, init: str | None, out: Path | None, force: bool,
           resume_dir: Path | None, stop_after: int | None, train_folds: str | None, split_fractions: str,
-          skip_bad: bool, teacher_logits: Path | None, nproc: int, **kwargs) -> None:
+          skip_bad: bool, teacher_logits: Path | None, teacher_embedding: Path | None, nproc: int,
+          **kwargs) -> None:
     """Train a DSSDN size on ESC-50 or on your own labelled audio (fine-tuning the shipped weights)."""
     from .data import Dataset
     from .distributed import COMMAND_ENV
@@ -169,7 +177,8 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
         if kwargs[key] is None:
             kwargs[key] = tune if init else scratch
     cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
-                      teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
+                      teacher_logits=str(teacher_logits) if teacher_logits else None,
+                      teacher_embedding=str(teacher_embedding) if teacher_embedding else None, **kwargs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     click.echo(dataset.summary())
     result = _as_worker(lambda: run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo,

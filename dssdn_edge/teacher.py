@@ -54,6 +54,56 @@ def _rel_name(clip: Clip, root: Path) -> str:
         return clip.path.name
 
 
+def read_teacher_npz(path: Path, fe: FrontendConfig) -> dict[str, np.ndarray]:
+    """The arrays of a teacher file whose windows are on the front end's grid."""
+    if not path.is_file():
+        raise DssdnError(f"{path}: teacher logits file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DssdnError(f"{path}: not a readable .npz teacher file ({exc})") from None
+    missing = {"filename", "start_frame"} - set(data)
+    if missing:
+        raise DssdnError(f"{path}: teacher file lacks {', '.join(sorted(missing))}")
+    grid = {k: int(data[k]) if k in data else v for k, v in DEFAULT_GRID.items()}
+    ours = {"sample_rate": fe.sample_rate, "hop_length": fe.hop_length, "segment_frames": fe.segment_frames}
+    if grid != ours:
+        diff = ", ".join(f"{k} {grid[k]} (teacher) vs {ours[k]} (front end)" for k in grid if grid[k] != ours[k])
+        raise DssdnError(f"{path}: teacher windows are on another front end's grid: {diff}")
+    return data
+
+
+def align_rows(
+    path: Path, data: dict[str, np.ndarray], values: np.ndarray, clips: list[Clip], feats: ClipFeatures,
+    fe: FrontendConfig, root: Path, stride: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """``values`` (one row per file row) as a (clip, grid position, dim) table of the training windows, every
+    one of which must have a row."""
+    names, starts = data["filename"].astype(str), data["start_frame"].astype(np.int64)
+    row = {(n, int(s)): i for i, (n, s) in enumerate(zip(names, starts, strict=True))}
+    seg = fe.segment_frames
+    windows = feats.windows(seg, stride, keep_silent_clips=False)
+    n_grid = int(feats.lengths.max() - seg) // stride + 1
+    table = np.full((len(clips), max(n_grid, 1), values.shape[1]), np.nan, np.float32)
+    absent = []
+    rel = [_rel_name(c, root) for c in clips]
+    for clip, start in windows:
+        i = row.get((rel[clip], int(start)))
+        if i is None:
+            absent.append((rel[clip], int(start)))
+        else:
+            table[clip, start // stride] = values[i]
+    if absent:
+        name, start = absent[0]
+        raise DssdnError(f"{path}: no teacher logits for {len(absent)} of {len(windows)} training windows "
+                         f"(first: {name} at frame {start})")
+    used = np.isin(np.arange(len(names)), [row[(rel[c], int(s))] for c, s in windows])
+    info = {"kind": "file", "file": path.name, "sha256": sha256_file(path), "windows": int(len(windows)),
+            "rows_in_file": int(len(names)), "rows_used": int(used.sum())}
+    return table, info
+
+
 def load_teacher_file(
     path: Path,
     clips: list[Clip],
@@ -65,19 +115,11 @@ def load_teacher_file(
 ) -> TeacherTable:
     """Read a teacher-logits file and align it to the training windows (every one must be present)."""
     path = Path(path)
-    if not path.is_file():
-        raise DssdnError(f"{path}: teacher logits file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DssdnError(f"{path}: not a readable .npz teacher file ({exc})") from None
-    missing = {"filename", "start_frame", "logits"} - set(data)
-    if missing:
-        raise DssdnError(f"{path}: teacher file lacks {', '.join(sorted(missing))}")
+    data = read_teacher_npz(path, fe)
+    if "logits" not in data:
+        raise DssdnError(f"{path}: teacher file lacks logits")
     logits = np.asarray(data["logits"], np.float32)
-    names, starts = data["filename"].astype(str), data["start_frame"].astype(np.int64)
-    if logits.ndim != 2 or len(logits) != len(names) or len(starts) != len(names):
+    if logits.ndim != 2 or len(logits) != len(data["filename"]) or len(data["start_frame"]) != len(logits):
         raise DssdnError(f"{path}: filename, start_frame and logits must have one row per window")
     if logits.shape[1] != len(labels):
         raise DssdnError(f"{path}: teacher has {logits.shape[1]} classes, the dataset {len(labels)}")
@@ -85,41 +127,8 @@ def load_teacher_file(
         raise DssdnError(f"{path}: teacher classes differ from the dataset's (names or order)")
     if not np.isfinite(logits).all():
         raise DssdnError(f"{path}: teacher logits contain NaN/Inf")
-    grid = {k: int(data[k]) if k in data else v for k, v in DEFAULT_GRID.items()}
-    ours = {"sample_rate": fe.sample_rate, "hop_length": fe.hop_length, "segment_frames": fe.segment_frames}
-    if grid != ours:
-        diff = ", ".join(f"{k} {grid[k]} (teacher) vs {ours[k]} (front end)" for k in grid if grid[k] != ours[k])
-        raise DssdnError(f"{path}: teacher windows are on another front end's grid: {diff}")
-
-    row = {(n, int(s)): i for i, (n, s) in enumerate(zip(names, starts, strict=True))}
-    seg = fe.segment_frames
-    windows = feats.windows(seg, stride, keep_silent_clips=False)
-    n_grid = int(feats.lengths.max() - seg) // stride + 1
-    table = np.full((len(clips), max(n_grid, 1), logits.shape[1]), np.nan, np.float32)
-    absent = []
-    rel = [_rel_name(c, root) for c in clips]
-    for clip, start in windows:
-        i = row.get((rel[clip], int(start)))
-        if i is None:
-            absent.append((rel[clip], int(start)))
-        else:
-            table[clip, start // stride] = logits[i]
-    if absent:
-        name, start = absent[0]
-        raise DssdnError(f"{path}: no teacher logits for {len(absent)} of {len(windows)} training windows "
-                         f"(first: {name} at frame {start})")
-    used = np.isin(np.arange(len(names)), [row[(rel[c], int(s))] for c, s in windows])
-    agree = clip_accuracy(table, feats.targets)
-    info = {
-        "kind": "file",
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "windows": int(len(windows)),
-        "rows_in_file": int(len(names)),
-        "rows_used": int(used.sum()),
-        "train_clip_accuracy": agree,
-    }
-    return TeacherTable(table, stride, info)
+    table, info = align_rows(path, data, logits, clips, feats, fe, root, stride)
+    return TeacherTable(table, stride, {**info, "train_clip_accuracy": clip_accuracy(table, feats.targets)})
 
 
 def clip_accuracy(table: np.ndarray, targets: np.ndarray) -> float:

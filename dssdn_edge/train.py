@@ -32,10 +32,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .augment import freq_mixstyle, mask_, mix, random_gain_
+from .augment import filter_augment_, freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import ClipFeatures, Dataset, clip_features
 from .distributed import GradientSync, PeerLost, World, close, seed_step, sync_batchnorm, world_from_env
+from .embedding_kd import EmbeddingDistiller, load_teacher_embeddings
 from .errors import DssdnError
 from .evaluate import clip_logits
 from .fileio import write_json
@@ -69,6 +70,7 @@ class TrainConfig:
     freq_masks: int = 1
     freq_mask_max: int = 12  # bands
     freq_mixstyle: float = 0.0  # probability per batch; 0 disables
+    filter_aug_db: float = 0.0  # random smooth equaliser along the mel axis, ± dB; 0 disables
     dropout: float | None = None  # before the classifier; None: the size's default
     batchnorm: str = "global"  # data-parallel: statistics over the global batch, or "local" (per rank, faster)
     ema_decay: float = 0.999  # per step; 0 disables
@@ -78,6 +80,8 @@ class TrainConfig:
     teacher_logits: str | None = None  # a teacher-outputs .npz (dssdn_edge.teacher)
     kd_lambda: float = 0.1  # weight of the label loss; 1 - λ goes to the teacher
     kd_temperature: float = 2.0
+    teacher_embedding: str | None = None  # a teacher .npz with ``embedding``: feature distillation (embedding_kd)
+    embed_lambda: float = 1.0  # weight of the embedding loss
     train_folds: tuple[int, ...] | None = None  # ESC-50: folds to train on (default 1, 2, 3)
     val_fold: int | None = 4  # ESC-50: fold for evaluation during training (None: no val)
     test_fold: int | None = 5
@@ -238,6 +242,7 @@ class Batcher:
     seg: int
     log_floor: float
     teacher: TeacherTable | None
+    embedding: TeacherTable | None = None
 
     def __post_init__(self) -> None:
         grid = self.feats.windows(self.seg, self.cfg.window_stride, keep_silent_clips=False)
@@ -267,17 +272,22 @@ class Batcher:
     def batch(self, rows: np.ndarray, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         x = torch.from_numpy(self.feats.gather(rows[:, [0, 2]], self.seg))
         random_gain_(x, self.cfg.gain_db, self.log_floor, gen)
+        filter_augment_(x, self.cfg.filter_aug_db, self.log_floor, gen)
         x = torch.from_numpy(self.norm.apply(x.numpy()))
         y = torch.from_numpy(self.feats.targets[rows[:, 0]])
         t = None if self.teacher is None else torch.from_numpy(self.teacher.lookup(rows[:, :2]))
         return x, y, t
 
+    def embeddings(self, rows: np.ndarray) -> torch.Tensor | None:
+        return None if self.embedding is None else torch.from_numpy(self.embedding.lookup(rows[:, :2]))
+
 
 def train_step(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None, cfg: TrainConfig,
-    gen: torch.Generator,
+    gen: torch.Generator, distiller: EmbeddingDistiller | None = None, emb: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss of one batch: masks, mixup on every batch, CE on the mixed labels and KD on the mixed teacher."""
+    """Loss of one batch: masks, mixup on every batch, CE on the mixed labels and KD on the mixed teacher
+    (and, with a ``distiller``, the distance of the projected features to the mixed teacher embeddings)."""
     if cfg.freq_mixstyle and torch.rand((), generator=gen).item() < cfg.freq_mixstyle:
         x = freq_mixstyle(x, 0.3, gen)
     mask_(x, cfg.time_masks, cfg.time_mask_max, 2, gen)
@@ -296,6 +306,8 @@ def train_step(
         loss = cfg.kd_lambda * ce + (1 - cfg.kd_lambda) * kd_loss(logits, p, cfg.kd_temperature)
     else:
         loss = ce
+    if distiller is not None and emb is not None:
+        loss = loss + cfg.embed_lambda * distiller.loss(emb, perm, lam)
     return loss + model.regularization_loss(), logits
 
 
@@ -412,20 +424,28 @@ def _train(
         model = sync_batchnorm(model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    sync = GradientSync(world, list(model.parameters()))
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None  # before the distiller's hook
+    embedding = distiller = None
+    if cfg.teacher_embedding:
+        embedding = load_teacher_embeddings(Path(cfg.teacher_embedding), dataset.split("train"), splits.train, fe,
+                                            dataset.root, cfg.window_stride)
+        distiller = EmbeddingDistiller(model, int(embedding.logits.shape[-1]))
+    params = list(model.parameters()) + (list(distiller.parameters()) if distiller else [])
+    sync = GradientSync(world, params)
     sync.broadcast_parameters(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batcher = Batcher(cfg, splits.train, norm, seg, float(np.log10(fe.log_eps)), teacher)
+    if distiller:
+        sync.broadcast_parameters(distiller)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batcher = Batcher(cfg, splits.train, norm, seg, float(np.log10(fe.log_eps)), teacher, embedding)
     steps = batcher.steps_per_epoch()
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, cfg.warmup_epochs * steps, cfg.epochs * steps)
     )
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     rng = np.random.default_rng(cfg.seed)
     st: dict[str, Any] = {"epoch": 0, "step": 0, "plan": None, "history": [], "best": (-1.0, 0),
                           "best_state": None, "seconds": 0.0, "windows_seen": 0, "sums": [0.0, 0.0, 0]}
     if resume:
-        load_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st)
+        load_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st, distiller)
         log(f"resuming {out_dir} at epoch {st['epoch'] + 1} step {st['step']} of {cfg.epochs} epochs"
             + (f" on {world.size} workers" if world.size > 1 else ""))
     elif world.main:
@@ -441,7 +461,7 @@ def _train(
     def save() -> None:
         st["seconds"] = st["seconds_base"] + time.time() - session_start
         if world.main:
-            save_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st)
+            save_state(out_dir / STATE_FILE, model, opt, sched, ema, rng, st, distiller)
 
     st["seconds_base"] = st["seconds"]
     with graceful_interrupt() as interrupt, progress_bar() as bar:
@@ -459,10 +479,11 @@ def _train(
                     stopped = True
                     break
                 gen = seed_step(cfg.seed, epoch, st["step"], world.rank)
-                x, y, t = batcher.batch(world.shard(plan[st["step"]]), gen)
+                rows = world.shard(plan[st["step"]])
+                x, y, t = batcher.batch(rows, gen)
                 kept = [b.clone() for b in model.buffers()] if world.size > 1 else []
                 try:
-                    loss, logits = train_step(model, x, y, t, cfg, gen)
+                    loss, logits = train_step(model, x, y, t, cfg, gen, distiller, batcher.embeddings(rows))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     local = [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y),

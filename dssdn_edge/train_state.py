@@ -22,7 +22,7 @@ STATE_VERSION = 1
 
 # ------------------------------------------------------------------------------------------- state
 def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: Any,
-               rng: np.random.Generator, st: dict[str, Any]) -> None:
+               rng: np.random.Generator, st: dict[str, Any], aux: nn.Module | None = None) -> None:
     """Everything needed to continue bit for bit, in tensors and plain Python types only (so it loads with
     ``weights_only=True``); written under a temporary name and renamed. The augmentation streams need no
     saving: they are derived from the run's position (``distributed.seed_step``)."""
@@ -37,13 +37,14 @@ def save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
         "loop": {k: v for k, v in st.items() if k not in ("plan", "best_state")},
         "plan": None if st["plan"] is None else torch.from_numpy(st["plan"]),
         "best_state": st["best_state"],
+        "aux": None if aux is None else aux.state_dict(),  # training-only modules (the embedding projection)
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: Any,
-               rng: np.random.Generator, st: dict[str, Any]) -> None:
+               rng: np.random.Generator, st: dict[str, Any], aux: nn.Module | None = None) -> None:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file: say which, never unpickle anything else
@@ -52,6 +53,8 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
         raise DssdnError(f"{path}: training state of another format version")
     try:
         model.load_state_dict(state["model"])
+        if aux is not None:
+            aux.load_state_dict(state.get("aux") or {})
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise DssdnError(f"{path}: state does not fit this model ({str(exc).splitlines()[0][:120]})") from None
