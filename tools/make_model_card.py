@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -112,12 +113,24 @@ FLAGS = {"model": "--size", "epochs": "--epochs", "lr": "--lr", "batch_size": "-
 API_NOTE = " # same configuration, run through the library API (dssdn_edge.train.train)"
 
 
+def repo_relative(cmd: str) -> str:
+    """A recorded command with its absolute paths written relative to the checkout (``../shared/data/…``,
+    ``../runs/…``), so the card names no folder of the machine it was trained on."""
+    out = []
+    for token in cmd.split(" "):
+        flag, eq, value = token.rpartition("=") if token.startswith("--") and "=" in token else ("", "", token)
+        if value.startswith("/"):
+            value = os.path.relpath(value, REPO)
+        out.append(f"{flag}{eq}{value}")
+    return " ".join(out)
+
+
 def command(meta: dict[str, Any]) -> str:
     """The command the run recorded, or — for a run started through the library API — the CLI command
     with the same configuration (options that differ from the CLI defaults), marked as such."""
     t = meta["training"]
     if t.get("command"):
-        return t["command"]
+        return repo_relative(t["command"])
     from dssdn_edge.train import TrainConfig
 
     defaults = TrainConfig().to_dict()
