@@ -107,9 +107,24 @@ def architecture(args: argparse.Namespace, batcher: Batcher) -> dict:
                      "rounds": runs})
         print(f"{name}: previous {prev:.0f} windows/s, now {now:.0f} windows/s ({now / prev:.2f}×)", flush=True)
     small = next(r for r in rows if r["name"] == "dssdn-small")
-    return {"steps_per_round": args.steps, "rounds": args.rounds, "rows": rows,
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "loadavg": load,
+            "steps_per_round": args.steps, "rounds": args.rounds, "rows": rows,
             "target": {"what": f"dssdn-small now / previous >= {TARGET}", "measured": small["ratio"],
                        "pass": small["ratio"] >= TARGET}}
+
+
+def previous_architecture(path: Path) -> dict | None:
+    """The architecture section of an earlier result file (this file's older layout had it at the top level)."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    arch = old.get("architecture") or ({k: old[k] for k in ("steps_per_round", "rounds", "rows", "target")}
+                                       if "rows" in old else None)
+    if arch is not None:
+        arch.setdefault("date", old.get("date"))
+        arch.setdefault("loadavg", (old.get("system") or {}).get("loadavg"))
+    return arch
 
 
 # ------------------------------------------------------------------------------ data parallel
@@ -253,6 +268,8 @@ def main() -> int:
                     "torch": torch.__version__, "batch": args.batch}
     if "arch" in sections:
         result["architecture"] = architecture(args, batcher)
+    elif (earlier := previous_architecture(args.out / "train_speed.json")) is not None:
+        result["architecture"] = earlier  # kept from the run that measured it (its date is in the section)
     if "parallel" in sections:
         result["parallel"] = parallel(args, batcher)
     result["system"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -278,7 +295,8 @@ def markdown(result: dict) -> str:
     if arch:
         lines += [
             "## Architecture: today's design against the previous one (1 intra-op thread)", "",
-            f"Median of {arch['rounds']} interleaved rounds of {arch['steps_per_round']} steps. A step is the real "
+            f"Measured {arch.get('date')} (1-min load average {arch.get('loadavg')}); median of {arch['rounds']} "
+            f"interleaved rounds of {arch['steps_per_round']} steps. A step is the real "
             "data path of `dssdn-edge train` (crops from cached ESC-50 features, gain, normalisation, masks, mixup, "
             "distillation targets) + forward + backward + AdamW. *previous*: the design shipped before (1×1 stem at "
             "full resolution, pooling after the output 1×1, NCHW); *now*: the shipped design (strided (3, 2) stem, "

@@ -185,3 +185,31 @@ def test_truncated_or_mismatched_checkpoint_is_refused(straight: Path, tmp_path:
         load_checkpoint(other)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.safetensors")
+
+
+def test_filter_augment_changes_the_spectrum_not_the_delta_or_silence() -> None:
+    from dssdn_edge.augment import filter_augment_
+
+    x = torch.randn(6, 2, 51, 128)
+    x[0, 0, :10] = -10.0  # digital silence at the log floor
+    before = x.clone()
+    filter_augment_(x, 6.0, -10.0, torch.Generator().manual_seed(0))
+    assert torch.equal(x[:, 1], before[:, 1])
+    assert torch.equal(x[0, 0, :10], before[0, 0, :10])
+    shift = x[:, 0, 20:] - before[:, 0, 20:]
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))  # one curve per window, constant in time
+    assert 0 < shift.abs().max() <= 0.6 + 1e-6 and shift[:, 0].std(dim=1).min() > 0  # ±6 dB, not flat
+
+
+def test_embedding_distillation_trains_a_projection_and_resumes(data_root: Path, teacher_file: Path,
+                                                                tmp_path: Path) -> None:
+    cfg = tiny(teacher_logits=str(teacher_file), teacher_embedding=str(teacher_file), epochs=2, filter_aug_db=6.0)
+    first = train(cfg, tmp_path, Dataset.load(data_root), stop_after=1, **QUIET)
+    aux = torch.load(tmp_path / STATE_FILE, weights_only=True)["aux"]
+    assert aux["proj.weight"].shape == (384, 192)
+    assert not first.finished
+    second = train(TrainConfig(), tmp_path, resume=True, **QUIET)
+    assert second.finished
+    side = json.loads(sidecar_path(tmp_path / "dssdn-small.safetensors").read_text())
+    assert side["training"]["teacher_embedding"] == str(teacher_file)
+    assert not any(k.startswith("proj") for k in load_file(str(tmp_path / "dssdn-small.safetensors")))
