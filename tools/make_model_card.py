@@ -107,7 +107,10 @@ def plot(path: Path, name: str, final: list[dict], dev: list[dict], dev_name: st
 FLAGS = {"model": "--size", "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size",
          "teacher_logits": "--teacher-logits", "teacher": "--teacher", "kd_lambda": "--kd-lambda",
          "kd_temperature": "--kd-temperature", "mixup_alpha": "--mixup", "train_folds": "--train-folds",
-         "val_fold": "--val-fold", "seed": "--seed", "ema_decay": "--ema-decay", "gain_db": "--gain-db"}
+         "val_fold": "--val-fold", "seed": "--seed", "ema_decay": "--ema-decay", "gain_db": "--gain-db",
+         "warmup_epochs": "--warmup-epochs", "teacher_embedding": "--teacher-embedding",
+         "embed_lambda": "--embed-lambda", "filter_aug_db": "--filter-aug-db", "freq_mixstyle": "--freq-mixstyle",
+         "dropout": "--dropout", "batchnorm": "--batchnorm"}
 
 
 API_NOTE = " # same configuration, run through the library API (dssdn_edge.train.train)"
@@ -141,7 +144,7 @@ def command(meta: dict[str, Any]) -> str:
             parts.append(f"{flag} {value.removeprefix('dssdn-')}")
         elif value is not None and value != defaults.get(key):
             parts.append(f"{flag} {','.join(map(str, value)) if isinstance(value, list | tuple) else value}")
-    return " ".join(parts) + API_NOTE
+    return repo_relative(" ".join(parts)) + API_NOTE
 
 
 def card(shipped: Path, dev: Path | None, compare: list[Path] | None, export: Path | None, note: str | None) -> str:
