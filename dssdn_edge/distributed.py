@@ -48,7 +48,8 @@ LAUNCHED_ENV = "DSSDN_LAUNCHED"  # set by :func:`launch`: the parent reports fai
 PARENT_ENV = "DSSDN_PARENT_PID"
 COMMAND_ENV = "DSSDN_TRAIN_COMMAND"
 PEER_LOST_EXIT = 75  # a worker's exit status when it stopped because another worker went away
-GRACE_S = 30.0  # after a failure, how long the parent lets the others save and exit before killing them
+SETTLE_S = 5.0  # after a failure, how long the others may take to end by themselves before SIGTERM
+GRACE_S = 30.0  # after that SIGTERM, how long they may take to save and exit before they are killed
 
 
 class PeerLost(DssdnError):
@@ -249,9 +250,9 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
     """Run ``python -m dssdn_edge <argv>`` as ``nproc`` local workers of one process group on 127.0.0.1.
 
     The parent forwards Ctrl-C / SIGTERM once (the workers then agree on a step, rank 0 saves, they exit
-    130), watches its children, and when one fails lets the others save and exit for ``GRACE_S`` before
-    killing them: a lost worker never leaves a hang. Returns the exit status and, when the parent has to
-    explain a failure, the message (rank 0's own errors are already on stderr)."""
+    130), watches its children, and when one fails lets the others end by themselves, then asks them to
+    save and exit (SIGTERM), then kills them: a lost worker never leaves a hang. Returns the exit status and,
+    when the parent has to explain a failure, the message (rank 0's own errors are already on stderr)."""
     port = free_port()
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
             "LOCAL_WORLD_SIZE": str(nproc), LAUNCHED_ENV: "1", PARENT_ENV: str(os.getpid()), COMMAND_ENV: command}
@@ -277,7 +278,8 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     failed: _Worker | None = None
-    deadline: float | None = None
+    term_at = kill_at = float("inf")
+
     def first_failure() -> _Worker | None:
         now = time.time()
         for w in workers:
@@ -291,12 +293,16 @@ def launch(argv: Sequence[str], nproc: int, command: str) -> tuple[int, str | No
         while any(w.proc.poll() is None for w in workers):
             now = time.time()
             failed = first_failure()
-            if failed is not None and deadline is None:
-                deadline = now + GRACE_S
+            if failed is not None and kill_at == float("inf"):
+                # an error every rank meets (a bad option) ends them all by itself, each with its own line; a
+                # crash leaves the others in a collective that fails at once: give both a moment first
+                term_at, kill_at = now + SETTLE_S, now + SETTLE_S + GRACE_S
+            if now > term_at:
+                term_at = float("inf")  # once
                 for w in workers:
                     if w.proc.poll() is None:
                         w.proc.send_signal(signal.SIGTERM)
-            if deadline is not None and now > deadline:
+            if now > kill_at:
                 for w in workers:
                     if w.proc.poll() is None:
                         w.proc.kill()
