@@ -520,7 +520,7 @@ def device() -> None:
 @click.option("--runtime", type=click.Choice(["tflite-runtime", "litert"]), default="tflite-runtime",
               show_default=True, help="What OUT_DIR/python3 imports (python3-<runtime> exist for both).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
-              help="Where the shared userland is built [$DSSDN_CACHE or .cache/].")
+              help="Where the shared userland is built [$DSSDN_CACHE or ~/.cache/dssdn-edge].")
 @click.option("--force", is_flag=True, help="Replace a non-empty OUT_DIR that is not an emulated device.")
 @friendly_errors
 def emulate(board: str, out_dir: Path, runtime: str, cache: Path | None, force: bool) -> None:

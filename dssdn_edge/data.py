@@ -6,9 +6,10 @@ and a model sees 1-s windows cut from them by the one window cutter of the proje
 which ``predict`` uses too. Windows that are entirely digital silence (ESC-50 pads short sounds with
 zeros) are never training targets nor scored.
 
-The on-disk cache is keyed by what decides its content: the front-end config and, for every clip, the
-resolved path, size and modification time of its file. Another folder with the same file names, or a file
-replaced in place, is a cache miss, never a stale hit.
+The on-disk cache (in the user's cache folder, ``paths.cache_dir``) is keyed by what decides its content:
+the front-end config and, for every clip, the resolved path, inode, size, mtime and ctime of its file.
+Another folder with the same file names, or a file replaced in place even with its old mtime (``cp -p``),
+is a cache miss, never a stale hit.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from .audio import load_audio
 from .errors import DssdnError
 from .fileio import temp_name
 from .frontend import Frontend, FrontendConfig
+from .paths import cache_dir
 from .progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FEATURES_VERSION = 2  # bump when the cached arrays change meaning
+FEATURES_VERSION = 3  # bump when the cached arrays change meaning
 SPLITS = ("train", "val", "test")
 
 
@@ -39,8 +41,8 @@ def default_data_root() -> Path:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("DSSDN_CACHE")
-    return Path(env) if env else REPO_ROOT / ".cache"
+    """The user's cache folder (``paths.cache_dir``): never under the package."""
+    return cache_dir()
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,12 @@ class ClipFeatures:
 
 
 def file_identity(path: Path) -> str:
-    """What decides a file's content without reading it: resolved path, size, modification time."""
+    """What decides a file's content without reading it: resolved path, device and inode, size,
+    modification time and status-change time (ctime). ``cp -p``, ``rsync -t`` and unzip tools can set the
+    mtime of other audio to the old one, but none can set the ctime (the kernel stamps it on every write,
+    rename or chmod) nor keep the inode of a file written anew, so replaced audio is always a cache miss."""
     st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{path.resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 def cache_key(clips: list[Clip], cfg: FrontendConfig) -> str:
