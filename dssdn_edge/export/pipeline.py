@@ -10,14 +10,12 @@ depends on time or randomness, so exporting twice gives byte-identical files.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import os
 import platform
 import random
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
+from ..runlock import exclusive
 from . import calibration as calib_mod
 from . import cpu_layout
 from . import manifest as manifest_mod
@@ -290,26 +289,6 @@ def _staging_dir(out_dir: Path, force: bool) -> Path:
             f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})"
         ) from None
     return staging
-
-
-@contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
-    except OSError as exc:
-        raise ExportError(f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExportError(f"{out_dir}: another export into this folder is running; wait for it") from None
-        yield
-    finally:
-        fh.close()
-        lock_path.unlink(missing_ok=True)
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
@@ -626,7 +605,7 @@ def export_model(
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
     ckpt = resolve_checkpoint(name_or_checkpoint)
-    with _exclusive(out_dir):
+    with exclusive(out_dir, "export", ExportError):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
 
 
@@ -656,6 +635,7 @@ def _export(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
         )
         manifest_mod.write_manifest(staging, manifest, builder.artifacts)
+        manifest_mod.load_manifest(staging)  # a manifest that would not load is never published
         _publish(staging, out_dir)
     finally:
         torch.set_num_threads(threads)
