@@ -65,6 +65,21 @@ def main() -> None:
     """DSSDN acoustic scene classifiers: train, evaluate, export to int8 and benchmark on edge devices."""
 
 
+class Finite(click.FloatRange):
+    """A float option in its range and finite: ``nan`` passes every comparison and ``inf`` every lower bound,
+    so click's range alone lets both through."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
 def _csv_ints(value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -93,29 +108,29 @@ def _fractions(value: str) -> tuple[float, float, float]:
               "'none' trains from scratch [scratch for ESC-50, the shipped size for your own data].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="[400 from scratch, 60 fine-tuning]")
 @click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(min=0, min_open=True), default=None,
               help="Peak learning rate [0.004 from scratch, 0.001 fine-tuning].")
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-2, show_default=True)
+@click.option("--weight-decay", type=Finite(0), default=1e-2, show_default=True)
 @click.option("--warmup-epochs", type=click.IntRange(0), default=None, help="[10 from scratch, 2 fine-tuning]")
 @click.option("--windows-per-clip", type=click.IntRange(1), default=1, show_default=True,
               help="Random 1-s crops of every clip per epoch.")
-@click.option("--mixup", "mixup_alpha", type=click.FloatRange(0), default=0.3, show_default=True,
+@click.option("--mixup", "mixup_alpha", type=Finite(0), default=0.3, show_default=True,
               help="Beta(a, a) mixing on every batch; 0 disables.")
-@click.option("--gain-db", type=click.FloatRange(0), default=6.0, show_default=True)
+@click.option("--gain-db", type=Finite(0), default=6.0, show_default=True)
 @click.option("--shift-frames", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--freq-masks", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--freq-mask-max", type=click.IntRange(0), default=12, show_default=True)
 @click.option("--time-masks", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--time-mask-max", type=click.IntRange(0), default=5, show_default=True)
-@click.option("--freq-mixstyle", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--freq-mixstyle", type=Finite(0, 1), default=0.0, show_default=True,
               help="Probability of Freq-MixStyle per batch.")
-@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
+@click.option("--ema-decay", type=Finite(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--teacher", default=None, help="'resnet' (shipped) or a checkpoint path to distil from.")
 @click.option("--teacher-logits", type=click.Path(path_type=Path), default=None,
               help="A teacher-outputs .npz (per-window logits), e.g. ../shared/data/esc50_16k/teacher/*.npz.")
-@click.option("--kd-lambda", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+@click.option("--kd-lambda", type=Finite(0, 1), default=0.1, show_default=True,
               help="Weight of the label loss (1 - lambda goes to the teacher).")
-@click.option("--kd-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option("--kd-temperature", type=Finite(min=0.1), default=2.0, show_default=True)
 @click.option("--train-folds", default=None, help="ESC-50: folds to train on [1,2,3]; 1,2,3,4 for the shipped weights.")
 @click.option("--val-fold", type=int, default=4, show_default=True, help="ESC-50: fold scored during training.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
@@ -244,6 +259,12 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
 
     if checkpoint is not None:  # the checkpoint names and sizes itself; its metrics are its own
         ckpt = _load(size, checkpoint)
+        source = click.get_current_context().get_parameter_source("size")
+        if source != click.core.ParameterSource.DEFAULT and ckpt.name != resolve_name(size):
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: checkpoint is a {ckpt.name}, not a {resolve_name(size)} "
+                                  "(--size describes shipped weights; leave it out with --checkpoint)")
         name, model, fe_cfg, meta = ckpt.name, ckpt.model, ckpt.frontend_config, ckpt.meta
         whose = f"checkpoint {checkpoint}"
     else:
@@ -320,9 +341,9 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
 @click.option("--hosts", "hosts_file", type=click.Path(path_type=Path), default=None,
               help="Fleet file: NAME USER@HOST[:PORT] [REMOTE_PYTHON] per line.")
 @click.option("--runtimes", default=None, help="Comma list of torch,onnxruntime,litert,tflite-runtime,tflm.")
-@click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--runs", type=int, default=200, show_default=True)
-@click.option("--warmup", type=int, default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(1, 1_000_000), default=200, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 1_000_000), default=20, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[runs/bench/<name>-<device>]")
 @click.option("--estimate", is_flag=True, help="MAC-based latency ESTIMATE (rpi without --host, cortex-m).")
 @click.option("--ssh-config", type=click.Path(path_type=Path), default=None, help="ssh -F FILE.")
@@ -450,10 +471,10 @@ def _print_export(result) -> None:
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help=".onnx or .tflite inside an export folder, or a .safetensors checkpoint.")
-@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--stream", "stream", is_flag=True, help="A label per hop while the audio plays, as a device would.")
-@click.option("--hop", type=click.FloatRange(min=0.02), default=0.5, show_default=True,
+@click.option("--hop", type=Finite(min=0.02, max=60), default=0.5, show_default=True,
               help="With --stream: seconds between classified 1-s windows.")
 @friendly_errors
 def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float) -> None:
@@ -464,6 +485,7 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
     import json
 
     from .predict import Predictor
+    from .validate import safe_label
 
     predictor = Predictor.from_path(model_path)
     if stream:
@@ -476,7 +498,7 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
             if p.error is not None:
                 click.echo(f"error: {p.error}", err=True)
             elif not as_json:
-                top = ", ".join(f"{lab} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
+                top = ", ".join(f"{safe_label(lab)} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
                 click.echo(f"{p.path}: {top}")
         if as_json:
             click.echo(json.dumps([p.to_dict() for p in predictions], indent=1, ensure_ascii=False))
@@ -487,6 +509,8 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
 
 def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: bool) -> int:
     import json
+
+    from .validate import safe_label
 
     failed = 0
     for path in audio:
@@ -500,7 +524,7 @@ def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: boo
                                            "end_s": round(start + seg, 3), "label": h.label,
                                            "score": round(h.score, 5)}, ensure_ascii=False))
                 else:
-                    click.echo(f"{path} {start:7.2f}-{start + seg:.2f} s: {h.label} {h.score:.1%}")
+                    click.echo(f"{path} {start:7.2f}-{start + seg:.2f} s: {safe_label(h.label)} {h.score:.1%}")
         except DssdnError as exc:
             failed += 1
             click.echo(f"error: {exc}", err=True)

@@ -17,8 +17,9 @@ import numpy as np
 
 from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
-from .errors import DssdnError, ExportError
+from .errors import AudioError, DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
+from .paths import regular_file
 from .stream import HopResult, StreamClassifier, softmax
 
 WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
@@ -79,8 +80,7 @@ class Predictor:
             models = sorted(p.name for p in path.iterdir() if p.suffix in MODEL_SUFFIXES)
             hint = f" (e.g. {path / models[0]})" if models else ""
             raise ExportError(f"{path}: is a folder; give a model file inside it{hint}")
-        if not path.is_file():
-            raise ExportError(f"{path}: model file not found")
+        regular_file(path, "model file", ExportError)  # a FIFO or a device would hang the hash
         if path.suffix == ".safetensors":
             return cls._from_checkpoint(path)
         if path.suffix not in (".onnx", ".tflite"):
@@ -151,6 +151,8 @@ class Predictor:
 
     def predict_one(self, path: str | Path, top_k: int = 5) -> Prediction:
         logits, n = self.logits(path)
+        if len(logits) != len(self.labels):
+            raise ExportError(f"{self.source}: the model has {len(logits)} outputs but {len(self.labels)} labels")
         probs = softmax(logits)
         order = np.argsort(-probs, kind="stable")[:top_k]
         return Prediction(str(path), [self.labels[i] for i in order], [float(probs[i]) for i in order], n)
@@ -170,13 +172,45 @@ class Predictor:
         the audio arrives (``stream.StreamClassifier``); the file is read block by block."""
         cfg = self.frontend.config
         clf = StreamClassifier(self.run, self.frontend, self.normalization, self.labels, hop_seconds)
+        quiet = QuietWindows(cfg)
         total = 0
         for block in resampled_blocks(audio_path, cfg.sample_rate, cfg.hop_length):
             total += len(block)
             if 0 < cfg.segment_samples - total and len(block) == 0:  # the end of a clip shorter than 1 s
                 block = np.zeros(cfg.segment_samples - total, np.float32)
-            yield from clf.push(block)
-        yield from clf.flush()
+            quiet.push(block)
+            yield from quiet.audible(clf.push(block))
+        quiet.push(np.zeros(0, np.float32), final=True)
+        yield from quiet.audible(clf.flush())
+        if quiet.kept == 0:
+            raise AudioError(f"{audio_path}: audio is all digital silence (no non-zero 1-s window)")
+
+
+class QuietWindows:
+    """Drops the stream's hops whose 1-s window saw only digital zeros, as ``predict`` without ``--stream``
+    skips them (``data.window_starts``): a model has no answer for silence, and any label it gives is
+    noise. Per-frame silence flags are kept as a run-length count, so memory does not grow with the file."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        from .audio_stream import SilenceTracker
+
+        self.tracker = SilenceTracker(cfg)
+        self.seg = cfg.segment_frames
+        self.flags = np.zeros(0, bool)  # silence of frames [offset, offset + len(flags))
+        self.offset = 0
+        self.kept = 0
+
+    def push(self, audio: np.ndarray, final: bool = False) -> None:
+        self.flags = np.concatenate([self.flags, self.tracker.push(audio, final)])
+
+    def audible(self, hops: list[HopResult]) -> Iterator[HopResult]:
+        for h in hops:
+            lo, hi = h.first_frame - self.offset, h.first_frame + self.seg - self.offset
+            if lo < 0 or hi > len(self.flags) or not self.flags[lo:hi].all():  # unknown counts as sound
+                self.kept += 1
+                yield h
+            cut = max(0, min(lo, len(self.flags)))
+            self.flags, self.offset = self.flags[cut:], self.offset + cut
 
 
 class AudioInPredictor(Predictor):

@@ -36,6 +36,8 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
+        if text.strip().startswith("-") or "@-" in text:  # ssh would read it as an option
+            raise BenchError(f"--host {text!r}: a host or user may not begin with '-'")
         m = _HOST.match(text.strip())
         if not m:
             raise BenchError(f"--host {text!r}: expected USER@HOST[:PORT]")
@@ -78,11 +80,11 @@ class Ssh:
 
     def ssh(self, command: str) -> list[str]:
         port = ["-p", str(self.target.port)] if self.target.port else []
-        return ["ssh", *self._opts(), *port, self.target.dest, command]
+        return ["ssh", *self._opts(), *port, "--", self.target.dest, command]  # "--": never read as an option
 
     def scp(self, *paths: str) -> list[str]:
         port = ["-P", str(self.target.port)] if self.target.port else []
-        return ["scp", "-q", "-r", *self._opts(), *port, *paths]
+        return ["scp", "-q", "-r", *self._opts(), *port, "--", *paths]
 
     def remote(self, path: str) -> str:
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host

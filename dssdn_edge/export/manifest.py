@@ -14,6 +14,7 @@ from typing import Any
 
 from ..checkpoint import sha256_file
 from ..errors import ExportError
+from ..paths import confined
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -89,7 +90,7 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
 
 def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
     for rel, entry in sorted(artifacts.items()):
-        target = folder / rel
+        target = confined(folder, rel, folder / MANIFEST, ExportError)  # never a file outside the export
         if not target.is_file():
             raise ExportError(f"{target}: listed in {MANIFEST} but missing")
         if not entry.get("sha256"):
