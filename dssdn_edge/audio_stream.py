@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .audio import _first_line
+from .audio import check_audio_file, decode_problem, quiet_decoder
 from .errors import AudioError
 from .frontend import Frontend, FrontendConfig
 
@@ -103,14 +103,12 @@ class WindowBatch:
 
 def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
     """The file's rate and an iterator of mono float32 blocks; every problem is an ``AudioError``."""
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    path = check_audio_file(path)
     try:
-        info = sf.info(str(path))
+        with quiet_decoder():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+        raise AudioError(f"{path}: {decode_problem(exc)}") from None
     rate = int(info.samplerate)
     block = max(1, int(block_seconds * rate))
 
@@ -119,7 +117,7 @@ def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, 
             for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
                 yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+            raise AudioError(f"{path}: {decode_problem(exc)}") from None
 
     return rate, blocks()
 
