@@ -45,7 +45,7 @@ def decode_problem(exc: BaseException) -> str:
     the file is there."""
     text = _first_line(exc)
     if "does not exist or is not a regular file" in text or "Format not recognised" in text:
-        return "not a readable audio file (bad header, or a format libsndfile does not decode)"
+        return "unreadable or corrupt audio (bad header, or a format libsndfile does not decode)"
     return f"unreadable or corrupt audio ({text})"
 
 
