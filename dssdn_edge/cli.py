@@ -442,6 +442,12 @@ def export(size: str, checkpoint: Path | None, out: Path | None, save_calibratio
     if save_calibration:
         click.echo(f"wrote {save_stats(ckpt, force=kwargs['force'])}")
         return
+    spec = ckpt.meta.get("data") or {}
+    if (spec.get("kind") in ("folder", "csv") and spec.get("root") and not Path(spec["root"]).exists()
+            and (kwargs["eval_dir"] is None or kwargs["calib_dir"] is None)):
+        click.echo(f"warning: {spec['root']}: the data this checkpoint was trained on is not there (seen from "
+                   f"{Path.cwd()}); without --eval its accuracy is not measured and without --calib int8 "
+                   "calibration uses other audio", err=True)
     result = export_model(ckpt, out or Path("exports") / ckpt.name, **kwargs)
     _print_export(result)
 

@@ -68,8 +68,9 @@ class Dataset:
     load_args: tuple[tuple[str, object], ...] = ()  # how to load it again (split fractions, seed ...)
 
     def reload_spec(self) -> dict:
-        """What a checkpoint records so that export can find the same data and the same split."""
-        return {"root": str(self.root), "kind": self.kind, **dict(self.load_args)}
+        """What a checkpoint records so that export can find the same data and the same split; the root is
+        absolute, so an export or a resume from another working folder finds it too."""
+        return {"root": str(Path(self.root).resolve()), "kind": self.kind, **dict(self.load_args)}
 
     @classmethod
     def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
@@ -190,6 +191,19 @@ class ClipFeatures:
         """(k, channels, seg_frames, bands) windows named by (clip, start) rows."""
         rows = self.offsets[index[:, 0]][:, None] + index[:, 1:2] + np.arange(seg_frames)[None, :]
         return np.ascontiguousarray(self.frames[rows].transpose(0, 2, 1, 3))
+
+
+def silent_classes(feats: ClipFeatures, labels: tuple[str, ...] | list[str], seg: int) -> dict[str, int]:
+    """Classes whose every clip is digital silence (no non-zero 1-s window), with their clip counts: such a
+    class is never a training target, which a user must hear about rather than find in the accuracy."""
+    audible = {i for i, _ in feats.windows(seg, seg, keep_silent_clips=False)}
+    counts: dict[int, int] = {}
+    heard: set[int] = set()
+    for i, t in enumerate(feats.targets):
+        counts[int(t)] = counts.get(int(t), 0) + 1
+        if i in audible:
+            heard.add(int(t))
+    return {labels[t]: n for t, n in sorted(counts.items()) if t not in heard}
 
 
 def file_identity(path: Path) -> str:

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from .augment import freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import ClipFeatures, Dataset, clip_features
+from .data import ClipFeatures, Dataset, clip_features, silent_classes
 from .errors import DssdnError
 from .evaluate import clip_logits
 from .fileio import atomic_path, write_json
@@ -117,7 +117,8 @@ class Splits:
 
 
 # ----------------------------------------------------------------------------------------- setup
-def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tuple[Dataset, Splits]:
+def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend,
+                 log: Callable[[str], None] = print) -> tuple[Dataset, Splits]:
     if dataset.kind == "esc50":
         train_folds = cfg.train_folds or (1, 2, 3)
         val = None if cfg.val_fold in train_folds else cfg.val_fold
@@ -130,6 +131,8 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tupl
         feats[name] = clip_features(clips, frontend, desc=f"features ({name})") if clips else None
     if feats["train"] is None:
         raise DssdnError(f"{dataset.root}: no training clips")
+    for label, n in silent_classes(feats["train"], dataset.labels, frontend.config.segment_frames).items():
+        log(f"warning: class {label!r}: all {n} training clip(s) are digital silence; it is never learned")
     return dataset, Splits(feats["train"], feats["val"], feats["test"], list(dataset.labels))
 
 
@@ -405,7 +408,7 @@ def _train(
         raise DssdnError(f"{init.path}: --init is a {init.name}, the run trains a {name}")
     fe = init.frontend_config if init else FrontendConfig()
     frontend = Frontend(fe)
-    dataset, splits = prepare_data(cfg, dataset, frontend)
+    dataset, splits = prepare_data(cfg, dataset, frontend, log)
     seg = fe.segment_frames
     norm = init.normalization if init is not None and not cfg.renormalize else fit_normalization(splits.train, seg)
     teacher = build_teacher(cfg, dataset, splits, fe, log)
