@@ -310,7 +310,9 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
 def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: bool, emit_c_dir: Path | None,
              force: bool) -> None:
     """Compute the split log-mel features of AUDIO; print shape and stats, optionally save/plot them."""
-    from .features import describe, features_for_file, plot_bands, save_npy
+    from .audio_stream import audio_seconds
+    from .features import PLOT_FRAMES, describe_stats, plot_bands, stream_features
+    from .fileio import refuse_overwrite
     from .frontend import Frontend, FrontendConfig
 
     fe = Frontend(FrontendConfig())
@@ -322,13 +324,16 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
         return
     if audio is None:
         raise click.UsageError("give an AUDIO file (or --emit-c DIR)")
-    feats = features_for_file(audio, fe, normalize)
-    click.echo(describe(audio, feats, fe))
+    every = None
+    if png:
+        refuse_overwrite(png, force)
+        every = max(1, round(audio_seconds(audio) * fe.config.sample_rate / fe.config.hop_length / PLOT_FRAMES))
+    stats, thumb = stream_features(audio, fe, normalize, npy, force, keep_every=every)
+    click.echo(describe_stats(audio, stats, fe))
     if npy:
-        save_npy(npy, feats, force)
         click.echo(f"wrote {npy}")
     if png:
-        plot_bands(png, feats, fe, str(audio), force)
+        plot_bands(png, thumb, fe, str(audio), force, every=every or 1)
         click.echo(f"wrote {png}")
 
 
