@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from .audio import load_audio
 from .errors import DssdnError
-from .fileio import temp_name
+from .fileio import atomic_path, temp_name
 from .frontend import Frontend, FrontendConfig
 from .paths import cache_dir
 from .progress import progress
@@ -226,37 +227,81 @@ def cache_key(clips: list[Clip], cfg: FrontendConfig) -> str:
 def clip_features(
     clips: list[Clip], frontend: Frontend, cache_dir: Path | None = None, desc: str = "features"
 ) -> ClipFeatures:
-    """Features for ``clips``, from the on-disk cache when exactly these files and front end were seen."""
+    """Features for ``clips``, from the on-disk cache when exactly these files and front end were seen.
+
+    The frames are written clip by clip to the cache's ``.npy`` and memory-mapped from there, and a long
+    clip streams through the front end (``audio_stream``), so an hour-long recording costs disk, not RAM."""
     cfg = frontend.config
     if not clips:
         raise DssdnError("no clips to compute features for")
     cache_dir = cache_dir or default_cache_dir()
-    path = cache_dir / f"features-{cache_key(clips, cfg)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return ClipFeatures(z["frames"], z["silent"], z["offsets"], z["lengths"], z["targets"])
-        except (OSError, KeyError, ValueError):
-            pass  # a damaged cache file is recomputed, never trusted
-    frames, silent = [], []
-    for clip in progress(clips, desc):
-        audio = pad_to_window(load_audio(clip.path, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
-        frames.append(frontend.features(audio).transpose(1, 0, 2))
-        silent.append(silent_frames(audio, cfg))
-    lengths = np.asarray([len(f) for f in frames], np.int64)
-    out = ClipFeatures(
-        np.concatenate(frames),
-        np.concatenate(silent),
-        np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
-        lengths,
-        np.asarray([c.target for c in clips], np.int64),
-    )
+    key = cache_key(clips, cfg)
+    frames_path, meta_path = cache_dir / f"features-{key}.npy", cache_dir / f"features-{key}.npz"
+    cached = _load_cached(frames_path, meta_path, cfg)
+    if cached is not None:
+        return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
+    spill = temp_name(frames_path.with_suffix(".f32"))
+    silent, lengths = [], []
     try:
-        np.savez(tmp, frames=out.frames, silent=out.silent, offsets=out.offsets, lengths=out.lengths,
-                 targets=out.targets)
-        os.replace(tmp, path)
+        with open(spill, "wb") as fh:
+            for clip in progress(clips, desc):
+                n = 0
+                for part, quiet in _clip_frames(clip.path, frontend):
+                    fh.write(np.ascontiguousarray(part, np.float32).tobytes())
+                    silent.append(quiet)
+                    n += len(part)
+                lengths.append(n)
+        total = int(sum(lengths))
+        with atomic_path(frames_path) as tmp, open(tmp, "wb") as out, open(spill, "rb") as src:
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": "<f4", "fortran_order": False, "shape": (total, cfg.channels, cfg.n_mels)})
+            shutil.copyfileobj(src, out, 1 << 20)
     finally:
-        tmp.unlink(missing_ok=True)
-    return out
+        spill.unlink(missing_ok=True)
+    lens = np.asarray(lengths, np.int64)
+    with atomic_path(meta_path) as tmp:
+        np.savez(tmp, silent=np.concatenate(silent), offsets=np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(
+            np.int64), lengths=lens, targets=np.asarray([c.target for c in clips], np.int64))
+    cached = _load_cached(frames_path, meta_path, cfg)
+    if cached is None:
+        raise DssdnError(f"{frames_path}: the feature cache just written does not read back (disk full?)")
+    return cached
+
+
+def _load_cached(frames_path: Path, meta_path: Path, cfg: FrontendConfig) -> ClipFeatures | None:
+    """The cached features, frames memory-mapped; None when missing or damaged (recomputed, never trusted)."""
+    if not (frames_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        with np.load(meta_path) as z:
+            silent, offsets, lengths, targets = z["silent"], z["offsets"], z["lengths"], z["targets"]
+        frames = np.load(frames_path, mmap_mode="r")
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    if frames.dtype != np.float32 or frames.shape != (int(lengths.sum()), cfg.channels, cfg.n_mels) \
+            or len(silent) != len(frames):
+        return None
+    return ClipFeatures(frames, silent, offsets, lengths, targets)
+
+
+def _clip_frames(path: Path, frontend: Frontend):
+    """(frames (n, channels, bands), silent (n,)) pieces of one clip, equal to the whole-clip computation:
+    a short clip is computed whole (exactly as always), a long one streamed in blocks."""
+    from .audio_stream import LONG_FILE_SECONDS, SilenceTracker, audio_seconds, resampled_blocks
+
+    cfg = frontend.config
+    if audio_seconds(path) < LONG_FILE_SECONDS:
+        audio = pad_to_window(load_audio(path, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
+        yield frontend.features(audio).transpose(1, 0, 2), silent_frames(audio, cfg)
+        return
+    stream, tracker = frontend.stream(), SilenceTracker(cfg)
+    pending = np.zeros(0, bool)
+    for block in resampled_blocks(path, cfg.sample_rate, min_samples=cfg.hop_length):
+        feats = stream.push(block) if len(block) else np.zeros((0, cfg.channels, cfg.n_mels), np.float32)
+        pending = np.concatenate([pending, tracker.push(block)])
+        yield feats, pending[: len(feats)]
+        pending = pending[len(feats):]
+    feats = stream.flush()
+    pending = np.concatenate([pending, tracker.push(np.zeros(0, np.float32), final=True)])
+    yield feats, pending[: len(feats)]

@@ -159,9 +159,25 @@ def resolve_init(cfg: TrainConfig) -> Checkpoint | None:
     return load_checkpoint(cfg.init)
 
 
-def fit_normalization(train: ClipFeatures, seg: int) -> Normalization:
+def fit_normalization(train: ClipFeatures, seg: int, chunk: int = 4096) -> Normalization:
+    """``Normalization.fit`` over every non-overlapping window, in chunks of windows (two passes, float64
+    sums) so that an hour-long clip is never gathered at once."""
     index = train.windows(seg, seg)
-    return Normalization.fit(train.gather(index, seg))
+    if len(index) <= chunk:
+        return Normalization.fit(train.gather(index, seg))
+    n, total = 0, None
+    for i in range(0, len(index), chunk):
+        x = train.gather(index[i : i + chunk], seg)
+        s = x.sum(axis=(0, 2), dtype=np.float64)
+        total, n = (s if total is None else total + s), n + x.shape[0] * x.shape[2]
+    mean = total / n
+    sq = None
+    for i in range(0, len(index), chunk):
+        x = train.gather(index[i : i + chunk], seg)
+        d = ((x - mean[None, :, None, :]) ** 2).sum(axis=(0, 2))
+        sq = d if sq is None else sq + d
+    std = np.maximum(np.sqrt(sq / n), 1e-3)
+    return Normalization(mean.astype(np.float32), std.astype(np.float32))
 
 
 def build_teacher(
