@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -155,6 +156,7 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
           skip_bad: bool, teacher_logits: Path | None, **kwargs) -> None:
     """Train a DSSDN size on ESC-50 or on your own labelled audio (fine-tuning the shipped weights)."""
     from .data import Dataset
+    from .runlock import exclusive
     from .train import TrainConfig
     from .train import train as run
 
@@ -162,17 +164,20 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
     if resume_dir is not None:
         result = run(TrainConfig(), resume_dir, resume=True, stop_after=stop_after, log=click.echo)
         sys.exit(130 if result.interrupted else 0)
-    dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
-    name, init = _train_model(size, init, dataset.kind)
-    for key, scratch, tune in (("epochs", 400, 60), ("lr", 4e-3, 1e-3), ("warmup_epochs", 10, 2)):
-        if kwargs[key] is None:
-            kwargs[key] = tune if init else scratch
-    cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
-                      teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    click.echo(dataset.summary())
-    result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
-                 stop_after=stop_after, command=command)
+    if out is not None and out.exists() and not out.is_dir():
+        raise DssdnError(f"{out}: exists and is a file, not a run folder")
+    with exclusive(out, "training") if out is not None else nullcontext():
+        dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
+        name, init = _train_model(size, init, dataset.kind)
+        for key, scratch, tune in (("epochs", 400, 60), ("lr", 4e-3, 1e-3), ("warmup_epochs", 10, 2)):
+            if kwargs[key] is None:
+                kwargs[key] = tune if init else scratch
+        cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
+                          teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        click.echo(dataset.summary())
+        result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
+                     stop_after=stop_after, command=command, lock=out is None)
     sys.exit(130 if result.interrupted else 0)
 
 

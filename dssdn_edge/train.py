@@ -159,12 +159,11 @@ def resolve_init(cfg: TrainConfig) -> Checkpoint | None:
     return load_checkpoint(cfg.init)
 
 
-def fit_normalization(train: ClipFeatures, seg: int, chunk: int = 4096) -> Normalization:
+def fit_normalization(train: ClipFeatures, seg: int, chunk: int = 256) -> Normalization:
     """``Normalization.fit`` over every non-overlapping window, in chunks of windows (two passes, float64
-    sums) so that an hour-long clip is never gathered at once."""
+    sums) so that an hour-long clip is never gathered at once; equal to the one-piece fit up to float64
+    rounding, which the float32 result does not see."""
     index = train.windows(seg, seg)
-    if len(index) <= chunk:
-        return Normalization.fit(train.gather(index, seg))
     n, total = 0, None
     for i in range(0, len(index), chunk):
         x = train.gather(index[i : i + chunk], seg)
@@ -373,11 +372,15 @@ def train(
     force: bool = False,
     stop_after: int | None = None,
     command: str | None = None,
+    lock: bool = True,
 ) -> TrainResult:
     """Train (or ``resume``) a run in ``out_dir``; write ``<model>.safetensors`` + sidecar when finished.
 
     ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later). One run at a
-    time per folder (``runlock``): a second one fails at once with one line naming the first."""
+    time per folder (``runlock``): a second one fails at once with one line naming the first; ``lock=False``
+    when the caller already holds the folder's lock (the CLI takes it before reading the data)."""
+    if not lock:
+        return _train(cfg, Path(out_dir), dataset, log, resume, force, stop_after, command)
     with exclusive(out_dir, "training"):
         return _train(cfg, Path(out_dir), dataset, log, resume, force, stop_after, command)
 
