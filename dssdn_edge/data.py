@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -191,7 +192,21 @@ class ClipFeatures:
     def gather(self, index: np.ndarray, seg_frames: int) -> np.ndarray:
         """(k, channels, seg_frames, bands) windows named by (clip, start) rows."""
         rows = self.offsets[index[:, 0]][:, None] + index[:, 1:2] + np.arange(seg_frames)[None, :]
-        return np.ascontiguousarray(self.frames[rows].transpose(0, 2, 1, 3))
+        out = np.ascontiguousarray(self.frames[rows].transpose(0, 2, 1, 3))
+        release_pages(self.frames)
+        return out
+
+
+def release_pages(frames: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped frames file from this process's resident set once read (they stay
+    in the page cache): training reads every window of a long clip over and over, and without this the
+    whole file would count as the process's memory."""
+    mm = getattr(frames, "_mmap", None)  # np.memmap keeps its mmap.mmap here
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def silent_classes(feats: ClipFeatures, labels: tuple[str, ...] | list[str], seg: int) -> dict[str, int]:
