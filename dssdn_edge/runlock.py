@@ -42,7 +42,7 @@ def exclusive(out_dir: str | Path, what: str, error: type[DssdnError] = DssdnErr
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
     except OSError as exc:
-        raise error(f"{out_dir.parent}: cannot create the output folder there ({exc.strerror})") from None
+        raise error(f"{out_dir.parent}: cannot create the {what} folder there ({exc.strerror})") from None
     try:
         while True:
             try:

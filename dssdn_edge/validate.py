@@ -150,11 +150,6 @@ def check_checkpoint(path: Path, side: dict[str, Any]) -> None:
         fe = FrontendConfig.from_dict(side["frontend_config"])
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"{side_path}: invalid frontend_config ({exc})") from None
-    outputs = side["model_config"].get("n_classes")
-    why = label_problem(side.get("labels"), outputs) or normalization_problem(
-        side.get("normalization"), fe.channels, fe.n_mels)
-    if why:
-        raise CheckpointError(f"{side_path}: {why}")
     have = read_safetensors_shapes(path)
     want = expected_shapes(side["model_config"])
     if set(have) != set(want):
@@ -165,3 +160,8 @@ def check_checkpoint(path: Path, side: dict[str, Any]) -> None:
         if have[k] != shape:
             raise CheckpointError(f"{path}: weights do not fit the model in its sidecar ({k}: {list(have[k])} "
                                   f"in the file, {list(shape)} from the sidecar's widths)")
+    outputs = side["model_config"].get("n_classes")
+    why = label_problem(side.get("labels"), outputs) or normalization_problem(
+        side.get("normalization"), fe.channels, fe.n_mels)
+    if why:
+        raise CheckpointError(f"{side_path}: {why}")
