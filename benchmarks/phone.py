@@ -66,10 +66,9 @@ class Model:
     """One .tflite in LiteRT with one prepared input; ``time(n)`` appends n invoke times in ms."""
 
     def __init__(self, data: bytes, x: np.ndarray) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from dssdn_edge import runtime
 
-        self.it = Interpreter(model_content=data, num_threads=1)
-        self.it.allocate_tensors()
+        self.it = runtime.load(data, kind="tflite").interpreter
         d = self.it.get_input_details()[0]
         self.it.set_tensor(d["index"], _as_input(x, d))
         self.samples: list[float] = []

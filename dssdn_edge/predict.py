@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime
 from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
 from .errors import DssdnError, ExportError
@@ -107,29 +108,18 @@ class Predictor:
             )
         args = (FrontendConfig.from_dict(manifest["frontend"]), Normalization.from_dict(manifest["normalization"]),
                 list(manifest["labels"]), str(path))
-        if path.name.endswith(".audio.tflite"):  # the phone file: front end inside the model (export/phone.py)
-            return AudioInPredictor(_audio_runner(path), *args)
-        return cls(_onnx_runner(path) if path.suffix == ".onnx" else _tflite_runner(path), *args)
+        model = _open(path)
+        if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
+            return AudioInPredictor(model, *args)
+        return cls(model, *args)
 
     @classmethod
     def _from_checkpoint(cls, path: Path) -> Predictor:
-        import torch
-
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = ckpt.model.eval()
-
-        def run(x: np.ndarray) -> np.ndarray:
-            # a clip is a handful of windows: one thread is fastest and never oversubscribes a small CPU
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with torch.inference_mode():
-                    return model(torch.from_numpy(x)).float().numpy()
-            finally:
-                torch.set_num_threads(threads)
-
+        # a clip is a handful of windows: one thread (the runtime's default) is fastest on a small CPU
+        run = runtime.load(ckpt.model, kind="torch")
         return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
 
     # -- one file ------------------------------------------------------------------------------------
@@ -199,35 +189,19 @@ class AudioInPredictor(Predictor):
 
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
                       allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        from .export.phone import log_scores
-
         for batch in file_windows(audio_path, self.frontend, stride, allow_silent=allow_silent, with_audio=True):
-            yield batch.starts, log_scores(self.run(batch.audio))
+            yield batch.starts, runtime.log_scores(self.run(batch.audio))
 
     def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
         raise ExportError(f"{self.source}: --stream runs the features-in models of the export (.tflite, .onnx); "
                           "the phone file classifies whole 1-s windows (each with its context)")
 
 
-def _audio_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.phone import AudioRunner
-
+def _open(path: Path) -> runtime.Runtime:
+    """The export file in the runtime layer; a file the runtime refuses is a one-line ExportError."""
+    kind = runtime.kind_of(str(path))
+    what = {"audio-tflite": "waveform-in .tflite", "tflite": ".tflite model", "onnx": ".onnx model"}[kind]
     try:
-        return AudioRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable waveform-in .tflite ({exc})") from None
-
-
-def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.tflite import LiteRTRunner
-
-    try:
-        return LiteRTRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable .tflite model ({exc})") from None
-
-
-def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.onnx import OnnxRunner
-
-    return OnnxRunner.from_file(path)
+        return runtime.load(path, kind=kind)
+    except (runtime.ModelLoadError, ValueError) as exc:
+        raise ExportError(f"{path}: not a loadable {what} ({exc})") from None

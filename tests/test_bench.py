@@ -521,13 +521,12 @@ def test_remote_no_python(export_dir: Path, sshd: dict) -> None:
 # ------------------------------------------------------------------------ int8 file rewrites (issue 11)
 def _int8_outputs(model: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
     """Raw int8 outputs of LiteRT (XNNPACK) and of TFLite Micro, and LiteRT's delegate partition count."""
+    from dssdn_edge import runtime
     from dssdn_edge.export.cpu_layout import outputs
-    from dssdn_edge.export.tflite import _interpreter
-    from dssdn_edge.export.tflm import TflmRunner
 
-    micro = TflmRunner(model)
-    parts = sum(op["op_name"] == "DELEGATE" for op in _interpreter(model, delegates=True)._get_ops_details())
-    return outputs(model, xs), np.stack([micro(x) for x in xs[:3]]), parts
+    micro = runtime.load(model, kind="tflm")
+    parts = runtime.load(model, kind="tflite").info()["delegate_partitions"]
+    return outputs(model, xs), np.stack([micro.invoke(x) for x in xs[:3]]), parts
 
 
 def _raw_inputs(model: bytes) -> list[np.ndarray]:
@@ -567,7 +566,7 @@ def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     manifest = runner.load_manifest(str(export_dir))
     pipe = runner.Pipeline(manifest)
     path = str(export_dir / "dssdn-small.int8.tflite")
-    res = runner.bench_backend(lambda: runner.TFLiteBackend("litert", path, 1, 2, "NHWC"), pipe, 5, 1)
+    res = runner.bench_backend(lambda: runner.open_runtime(path, "litert", path, 1, 2, "NHWC"), pipe, 5, 1)
     stages = res["stages_ms"]
     assert set(stages) == {*runner.STAGES, "total"}
     parts = sum(stages[k]["mean"] for k in runner.STAGES)

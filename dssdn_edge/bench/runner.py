@@ -22,7 +22,6 @@ Exit status: 0 ok, 2 bad input (message on stderr, JSON error on stdout), 3 runt
 
 from __future__ import annotations
 
-import abc
 import argparse
 import hashlib
 import json
@@ -43,6 +42,36 @@ try:  # the probe must work on a device without numpy, to say so
     import numpy as np
 except ImportError:  # pragma: no cover - exercised on the remote side only
     np = None  # type: ignore[assignment]
+
+
+def _runtime_module() -> Any:
+    """The one runtime layer: ``dssdn_edge.runtime.core`` in the package; run as a script, the same file
+    copied beside this one as ``dssdn_runtime.py`` (a device) or read from the checkout. None when it cannot
+    load (no numpy, or the probe sent alone on stdin): the probe still answers."""
+    try:
+        from ..runtime import core
+
+        return core
+    except ImportError:
+        pass
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or "."))
+    for path in (os.path.join(here, "dssdn_runtime.py"), os.path.join(here, os.pardir, "runtime", "core.py")):
+        if os.path.isfile(path):
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location("dssdn_runtime", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            try:
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
+            except ImportError:
+                return None
+            sys.modules["dssdn_runtime"] = module
+            return module
+    return None
+
+
+rt = _runtime_module()
+DEVICE_RUNTIME_NAME = "dssdn_runtime.py"  # the name the runtime module has beside runner.py on a device
 
 RUNNER_VERSION = 1
 MANIFEST = "manifest.json"
@@ -468,186 +497,29 @@ def probe() -> dict[str, Any]:
     return out
 
 
-class Backend(abc.ABC):
-    """One loaded model in one runtime. Subclasses fill ``input_*`` and implement ``run``."""
-
-    runtime = "?"
-    input_shape: tuple[int, ...] = ()
-    input_dtype: Any = None
-    input_scale = 0.0
-    input_zero_point = 0
-    output_scale = 0.0
-    output_zero_point = 0
-    layout = "NCHW"  # of the input tensor
-
-    def prepare(self, features_chw: np.ndarray) -> np.ndarray:
-        """Normalised (C, T, M) features → the model's input tensor (layout, batch, int8 quantisation)."""
-        x = features_chw[None]
-        if self.layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        if self.input_dtype is not None and np.dtype(self.input_dtype).kind == "i":
-            info = np.iinfo(self.input_dtype)
-            x = np.clip(np.round(x / self.input_scale) + self.input_zero_point, info.min, info.max)
-        return np.ascontiguousarray(x, dtype=self.input_dtype or np.float32)
-
-    def feed(self, pipeline: Pipeline) -> np.ndarray:
-        """The model input for the pipeline's 1 s of test audio: its features, prepared (waveform-in models
-        take the audio itself)."""
-        return self.prepare(pipeline.features(pipeline.audio))
-
-    def logits(self, raw: np.ndarray) -> np.ndarray:
-        if np.dtype(raw.dtype).kind == "i" and self.output_scale:
-            return (raw.astype(np.float32) - self.output_zero_point) * self.output_scale
-        return raw.astype(np.float32)
-
-    @abc.abstractmethod
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Invoke the model on one prepared input tensor; return its raw output."""
-
-    def activation_memory(self) -> dict[str, Any]:
-        return {"bytes": None, "kind": "n/a", "method": "not available for this runtime"}
-
-    def info(self) -> dict[str, Any]:
-        """Runtime facts that explain a latency (e.g. how many delegate partitions the graph split into)."""
-        return {}
-
-
-def infer_layout(shape: tuple[int, ...], channels: int, declared: str | None) -> str:
-    """The manifest's layout ('NHWC (batch, frames, bands, channels)') or, without one, the tensor shape's."""
-    word = str(declared or "").split(" ")[0].upper()
-    if word in ("NHWC", "NCHW"):
-        return word
-    return "NHWC" if len(shape) == 4 and shape[-1] == channels and shape[1] != channels else "NCHW"
-
-
-class TFLiteBackend(Backend):
-    """ai_edge_litert or tflite_runtime: same Interpreter API; XNNPACK with ``num_threads`` threads."""
-
-    def __init__(self, runtime: str, path: str, threads: int, channels: int, declared_layout: str | None):
-        import importlib
-
-        self.runtime = runtime
-        self._module = importlib.import_module(RUNTIMES[runtime][0])
-        self.path = path
-        self.interp = self._module.Interpreter(model_path=path, num_threads=threads)
-        self.interp.allocate_tensors()
-        inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
-        self._in, self._out = inp["index"], out["index"]
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_scale, self.input_zero_point = float(inp["quantization"][0]), int(inp["quantization"][1])
-        self.output_scale, self.output_zero_point = float(out["quantization"][0]), int(out["quantization"][1])
-        self.layout = infer_layout(self.input_shape, channels, declared_layout)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.interp.set_tensor(self._in, x)
-        self.interp.invoke()
-        return self.interp.get_tensor(self._out)
-
-    def activation_memory(self) -> dict[str, Any]:
-        return tflite_planner_estimate(self._module, self.path)
-
-    def info(self) -> dict[str, Any]:
-        """XNNPACK partitions: 1 means the whole graph runs in the delegate; more means ops it does not take
-        (each split costs a hand-over to the built-in kernels, which is where int8 can lose to fp32)."""
-        try:
-            ops = self.interp._get_ops_details()  # noqa: SLF001
-        except Exception:  # noqa: BLE001 - informative only
-            return {}
-        return {"delegate_partitions": sum(op["op_name"] == "DELEGATE" for op in ops)}
-
-
 AUDIO_SUFFIX = ".audio.tflite"
+AUDIO_LAYOUT = "audio (batch, samples): 1-s window + its context"
 
 
-class AudioTFLiteBackend(TFLiteBackend):
-    """A waveform-in ``.audio.tflite`` (the phone file): the front end is inside the graph, so it is fed raw
-    audio and one invoke is the whole pipeline, audio → scores (its latency is the end-to-end time for one
-    1-s window). Its input is a 1-s window plus the context its frames read (18304 samples at the defaults),
-    so the test audio is cut to the input tensor's own length rather than the pipeline's 1 s."""
-
-    def __init__(self, runtime: str, path: str, threads: int) -> None:
-        super().__init__(runtime, path, threads, 1, None)
-        self.layout = "audio (batch, samples): 1-s window + its context"
-        self._audio: np.ndarray | None = None
-
-    def feed(self, pipeline: Pipeline) -> np.ndarray:
-        n = int(self.input_shape[-1])
-        if self._audio is None or self._audio.shape[-1] != n:  # made once: not part of a timed stage
-            self._audio = np.ascontiguousarray(test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
-        return self._audio
+def open_runtime(rel: str, runtime: str, path: str, threads: int, channels: int, layout: str | None) -> Any:
+    """The artifact in the named runtime, through the one runtime layer (``dssdn_edge.runtime.core``)."""
+    if rt is None:
+        raise RunnerError("the runtime module (dssdn_runtime.py) is missing beside runner.py", EXIT_NO_RUNTIME)
+    if runtime == "onnxruntime":
+        return rt.Onnx(path, threads=threads, layout=layout, channels=channels)
+    if rel.endswith(AUDIO_SUFFIX):
+        return rt.AudioLiteRT(path, threads=threads, engine=runtime)
+    return rt.LiteRT(path, threads=threads, engine=runtime, layout=layout, channels=channels)
 
 
-def tflite_planner_estimate(module: Any, path: str) -> dict[str, Any]:
-    """Peak of the summed sizes of tensors live at any op (produced earlier, consumed at or after it),
-    from the un-delegated graph. A lower bound for any arena planner: no alignment, no kernel scratch."""
-    try:
-        kwargs = {}
-        resolver = getattr(module, "OpResolverType", None)
-        if resolver is not None:
-            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interp = module.Interpreter(model_path=path, **kwargs)
-        interp.allocate_tensors()
-        ops = interp._get_ops_details()  # noqa: SLF001 - public enough: the only op-level view offered
-        tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    except Exception as exc:  # noqa: BLE001 - the estimate is optional
-        return {
-            "bytes": None,
-            "kind": "n/a",
-            "method": f"planner estimate failed: {type(exc).__name__}: {exc}"[:200],
-        }
-    graph_in = {d["index"] for d in interp.get_input_details()}
-    graph_out = {d["index"] for d in interp.get_output_details()}
-    start: dict[int, int] = {i: -1 for i in graph_in}
-    end: dict[int, int] = {}
-    for k, op in enumerate(ops):
-        for t in op["outputs"]:
-            start.setdefault(int(t), k)
-        for t in op["inputs"]:
-            if int(t) in start:
-                end[int(t)] = k
-    for t in graph_out:
-        end[t] = len(ops)
-
-    def nbytes(i: int) -> int:
-        t = tensors[i]
-        return int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize if len(t["shape"]) else 0
-
-    peak, peak_op = 0, ""
-    for k, op in enumerate(ops):
-        live = sum(nbytes(i) for i, s in start.items() if s <= k <= end.get(i, s))
-        if live > peak:
-            peak, peak_op = live, f"#{k} {op['op_name']}"
-    return {
-        "bytes": int(peak),
-        "kind": "planner estimate",
-        "method": "planner estimate: max over ops of the summed live activation tensors "
-        f"(un-delegated graph, peak at op {peak_op}; excludes alignment and kernel scratch)",
-    }
-
-
-class OnnxBackend(Backend):
-    """onnxruntime CPU provider, sequential, ``intra_op_num_threads = threads``."""
-
-    runtime = "onnxruntime"
-
-    def __init__(self, path: str, threads: int, channels: int, declared_layout: str | None) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
-        inp = self.session.get_inputs()[0]
-        self._name = inp.name
-        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
-        self.input_dtype = np.dtype({"tensor(float)": "float32", "tensor(int8)": "int8"}.get(inp.type, "float32"))
-        self.layout = infer_layout(self.input_shape, channels, declared_layout)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._name: x})[0]
+def feed(model: Any, pipeline: Pipeline) -> np.ndarray:
+    """The model input for the pipeline's 1 s of test audio: its features, prepared. A waveform-in file
+    takes a 1-s window plus the context its frames read (18304 samples at the defaults), so the test audio
+    is cut to the input tensor's own length."""
+    if not _feeds_features(model):
+        n = int(model.input_shape[-1])
+        return np.ascontiguousarray(test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
+    return model.prepare(pipeline.features(pipeline.audio))
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -696,12 +568,13 @@ def softmax_mean(logits: np.ndarray) -> np.ndarray:
     return (z / z.sum(axis=-1, keepdims=True)).mean(axis=0)
 
 
-def _feeds_features(backend: Backend) -> bool:
+def _feeds_features(model: Any) -> bool:
     """False for a waveform-in model, whose front end runs inside its graph (one invoke is everything)."""
-    return type(backend).feed is Backend.feed
+    return model.layout != "audio"
 
 
-def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+def stage_times(backend: Any, pipeline: Pipeline, runs: int, warmup: int,
+                audio_input: np.ndarray | None = None) -> dict[str, Any]:
     """1 s of audio -> label, each stage timed in the same loop iteration: front end (log-mel + delta),
     normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
     average over windows + argmax. Summaries per stage and of the per-iteration total."""
@@ -711,11 +584,11 @@ def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) ->
         t0 = time.perf_counter()
         feats = pipeline.frontend.features(pipeline.audio) if feeds else None
         t1 = time.perf_counter()
-        x = backend.prepare(pipeline.normalise(feats)) if feeds else backend.feed(pipeline)
+        x = backend.prepare(pipeline.normalise(feats)) if feeds else audio_input
         t2 = time.perf_counter()
-        raw = backend.run(x)
+        raw = backend.invoke(x)
         t3 = time.perf_counter()
-        probs = softmax_mean(backend.logits(raw).reshape(1, -1))
+        probs = softmax_mean(backend.dequantize(raw).reshape(1, -1))
         pipeline.label(probs)
         t4 = time.perf_counter()
         if i >= warmup:
@@ -727,7 +600,7 @@ def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) ->
     return out
 
 
-def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
+def stream_cost(backend: Any, pipeline: Pipeline, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
                 warmup: int = 4) -> dict[str, Any] | None:
     """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
     are computed (``StreamingFeatures``), the latest 1-s window is classified every hop. Per-hop stage times
@@ -752,9 +625,9 @@ def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: fl
             continue
         x = backend.prepare(window)
         t2 = time.perf_counter()
-        raw = backend.run(x)
+        raw = backend.invoke(x)
         t3 = time.perf_counter()
-        pipeline.label(softmax_mean(backend.logits(raw).reshape(1, -1)))
+        pipeline.label(softmax_mean(backend.dequantize(raw).reshape(1, -1)))
         t4 = time.perf_counter()
         done += 1
         if done > warmup:
@@ -775,15 +648,15 @@ def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: fl
     }
 
 
-def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+def bench_backend(make: Callable[[], Any], pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
     """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
     streaming path."""
     t0 = time.perf_counter()
     backend = make()
     load_ms = (time.perf_counter() - t0) * 1e3
-    x = backend.feed(pipeline)
-    samples = time_calls(lambda: backend.run(x), runs, warmup)
-    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4))
+    x = feed(backend, pipeline)  # a waveform-in file's audio is made once here: not part of a timed stage
+    samples = time_calls(lambda: backend.invoke(x), runs, warmup)
+    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4), x)
     e2e = stages["total"]
     e2e_p50_s = e2e["p50"] / 1e3
     return {
@@ -791,8 +664,8 @@ def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, wa
         "input": {
             "shape": list(backend.input_shape),
             "dtype": str(np.dtype(backend.input_dtype or np.float32)),
-            "layout": backend.layout,
-            "scale": backend.input_scale,
+            "layout": backend.layout if _feeds_features(backend) else AUDIO_LAYOUT,
+            "scale": backend.input_scale or 0.0,
             "zero_point": backend.input_zero_point,
         },
         "latency_ms": summarize(samples),
@@ -802,7 +675,7 @@ def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, wa
         "audio_seconds": pipeline.seconds,
         "rtf": e2e_p50_s / pipeline.seconds,
         "x_realtime": pipeline.seconds / e2e_p50_s if e2e_p50_s > 0 else math.inf,
-        "label": pipeline.label(backend.logits(backend.run(backend.feed(pipeline)))),
+        "label": pipeline.label(backend.dequantize(backend.invoke(x))),
         "stream": stream_cost(backend, pipeline, hops=max(10, min(runs, 100))),
         "activation_memory": backend.activation_memory(),
         "runtime_info": backend.info(),
@@ -883,22 +756,11 @@ def run_benchmark(
     chosen = resolve_runtimes(runtimes, info["runtimes"])
     pipeline = Pipeline(manifest)
     channels = pipeline.frontend.channels
-    jobs: list[tuple[str, str, Callable[[], Backend]]] = []
+    jobs: list[tuple[str, str, Callable[[], Any]]] = []
     for rel, runtime in plan(manifest, chosen):
-        path, art = os.path.join(export_dir, rel), manifest["artifacts"][rel]
-        layout = art.get("layout")
-        if runtime == "onnxruntime":
-            jobs.append((rel, runtime, lambda p=path, lay=layout: OnnxBackend(p, threads, channels, lay)))
-        elif rel.endswith(AUDIO_SUFFIX):
-            jobs.append((rel, runtime, lambda r=runtime, p=path: AudioTFLiteBackend(r, p, threads)))
-        else:
-            jobs.append(
-                (
-                    rel,
-                    runtime,
-                    lambda r=runtime, p=path, lay=layout: TFLiteBackend(r, p, threads, channels, lay),
-                )
-            )
+        path, layout = os.path.join(export_dir, rel), manifest["artifacts"][rel].get("layout")
+        jobs.append((rel, runtime, lambda r=rel, n=runtime, p=path, lay=layout: open_runtime(
+            r, n, p, threads, channels, lay)))
 
     result: dict[str, Any] = {
         "runner_version": RUNNER_VERSION,

@@ -3,8 +3,8 @@
 Why the reference is the *same* runtime and numpy version on x86 (installed beside the project with pip's
 ``--target``, run with ``python -S``): a difference then belongs to the CPU (its kernels and rounding), not
 to a version. Both sides run one script built on the device runner's own code (``runner.Pipeline``,
-``runner.TFLiteBackend``): the features from each side's numpy, and each feature-input .tflite of the
-export on (a) one shared input, computed here, and (b) the side's own features.
+``runner.open_runtime``: the runtime layer's module): the features from each side's numpy, and each
+feature-input .tflite of the export on (a) one shared input, computed here, and (b) the side's own features.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ res = {"features": feats}
 for rel, art in sorted(manifest["artifacts"].items()):
     if runner.artifact_format(rel, art) != "tflite" or len((art.get("input") or {}).get("shape") or []) != 4:
         continue  # the models that take features (not waveform-in variants)
-    b = runner.TFLiteBackend(runtime, export + "/" + rel, 1, pipe.frontend.channels, art.get("layout"))
-    res["same_input:" + rel] = np.stack([b.run(b.prepare(f)) for f in data["features"]])
-    res["own_features:" + rel] = np.stack([b.run(b.prepare(f)) for f in feats])
+    b = runner.open_runtime(rel, runtime, export + "/" + rel, 1, pipe.frontend.channels, art.get("layout"))
+    res["same_input:" + rel] = np.stack([b.invoke(b.prepare(f)) for f in data["features"]])
+    res["own_features:" + rel] = np.stack([b.invoke(b.prepare(f)) for f in feats])
 np.savez(out, **res)
 print(json.dumps(runner.probe()))
 """
