@@ -21,21 +21,9 @@ from .checkpoint import sha256_file
 from .errors import DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
 from .stream import HopResult, StreamClassifier, softmax
+from .windows import WINDOW_STRIDE
 
-WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
-
-
-def clip_windows(
-    path: str | Path, frontend: Frontend, stride: int = WINDOW_STRIDE, allow_silent: bool = False
-) -> np.ndarray:
-    """Unnormalised (k, channels, frames, bands) 1-s windows of one audio file (all in memory: for
-    calibration sets and tests; ``Predictor`` streams instead)."""
-    cfg = frontend.config
-    parts = [b.windows for b in file_windows(path, frontend, stride, allow_silent=allow_silent)]
-    if not parts:
-        return np.zeros((0, cfg.channels, cfg.segment_frames, cfg.n_mels), np.float32)
-    return np.concatenate(parts)
 
 
 @dataclass
@@ -90,7 +78,7 @@ class Predictor:
 
     @classmethod
     def _from_export(cls, path: Path) -> Predictor:
-        from .export.manifest import MANIFEST, load_manifest
+        from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
         manifest_file = path.parent / MANIFEST
         if not manifest_file.is_file():
@@ -98,7 +86,10 @@ class Predictor:
                 f"{manifest_file}: no {MANIFEST} beside {path.name} (labels and front end come from it; "
                 "use the whole export folder)"
             )
-        manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        try:
+            manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        except ManifestError as exc:
+            raise ExportError(str(exc)) from None
         entry = manifest["artifacts"].get(path.name)
         if entry is None:
             raise ExportError(f"{path}: not listed in {manifest_file} (not part of this export)")

@@ -27,7 +27,7 @@ from dssdn_edge.audio import load_audio  # noqa: E402
 from dssdn_edge.audio_stream import file_windows  # noqa: E402
 from dssdn_edge.bench import runner as bench_runner  # noqa: E402
 from dssdn_edge.cli import main  # noqa: E402
-from dssdn_edge.data import Dataset, pad_to_window  # noqa: E402
+from dssdn_edge.data import Dataset  # noqa: E402
 from dssdn_edge.errors import ExportError  # noqa: E402
 from dssdn_edge.export import metadata as md  # noqa: E402
 from dssdn_edge.export.manifest import load_manifest  # noqa: E402
@@ -36,16 +36,13 @@ from dssdn_edge.export.phone import (  # noqa: E402
     FRONTEND_RANGE,
     FRONTEND_TOL,
     NORM_SLACK,
-    audio_windows,
-    clip_starts,
-    context_windows,
     convert_frontend,
     delta_gain,
-    edge_windows,
     frontend_error,
 )
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.predict import Predictor  # noqa: E402
+from dssdn_edge.windows import audio_windows, clip_starts, context_windows, edge_windows, pad_to_window  # noqa: E402
 
 NAME = "dssdn-small"
 MP_CLIPS = 60  # fold-5 clips whose windows are given to MediaPipe (up to 9 each, minus digital silence)

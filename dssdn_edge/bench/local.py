@@ -209,7 +209,7 @@ def _bench_extra(
     warmup: int,
     checkpoint: Path | None,
 ) -> dict[str, Any]:
-    pipeline = runner.Pipeline(manifest)
+    pipeline = runtime.logmel.Pipeline(manifest)
     fe = pipeline.frontend
     entry: dict[str, Any] = {"runtime": name, "error": None}
     try:

@@ -254,12 +254,14 @@ def run_remote(
 
 
 def runner_files(folder: Path) -> list[str]:
-    """What the device runs: ``runner.py`` and the runtime layer's self-contained module, staged in
-    ``folder`` under the name the runner imports it by."""
+    """What the device runs: ``runner.py`` and the runtime package (its ``.py`` files), staged in ``folder``
+    under the name the runner imports it by."""
     from .. import runtime
 
     staged = folder / runner.DEVICE_RUNTIME_NAME
-    shutil.copyfile(runtime.core.__file__, staged)
+    staged.mkdir()
+    for source in Path(runtime.__file__).parent.glob("*.py"):
+        shutil.copyfile(source, staged / source.name)
     return [str(runner.__file__), str(staged)]
 
 

@@ -23,7 +23,6 @@ Exit status: 0 ok, 2 bad input (message on stderr, JSON error on stdout), 3 runt
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -44,37 +43,40 @@ except ImportError:  # pragma: no cover - exercised on the remote side only
     np = None  # type: ignore[assignment]
 
 
-def _runtime_module() -> Any:
-    """The one runtime layer: ``dssdn_edge.runtime.core`` in the package; run as a script, the same file
-    copied beside this one as ``dssdn_runtime.py`` (a device) or read from the checkout. None when it cannot
+def _runtime_package() -> Any:
+    """The one runtime layer: ``dssdn_edge.runtime`` in the package; run as a script, the same package
+    copied beside this file as ``dssdn_runtime/`` (a device) or read from the checkout. None when it cannot
     load (no numpy, or the probe sent alone on stdin): the probe still answers."""
     try:
-        from ..runtime import core
+        from .. import runtime
 
-        return core
+        return runtime
     except ImportError:
         pass
-    here = os.path.dirname(os.path.abspath(globals().get("__file__") or "."))
-    for path in (os.path.join(here, "dssdn_runtime.py"), os.path.join(here, os.pardir, "runtime", "core.py")):
-        if os.path.isfile(path):
-            import importlib.util
+    import importlib.util
 
-            spec = importlib.util.spec_from_file_location("dssdn_runtime", path)
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or "."))
+    for folder in (os.path.join(here, DEVICE_RUNTIME_NAME), os.path.join(here, os.pardir, "runtime")):
+        init = os.path.join(folder, "__init__.py")
+        if os.path.isfile(init):
+            spec = importlib.util.spec_from_file_location(DEVICE_RUNTIME_NAME, init,
+                                                          submodule_search_locations=[folder])
             module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[DEVICE_RUNTIME_NAME] = module
             try:
                 spec.loader.exec_module(module)  # type: ignore[union-attr]
             except ImportError:
+                del sys.modules[DEVICE_RUNTIME_NAME]
                 return None
-            sys.modules["dssdn_runtime"] = module
             return module
     return None
 
 
-rt = _runtime_module()
-DEVICE_RUNTIME_NAME = "dssdn_runtime.py"  # the name the runtime module has beside runner.py on a device
+DEVICE_RUNTIME_NAME = "dssdn_runtime"  # the runtime package's name beside runner.py on a device
+rt = _runtime_package()
 
 RUNNER_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # as dssdn_edge.runtime.manifest.MANIFEST
 # runtime name -> (python module to import, artifact format it runs)
 RUNTIMES: dict[str, tuple[str, str]] = {
     "litert": ("ai_edge_litert.interpreter", "tflite"),
@@ -114,294 +116,13 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-# ------------------------------------------------------------------------------------- front end
-class LogMel:
-    """The shipped front end re-derived from the manifest's numbers only: periodic Hann window, HTK mel
-    filterbank without area normalisation, centre-padded STFT power, log10(x + eps), regression delta.
-    It must equal ``dssdn_edge.frontend.Frontend.features`` (checked by tests/test_bench.py)."""
-
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.sample_rate = int(cfg["sample_rate"])
-        self.n_fft = int(cfg["n_fft"])
-        self.hop = int(cfg["hop_length"])
-        self.n_mels = int(cfg["n_mels"])
-        self.log_eps = float(cfg["log_eps"])
-        self.delta_width = int(cfg.get("delta_width", 0))
-        self.segment_seconds = float(cfg.get("segment_seconds", 1.0))
-        self.window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.n_fft) / self.n_fft)
-        self.bands = band_groups(self._filterbank(float(cfg["fmin"]), float(cfg["fmax"])))
-
-    def _filterbank(self, fmin: float, fmax: float) -> np.ndarray:
-        def hz_to_mel(f: Any) -> Any:
-            return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-        def mel_to_hz(m: Any) -> Any:
-            return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
-
-        n_bins = self.n_fft // 2 + 1
-        fft_freqs = np.linspace(0.0, self.sample_rate / 2.0, n_bins)
-        mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), self.n_mels + 2))
-        fdiff = np.diff(mel_f)
-        ramps = mel_f[:, None] - fft_freqs[None, :]
-        lower = -ramps[:-2] / fdiff[:-1, None]
-        upper = ramps[2:] / fdiff[1:, None]
-        return np.maximum(0.0, np.minimum(lower, upper))
-
-    @property
-    def channels(self) -> int:
-        return 2 if self.delta_width else 1
-
-    @property
-    def segment_samples(self) -> int:
-        return int(round(self.segment_seconds * self.sample_rate))
-
-    @property
-    def segment_frames(self) -> int:
-        return 1 + self.segment_samples // self.hop
-
-    def logmel_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(n, n_fft) windows of samples -> (n, n_mels) log10 mel power (``Frontend.logmel_frames``)."""
-        spec = np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)
-        mel = sparse_mel(spec.real**2 + spec.imag**2, self.bands, self.n_mels)
-        mel += self.log_eps
-        return np.log10(mel, out=mel)
-
-    def logmel(self, audio: np.ndarray) -> np.ndarray:
-        padded = np.zeros(len(audio) + self.n_fft)  # centre padding, as librosa center=True
-        padded[self.n_fft // 2 : self.n_fft // 2 + len(audio)] = audio
-        return self.logmel_frames(frame_view(padded, self.n_fft, self.hop))
-
-    def delta(self, mel_padded: np.ndarray) -> np.ndarray:
-        """Regression delta of the middle rows of ``mel_padded`` (w = delta_width // 2 extra rows each side)."""
-        w = self.delta_width // 2
-        n = len(mel_padded) - 2 * w
-        out = np.zeros((n, mel_padded.shape[1]))
-        for k in range(1, w + 1):
-            out += k * (mel_padded[w + k : w + k + n] - mel_padded[w - k : w - k + n])
-        return out / (2.0 * sum(k * k for k in range(1, w + 1)))
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        """Mono audio -> (channels, frames, n_mels) float32, unnormalised."""
-        mel = self.logmel(audio)
-        if not self.delta_width:
-            return mel[None].astype(np.float32)
-        w = self.delta_width // 2
-        out = np.empty((2, *mel.shape), np.float32)
-        out[0] = mel
-        out[1] = self.delta(np.concatenate([np.repeat(mel[:1], w, 0), mel, np.repeat(mel[-1:], w, 0)]))
-        return out
-
-
-BAND_GROUP = 16  # as dssdn_edge.frontend.BAND_GROUP
-
-
-def band_groups(dense: np.ndarray, size: int = BAND_GROUP) -> list:
-    """The mel filterbank as blocks of ``size`` bands over the one bin range each block touches (the sparse
-    product of ``dssdn_edge.frontend.band_groups``, same sums, ~1/7 of the dense matmul's work)."""
-    out = []
-    for b0 in range(0, dense.shape[0], size):
-        rows = dense[b0 : b0 + size]
-        nz = np.flatnonzero(rows.any(axis=0))
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
-        out.append((b0, b0 + len(rows), lo, hi, np.ascontiguousarray(rows[:, lo:hi].T)))
-    return out
-
-
-def sparse_mel(power: np.ndarray, groups: list, n_mels: int) -> np.ndarray:
-    out = np.empty((power.shape[0], n_mels))
-    for b0, b1, lo, hi, weights in groups:
-        np.matmul(power[:, lo:hi], weights, out=out[:, b0:b1])
-    return out
-
-
-def frame_view(padded: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """(frames, n_fft) view of every ``hop``-th window of a contiguous float64 array (no copy)."""
-    n = 0 if len(padded) < n_fft else 1 + (len(padded) - n_fft) // hop
-    step = padded.strides[0]
-    return np.ndarray((n, n_fft), dtype=padded.dtype, buffer=padded, strides=(hop * step, step))
-
-
-class StreamingFeatures:
-    """Audio in chunks -> the latest window of normalised model features, computing only the new frames.
-
-    The stream is centre-padded at its start like the offline path, so its frames are those of
-    ``LogMel.features`` over the whole stream; a delta frame needs ``delta_width // 2`` frames of look-ahead,
-    so the newest feature frame lags the audio by that much (40 ms at the defaults). Equals
-    ``dssdn_edge.stream.StreamClassifier``'s windows (tests/test_stream.py)."""
-
-    def __init__(self, frontend: LogMel, mean: np.ndarray, std: np.ndarray) -> None:
-        self.fe, self.mean, self.std = frontend, mean, std  # mean/std: (channels, 1, n_mels)
-        self.w = frontend.delta_width // 2
-        self.buf = np.zeros(frontend.n_fft // 2)
-        self.mel = np.zeros((0, frontend.n_mels))  # log-mel frames from index self.mel_start
-        self.mel_start = 0
-        self.ready = 0  # feature frames finished so far
-        self.frames = frontend.segment_frames
-        self.feats = np.zeros((frontend.channels, 0, frontend.n_mels), np.float32)  # last `frames` features
-
-    def push(self, chunk: np.ndarray) -> int:
-        """Add samples; return how many feature frames they finished."""
-        fe = self.fe
-        self.buf = np.concatenate([self.buf, np.asarray(chunk, dtype=np.float64)])
-        views = frame_view(self.buf, fe.n_fft, fe.hop)
-        if len(views):
-            self.mel = np.concatenate([self.mel, fe.logmel_frames(views)])
-            self.buf = self.buf[len(views) * fe.hop :].copy()
-        total = self.mel_start + len(self.mel)
-        last = total - self.w if fe.delta_width else total
-        if last <= self.ready:
-            return 0
-        rows = np.arange(self.ready - self.w, last + self.w)
-        hist = self.mel[np.clip(rows, 0, total - 1) - self.mel_start]
-        new = hist[self.w : len(hist) - self.w][None] if fe.delta_width else hist[None]
-        if fe.delta_width:
-            new = np.concatenate([new, self.fe.delta(hist)[None]])
-        new = ((new - self.mean) / self.std).astype(np.float32)
-        self.feats = np.concatenate([self.feats, new], axis=1)[:, -self.frames :]
-        done, self.ready = last - self.ready, last
-        keep = max(self.ready - self.w, 0) - self.mel_start
-        self.mel, self.mel_start = self.mel[keep:], self.mel_start + keep
-        return done
-
-    def window(self) -> np.ndarray | None:
-        """The latest (channels, frames, n_mels) window, or None before the first full one."""
-        return self.feats if self.feats.shape[1] == self.frames else None
-
-
-def test_audio(frontend: LogMel, seed: int = 0, n: int | None = None) -> np.ndarray:
-    """``n`` samples (default one model window) of deterministic audio (chirp + noise): real spectral
-    content, no data files."""
-    n = frontend.segment_samples if n is None else n
-    t = (np.arange(n) % frontend.segment_samples) / frontend.sample_rate  # the chirp repeats every window
-    chirp = 0.3 * np.sin(2 * np.pi * (100.0 + 3000.0 * t) * t)
-    return (chirp + 0.05 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
 # -------------------------------------------------------------------------------------- manifest
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-FRONTEND_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_eps", "delta_width",
-                 "split_band", "segment_seconds")
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def frontend_problem(fe: Any) -> str | None:
-    """Why a manifest's ``frontend`` cannot describe a working front end, or None when it can."""
-    if not isinstance(fe, dict):
-        return "'frontend' is not an object"
-    missing = [k for k in FRONTEND_KEYS if k not in fe]
-    if missing:
-        return f"'frontend' lacks {', '.join(missing)}"
-    bad = [k for k in FRONTEND_KEYS if not _is_num(fe[k])]
-    if bad:
-        return f"'frontend' value {bad[0]} is not a finite number ({fe[bad[0]]!r})"
-    ints = ("sample_rate", "n_fft", "hop_length", "n_mels", "delta_width", "split_band")
-    if any(float(fe[k]) != int(fe[k]) for k in ints):
-        return f"'frontend' needs whole numbers for {', '.join(ints)}"
-    sr, n_fft, hop, n_mels = int(fe["sample_rate"]), int(fe["n_fft"]), int(fe["hop_length"]), int(fe["n_mels"])
-    checks = [
-        (1000 <= sr <= 384000, f"sample_rate {sr} is not 1000..384000"),
-        (n_fft >= 16 and n_fft & (n_fft - 1) == 0, f"n_fft {n_fft} is not a power of two >= 16"),
-        (0 < hop <= n_fft, f"hop_length {hop} is not in 1..n_fft"),
-        (1 <= n_mels <= 1024, f"n_mels {n_mels} is not in 1..1024"),
-        (0 <= fe["fmin"] < fe["fmax"] <= sr / 2,
-         f"need 0 <= fmin < fmax <= sample_rate/2, got {fe['fmin']}..{fe['fmax']}"),
-        (fe["log_eps"] > 0, f"log_eps {fe['log_eps']} is not > 0"),
-        (fe["delta_width"] == 0 or (fe["delta_width"] >= 3 and fe["delta_width"] % 2 == 1),
-         f"delta_width {fe['delta_width']} is not 0 or an odd number >= 3"),
-        (0 < fe["split_band"] < n_mels, f"split_band {fe['split_band']} is not in 1..n_mels-1"),
-        (0 < fe["segment_seconds"] <= 60 and fe["segment_seconds"] * sr >= n_fft,
-         f"segment_seconds {fe['segment_seconds']} is not a window of at least n_fft samples (and <= 60 s)"),
-    ]
-    for ok, why in checks:
-        if not ok:
-            return f"'frontend' {why}"
-    return None
-
-
-def manifest_problem(manifest: Any) -> str | None:
-    """The one manifest validator (``predict``, ``bench`` and this runner use it): schema, types, label count
-    = model output size, sane front-end values. None when the manifest is usable."""
-    if not isinstance(manifest, dict):
-        return "not a JSON object"
-    for key in ("labels", "frontend", "normalization", "artifacts"):
-        if key not in manifest:
-            return f"lacks {key!r}"
-    labels = manifest["labels"]
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-        return "'labels' must be a list of at least 2 non-empty strings"
-    why = frontend_problem(manifest["frontend"])
-    if why:
-        return why
-    fe = manifest["frontend"]
-    channels, n_mels = (2 if fe["delta_width"] else 1), int(fe["n_mels"])
-    norm = manifest["normalization"]
-    if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
-        return "'normalization' needs 'mean' and 'std'"
-    for key in ("mean", "std"):
-        rows = norm[key]
-        if (not isinstance(rows, list) or len(rows) != channels
-                or any(not isinstance(r, list) or len(r) != n_mels for r in rows)):
-            return f"'normalization' {key} is not {channels} x {n_mels} numbers (channels x mel bands)"
-        if not all(_is_num(v) for r in rows for v in r):
-            return f"'normalization' {key} holds a value that is not a finite number"
-    if any(v <= 0 for r in norm["std"] for v in r):
-        return "'normalization' std holds a value <= 0"
-    arts = manifest["artifacts"]
-    if not isinstance(arts, dict) or not arts:
-        return "'artifacts' is empty or not an object"
-    for rel, art in arts.items():
-        if not isinstance(art, dict):
-            return f"artifact {rel!r} is not an object"
-        digest = art.get("sha256")
-        if not isinstance(digest, str) or len(digest) != 64:
-            return f"artifact {rel!r} has no sha256"
-        out = art.get("output")
-        if isinstance(out, dict) and isinstance(out.get("shape"), list) and out["shape"]:
-            if out["shape"][-1] != len(labels):
-                return f"artifact {rel!r} has {out['shape'][-1]} outputs but there are {len(labels)} labels"
-    return None
-
-
 def load_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
-    """Read manifest.json, validate it and check every listed artifact's size and SHA-256 before anything runs."""
-    path = os.path.join(export_dir, MANIFEST)
-    if os.path.isfile(export_dir):
-        raise RunnerError(f"{export_dir}: is a file; give the export folder that holds {MANIFEST}")
-    if not os.path.isdir(export_dir):
-        raise RunnerError(f"{export_dir}: export folder not found")
-    if not os.path.isfile(path):
-        raise RunnerError(f"{export_dir}: no {MANIFEST} (not an export folder; run dssdn-edge export)")
+    """The runtime layer's manifest check (schema, front end, every artifact's SHA-256), as a RunnerError."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise RunnerError(f"{path}: unreadable manifest ({exc})") from None
-    why = manifest_problem(manifest)
-    if why:
-        raise RunnerError(f"{path}: invalid manifest: {why}")
-    if verify:
-        for rel, art in manifest["artifacts"].items():
-            file = os.path.join(export_dir, rel)
-            if not os.path.isfile(file):
-                raise RunnerError(f"{file}: listed in {MANIFEST} but missing")
-            digest = sha256_file(file)
-            if digest != art.get("sha256"):
-                want = str(art.get("sha256"))[:12]
-                raise RunnerError(
-                    f"{file}: sha256 {digest[:12]}… does not match {MANIFEST} ({want}…);"
-                    " the export was modified or copied incompletely"
-                )
-    return manifest
+        return rt.manifest.read_manifest(export_dir, verify)
+    except rt.manifest.ManifestError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 def artifact_format(rel: str, art: dict[str, Any]) -> str:
@@ -504,7 +225,7 @@ AUDIO_LAYOUT = "audio (batch, samples): 1-s window + its context"
 def open_runtime(rel: str, runtime: str, path: str, threads: int, channels: int, layout: str | None) -> Any:
     """The artifact in the named runtime, through the one runtime layer (``dssdn_edge.runtime.core``)."""
     if rt is None:
-        raise RunnerError("the runtime module (dssdn_runtime.py) is missing beside runner.py", EXIT_NO_RUNTIME)
+        raise RunnerError(f"the runtime package ({DEVICE_RUNTIME_NAME}/) is missing beside runner.py", EXIT_NO_RUNTIME)
     if runtime == "onnxruntime":
         return rt.Onnx(path, threads=threads, layout=layout, channels=channels)
     if rel.endswith(AUDIO_SUFFIX):
@@ -512,13 +233,13 @@ def open_runtime(rel: str, runtime: str, path: str, threads: int, channels: int,
     return rt.LiteRT(path, threads=threads, engine=runtime, layout=layout, channels=channels)
 
 
-def feed(model: Any, pipeline: Pipeline) -> np.ndarray:
+def feed(model: Any, pipeline: Any) -> np.ndarray:
     """The model input for the pipeline's 1 s of test audio: its features, prepared. A waveform-in file
     takes a 1-s window plus the context its frames read (18304 samples at the defaults), so the test audio
     is cut to the input tensor's own length."""
     if not _feeds_features(model):
         n = int(model.input_shape[-1])
-        return np.ascontiguousarray(test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
+        return np.ascontiguousarray(rt.logmel.test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
     return model.prepare(pipeline.features(pipeline.audio))
 
 
@@ -533,29 +254,6 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
         fn()
         out.append((time.perf_counter() - t0) * 1e3)
     return out
-
-
-class Pipeline:
-    """The pieces shared by every backend: front end, normalisation, test audio, labels."""
-
-    def __init__(self, manifest: dict[str, Any]) -> None:
-        self.frontend = LogMel(manifest["frontend"])
-        norm = manifest["normalization"]
-        self.mean = np.asarray(norm["mean"], np.float32)[:, None, :]
-        self.std = np.asarray(norm["std"], np.float32)[:, None, :]
-        self.labels = list(manifest.get("labels") or [])
-        self.audio = test_audio(self.frontend)
-        self.seconds = len(self.audio) / self.frontend.sample_rate
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        return self.normalise(self.frontend.features(audio))
-
-    def normalise(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats - self.mean) / self.std).astype(np.float32)
-
-    def label(self, logits: np.ndarray) -> str:
-        k = int(np.argmax(logits))
-        return self.labels[k] if k < len(self.labels) else str(k)
 
 
 STAGES = ("frontend", "normalise_quantise", "invoke", "dequantise_softmax_average")
@@ -573,7 +271,7 @@ def _feeds_features(model: Any) -> bool:
     return model.layout != "audio"
 
 
-def stage_times(backend: Any, pipeline: Pipeline, runs: int, warmup: int,
+def stage_times(backend: Any, pipeline: Any, runs: int, warmup: int,
                 audio_input: np.ndarray | None = None) -> dict[str, Any]:
     """1 s of audio -> label, each stage timed in the same loop iteration: front end (log-mel + delta),
     normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
@@ -600,7 +298,7 @@ def stage_times(backend: Any, pipeline: Pipeline, runs: int, warmup: int,
     return out
 
 
-def stream_cost(backend: Any, pipeline: Pipeline, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
+def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
                 warmup: int = 4) -> dict[str, Any] | None:
     """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
     are computed (``StreamingFeatures``), the latest 1-s window is classified every hop. Per-hop stage times
@@ -612,8 +310,8 @@ def stream_cost(backend: Any, pipeline: Pipeline, hops: int, hop_seconds: float 
     if hop < fe.hop:
         raise RunnerError(f"stream hop {hop_seconds} s is shorter than one frame hop")
     first = -(-fe.segment_samples // hop)  # hops until the first full window
-    audio = test_audio(fe, n=(first + warmup + hops) * hop)
-    stream = StreamingFeatures(fe, pipeline.mean, pipeline.std)
+    audio = rt.logmel.test_audio(fe, n=(first + warmup + hops) * hop)
+    stream = rt.logmel.StreamingFeatures(fe, pipeline.mean, pipeline.std)
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     done = 0
     for i in range(len(audio) // hop):
@@ -648,7 +346,7 @@ def stream_cost(backend: Any, pipeline: Pipeline, hops: int, hop_seconds: float 
     }
 
 
-def bench_backend(make: Callable[[], Any], pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int) -> dict[str, Any]:
     """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
     streaming path."""
     t0 = time.perf_counter()
@@ -754,7 +452,7 @@ def run_benchmark(
     manifest = load_manifest(export_dir)
     info = probe()
     chosen = resolve_runtimes(runtimes, info["runtimes"])
-    pipeline = Pipeline(manifest)
+    pipeline = rt.logmel.Pipeline(manifest)
     channels = pipeline.frontend.channels
     jobs: list[tuple[str, str, Callable[[], Any]]] = []
     for rel, runtime in plan(manifest, chosen):
@@ -768,7 +466,7 @@ def run_benchmark(
             "name": manifest.get("name"),
             "dir": os.path.abspath(export_dir),
             "verified": True,
-            "manifest_sha256": sha256_file(os.path.join(export_dir, MANIFEST)),
+            "manifest_sha256": rt.manifest.sha256_file(os.path.join(export_dir, MANIFEST)),
             "complexity": manifest.get("complexity", {}),
             "frontend": manifest["frontend"],
         },
@@ -784,7 +482,7 @@ def run_benchmark(
         fe = time_calls(lambda: pipeline.features(pipeline.audio), runs, warmup)
         per_s = [s / pipeline.seconds for s in fe]
         result["frontend"] = {
-            "implementation": "numpy (runner.LogMel)",
+            "implementation": "numpy (runtime.logmel.LogMel)",
             "audio_seconds": pipeline.seconds,
             "ms_per_second": summarize(per_s),
             "samples_ms": [round(s, 6) for s in per_s],

@@ -49,9 +49,9 @@ import torch
 from torch import nn
 
 from .. import runtime
-from ..data import pad_to_window, silent_frames, window_starts
 from ..errors import ExportError
 from ..frontend import Frontend, FrontendConfig, Normalization, frame_view
+from ..windows import clip_starts, context_windows, edge_windows, pad_to_window
 from . import tflite as tflite_mod
 
 AUDIO_SUFFIX = ".audio.tflite"
@@ -338,44 +338,6 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def clip_starts(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> list[int]:
-    """First frames of the windows ``predict`` and the evaluation classify in a clip: every ``stride``
-    frames, all-silent windows skipped, a clip shorter than one window counted as zero-padded to one."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return window_starts(silent_frames(audio, cfg), cfg.segment_frames, stride)
-
-
-def audio_windows(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> np.ndarray:
-    """(k, context samples): the phone file's inputs for a mono clip's windows at ``clip_starts``."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return context_windows(audio, clip_starts(audio, cfg, stride), cfg)
-
-
-def context_windows(audio: np.ndarray, starts: list[int] | np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """(k, context samples): for the window whose first frame is s, the samples
-    [s·hop - context_offset, s·hop - context_offset + context_samples) of ``audio`` (the clip as the front end
-    sees it, ``pad_to_window``), zeros outside it. Those zeros are exactly the offline front end's centre
-    padding, so every frame's log-mel equals the whole clip's."""
-    n, lead, hop = cfg.context_samples, cfg.context_offset, cfg.hop_length
-    out = np.zeros((len(starts), n), np.float32)
-    for k, s in enumerate(starts):
-        a = int(s) * hop - lead
-        lo, hi = max(a, 0), min(a + n, len(audio))
-        if hi > lo:
-            out[k, lo - a : hi - a] = audio[lo:hi]
-    return out
-
-
-def edge_windows(starts: list[int] | np.ndarray, n_samples: int, cfg: FrontendConfig) -> np.ndarray:
-    """Per window: does its delta read past the clip's first or last frame (``n_samples`` after
-    ``pad_to_window``)? Only there the two paths differ: the offline front end replicates the edge frame,
-    the phone file reads the frame the context gives (audio on one side, zeros on the other)."""
-    w = cfg.delta_width // 2
-    frames = 1 + n_samples // cfg.hop_length
-    s = np.asarray(starts, np.int64)
-    return (s - w < 0) | (s + cfg.segment_frames + w > frames)
-
-
 # ------------------------------------------------------------------------------------------- checks
 FRONTEND_TOL = 1e-4  # log10 units: the C twin's float32 bound (tests/test_frontend_c.py)
 FRONTEND_RANGE = 6.0  # ... held on the bands within 6 log10 units (60 dB) of their frame's loudest band
@@ -641,7 +603,7 @@ def input_length(cfg: FrontendConfig) -> dict[str, Any]:
 
 
 def metadata_info(ckpt: Any, body: str) -> Any:
-    from .. import __version__
+    from ..version import __version__
     from .metadata import AudioClassifierInfo
 
     cfg = ckpt.frontend_config

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__, runtime
+from .. import runtime
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..complexity import measure
 from ..data import Dataset, clip_features
@@ -36,6 +36,7 @@ from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
+from ..version import __version__
 from . import calibration as calib_mod
 from . import cpu_layout
 from . import manifest as manifest_mod

@@ -26,6 +26,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from . import logmel, manifest
 from .core import (
     AUDIO_SUFFIX,
     DEFAULT_THREADS,
@@ -66,6 +67,8 @@ __all__ = [
     "infer_layout",
     "kind_of",
     "load",
+    "logmel",
+    "manifest",
     "log_scores",
     "native_output",
     "planner_estimate",
