@@ -36,7 +36,7 @@ from ..model import SIZES, resolve_name
 from ..progress import progress
 from ..version import __version__
 from . import calibration as calib_mod
-from . import cpu_layout
+from . import cpu_layout, sources
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
@@ -53,7 +53,7 @@ from .fuse import (
     fuse_model,
 )
 from .quality import Reference, Runner, build_reference, check_fp32, quality, run_all, torch_runner
-from .sources import EVAL_STRIDE, load_eval_set
+from .sources import EVAL_STRIDE, WindowSet
 
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
 
@@ -199,7 +199,7 @@ class _Builder:
         ckpt: Checkpoint,
         staging: Path,
         int8: bool,
-        calib: calib_mod.CalibrationSet | None,
+        calib: WindowSet | None,
         ref: Reference,
     ) -> None:
         self.ckpt, self.staging, self.int8, self.calib, self.ref = ckpt, staging, int8, calib, ref
@@ -485,8 +485,8 @@ def _export(
     torch.set_num_threads(1)  # deterministic and, on a busy small CPU, many times faster
     try:
         _seed()
-        calib = calib_mod.choose_source(ckpt, calib_dir) if int8 else None
-        evalset = load_eval_set(ckpt, eval_dir)
+        calib = sources.source_windows(ckpt, "calibration", calib_dir) if int8 else None
+        evalset = sources.source_windows(ckpt, "evaluation", eval_dir)
         ref = build_reference(ckpt, evalset, calib)
         builder = _Builder(ckpt, staging, int8, calib, ref)
         if "onnx" in formats:
@@ -510,7 +510,7 @@ def _export(
     return ExportResult(out_dir, manifest_mod.load_manifest(out_dir))
 
 
-def _manifest(ckpt: Checkpoint, calib: calib_mod.CalibrationSet | None, builder: _Builder) -> dict[str, Any]:
+def _manifest(ckpt: Checkpoint, calib: WindowSet | None, builder: _Builder) -> dict[str, Any]:
     complexity = measure(ckpt.model, ckpt.frontend_config).to_dict()
     if builder.graph_macs is not None:
         complexity["graph_macs"] = int(sum(builder.graph_macs.values()))
@@ -590,7 +590,7 @@ def save_calibration(name_or_checkpoint: str | Path | Checkpoint, path: str | Pa
 
 
 def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
-    calib = calib_mod.fold4_windows(ckpt)
+    calib = sources.fold4_windows(ckpt)
     fe = ckpt.frontend_config
     example = torch.zeros(1, fe.channels, fe.segment_frames, fe.n_mels)
     fused = fuse_model(ckpt.model, n_bands=ckpt.frontend_config.n_mels)

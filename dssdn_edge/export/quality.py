@@ -27,10 +27,9 @@ from ..evaluate import mean_by_clip
 from ..frontend import Frontend, FrontendConfig, Normalization, frame_view
 from ..progress import progress
 from ..windows import clip_starts, context_windows, edge_windows, pad_to_window
-from .calibration import CalibrationSet
 from .manifest import NO_AUDIO
 from .metadata import FEATURES_NAME, LOGMEL_NAME
-from .sources import EvalSet
+from .sources import WindowSet
 
 FP32_TOLERANCE = 1e-3  # an fp32 artifact further than this from torch is a broken conversion
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -54,13 +53,13 @@ class Reference:
     windows: np.ndarray
     logits: np.ndarray
     windows_source: str
-    evalset: EvalSet | None
+    evalset: WindowSet | None
     accuracy: float | None
     accuracy_source: str
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def clip_accuracy(logits: np.ndarray, ev: EvalSet) -> float:
+def clip_accuracy(logits: np.ndarray, ev: WindowSet) -> float:
     clip = mean_by_clip(logits, ev.clip_of_window, len(ev.targets))
     return float((clip.argmax(1) == ev.targets).mean())
 
@@ -104,7 +103,7 @@ def quality(ref: Reference, logits: np.ndarray) -> dict[str, Any]:
 
 
 def build_reference(
-    ckpt: Checkpoint, evalset: EvalSet | None, calib: CalibrationSet | None
+    ckpt: Checkpoint, evalset: WindowSet | None, calib: WindowSet | None
 ) -> Reference:
     model = ckpt.model.eval()
     if evalset is not None:
