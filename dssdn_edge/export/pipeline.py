@@ -10,14 +10,11 @@ depends on time or randomness, so exporting twice gives byte-identical files.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
-import os
 import platform
 import random
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from . import cpu_layout, sources
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
+from . import staging as staging_mod
 from . import tflite as tflite_mod
 from . import tflm as tflm_mod
 from .fuse import (
@@ -118,60 +116,6 @@ def normalise_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
             f"unknown export format {bad[0] if bad else '(none)'!r}; choose from {', '.join(FORMATS)}"
         )
     return tuple(f for f in FORMATS if f in items)
-
-
-# ----------------------------------------------------------------------------------------- staging
-def _staging_dir(out_dir: Path, force: bool) -> Path:
-    """A hidden sibling folder unique to this process, where the export is built before it is renamed."""
-    if out_dir.exists() and not force:
-        raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir}: exists and is not a folder")
-    staging = out_dir.parent / f".{out_dir.name}.partial{os.getpid()}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-    except OSError as exc:
-        raise ExportError(
-            f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})"
-        ) from None
-    return staging
-
-
-@contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
-    except OSError as exc:
-        raise ExportError(f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExportError(f"{out_dir}: another export into this folder is running; wait for it") from None
-        yield
-    finally:
-        fh.close()
-        lock_path.unlink(missing_ok=True)
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    old = out_dir.parent / f".{out_dir.name}.old{os.getpid()}"
-    try:
-        if out_dir.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            out_dir.rename(old)
-        staging.rename(out_dir)
-    except OSError as exc:
-        raise ExportError(f"{out_dir}: cannot move the finished export into place ({exc.strerror})") from None
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _seed() -> None:
@@ -472,7 +416,7 @@ def export_model(
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
     ckpt = resolve_checkpoint(name_or_checkpoint)
-    with _exclusive(out_dir):
+    with staging_mod.exclusive(out_dir):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
 
 
@@ -480,7 +424,7 @@ def _export(
     ckpt: Checkpoint, out_dir: Path, formats: tuple[str, ...], int8: bool, calib_dir: str | Path | None,
     eval_dir: str | Path | None, force: bool,
 ) -> ExportResult:
-    staging = _staging_dir(out_dir, force)
+    staging = staging_mod.staging_dir(out_dir, force)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # deterministic and, on a busy small CPU, many times faster
     try:
@@ -502,7 +446,7 @@ def _export(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
         )
         manifest_mod.write_manifest(staging, manifest, builder.artifacts)
-        _publish(staging, out_dir)
+        staging_mod.publish(staging, out_dir)
     finally:
         torch.set_num_threads(threads)
         if staging.exists():
