@@ -50,7 +50,7 @@ from .fuse import (
     equalize,
     fuse_model,
 )
-from .quality import Reference, Runner, build_reference, check_fp32, quality, run_all, torch_runner
+from .quality import Reference, Runner, build_reference, check_fp32, quality, run_all, torch_fp32
 from .sources import EVAL_STRIDE, WindowSet
 
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
@@ -156,7 +156,7 @@ class _Builder:
         self.gains = self._equalize() if int8 else {}
         self.biases = self._bias_corrections() if int8 else {}
         self.fused_int8 = correct_biases(self.fused, self.biases) if int8 else self.fused
-        self.fused_run = torch_runner(self.fused)
+        self.fused_run = torch_fp32(self.fused)
         self.graph_macs: dict[str, int] | None = None
         self.bodies: dict[str, bytes] = {}
         self._check_fusion()
@@ -186,7 +186,7 @@ class _Builder:
 
     def _check_fusion(self) -> None:
         x = np.random.default_rng(1).standard_normal((4, *self.shape[1:])).astype(np.float32)
-        err = float(np.abs(torch_runner(self.ckpt.model)(x) - self.fused_run(x)).max())
+        err = float(np.abs(torch_fp32(self.ckpt.model)(x) - self.fused_run(x)).max())
         if not err <= 1e-4:
             raise ExportError(f"{self.ckpt.path}: fused export graph differs from the model by {err:.3g}")
 

@@ -41,8 +41,8 @@ def run_all(runner: Runner, windows: np.ndarray, desc: str, chunk: int = 64) -> 
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 
-def torch_runner(model: nn.Module) -> Runner:
-    """The model in the runtime layer, torch's own thread setting kept (the export's reference numbers)."""
+def torch_fp32(model: nn.Module) -> runtime.Runtime:
+    """The torch model in the runtime layer with torch's own thread setting (export pins it for the run)."""
     return runtime.load(model, kind="torch", threads=None)
 
 
@@ -107,14 +107,14 @@ def build_reference(
 ) -> Reference:
     model = ckpt.model.eval()
     if evalset is not None:
-        logits = run_all(torch_runner(model), evalset.windows, "torch fp32 (fold 5)").astype(np.float64)
+        logits = run_all(torch_fp32(model), evalset.windows, "torch fp32 (fold 5)").astype(np.float64)
         return Reference(
             evalset.windows, logits, evalset.source, evalset, clip_accuracy(logits, evalset), evalset.source
         )
     card = ckpt.meta.get("metrics", {}).get("test_accuracy")
     windows = calib.windows if calib is not None and calib.windows.ndim == 4 else np.zeros((0,), np.float32)
     source = f"calibration windows ({calib.source})" if len(windows) else NO_AUDIO
-    logits = run_all(torch_runner(model), windows, "torch fp32") if len(windows) else np.zeros((0,))
+    logits = run_all(torch_fp32(model), windows, "torch fp32") if len(windows) else np.zeros((0,))
     return Reference(windows, logits.astype(np.float64), source, None, card, "model card")
 
 
