@@ -500,8 +500,8 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
     on; the exit status is 1 if any file failed."""
     import json
 
+    from .labels import safe_label
     from .predict import Predictor
-    from .validate import safe_label
 
     predictor = Predictor.from_path(model_path)
     if stream:
@@ -526,7 +526,7 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
 def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: bool) -> int:
     import json
 
-    from .validate import safe_label
+    from .labels import safe_label
 
     failed = 0
     for path in audio:

@@ -18,38 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .labels import label_problem, safe_label
+
+__all__ = ["check_checkpoint", "label_problem", "safe_label"]
 
 MAX_HEADER_BYTES = 16 << 20  # a safetensors header of a model this size is a few kB
-MAX_LABELS = 1000
 MAX_WIDTH = 4096  # channels of one layer; the shipped models use <= 192
-
-
-def label_problem(labels: Any, outputs: int | None = None) -> str | None:
-    """None for usable labels; else why not (one line)."""
-    if not isinstance(labels, list) or len(labels) < 2:
-        return "'labels' must be a list of at least 2 names"
-    if len(labels) > MAX_LABELS:
-        return f"{len(labels)} labels; at most {MAX_LABELS} are supported"
-    for i, lab in enumerate(labels):
-        if not isinstance(lab, str) or not lab.strip():
-            return f"label {i} is empty or not a string"
-        if not lab.isprintable():
-            return f"label {i} ({safe_label(lab)}) holds a control or non-printable character"
-    seen: dict[str, int] = {}
-    for i, lab in enumerate(labels):
-        if lab in seen:
-            return f"label {safe_label(lab)} appears twice (positions {seen[lab]} and {i})"
-        seen[lab] = i
-    if outputs is not None and outputs != len(labels):
-        return f"{len(labels)} labels for a model with {outputs} outputs"
-    return None
-
-
-def safe_label(text: str) -> str:
-    """``text`` safe for one line of output: control and other non-printable characters escaped."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def normalization_problem(norm: Any, channels: int, n_mels: int) -> str | None:
