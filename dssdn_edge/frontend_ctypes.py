@@ -99,6 +99,17 @@ class FeatureLibrary:
     def stream(self, params: ctypes.Structure | None = None) -> FeatureStream:
         return FeatureStream(self, params)
 
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Mono audio → unnormalised (channels, frames, n_mels) float32: ``Frontend.features`` in C."""
+        stream = self.stream()
+        frames = np.concatenate([stream.push(audio), stream.flush()])
+        return np.ascontiguousarray(frames.transpose(1, 0, 2))
+
+    def features_int8(self, audio: np.ndarray, params: ctypes.Structure) -> np.ndarray:
+        """Mono audio → the model's int8 input rows (frames, n_mels, channels), normalised and quantised in C."""
+        stream = self.stream(params)
+        return np.concatenate([stream.push_int8(audio), stream.flush_int8()])
+
     def quantize(self, frames: np.ndarray, params: ctypes.Structure) -> np.ndarray:
         """(n, channels, n_mels) float features → (n, n_mels, channels) int8 rows, by the C code alone."""
         frames = np.ascontiguousarray(frames, np.float32).reshape(-1, self.channels, self.n_mels)
@@ -169,3 +180,39 @@ class FeatureStream:
         out = self._call(None, True)
         self.closed = True
         return out
+
+
+class WindowStream:
+    """The newest ``frames`` int8 rows of a stream, as the (frames, n_mels, channels) block an NHWC model takes:
+    what an always-on device classifies every hop. Rows go into a buffer twice the window long, so a window is
+    always one contiguous slice and a hop copies only its new rows (plus one window's worth per wrap)."""
+
+    def __init__(self, library: FeatureLibrary, params: ctypes.Structure, frames: int) -> None:
+        self.stream = library.stream(params)
+        self.frames = frames
+        self._buf = np.zeros((2 * frames, library.n_mels, library.channels), np.int8)
+        self._end = 0  # rows written into _buf
+        self.total = 0  # rows seen in the stream
+
+    def push(self, chunk: np.ndarray) -> int:
+        """Add samples; return how many rows they completed."""
+        rows = self.stream.push_int8(chunk)
+        n = len(rows)
+        if n >= self.frames:
+            self._buf[: self.frames] = rows[-self.frames :]
+            self._end = self.frames
+        elif n:
+            if self._end + n > len(self._buf):
+                keep = self.frames - n
+                self._buf[:keep] = self._buf[self._end - keep : self._end]
+                self._end = keep
+            self._buf[self._end : self._end + n] = rows
+            self._end += n
+        self.total += n
+        return n
+
+    def window(self) -> np.ndarray | None:
+        """The newest ``frames`` rows (a view, valid until the next push), or None before there are as many."""
+        if self.total < self.frames:
+            return None
+        return self._buf[self._end - self.frames : self._end]

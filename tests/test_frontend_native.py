@@ -137,6 +137,29 @@ def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFro
     assert (want == 127).any() and (want == -128).any()
 
 
+def test_window_stream_gives_the_newest_rows_every_hop(native: NativeFrontend, audios: list) -> None:
+    """What an always-on device classifies every hop: the newest 51 int8 rows, equal to the offline rows."""
+    from dssdn_edge.frontend_ctypes import WindowStream
+
+    mi = _model_input(3, 0.047058824, 2)
+    audio = np.concatenate(audios[:2])
+    offline = native.features_int8(audio, mi)
+    ws = WindowStream(native.library, native.params(mi), CFG.segment_frames)
+    seen = 0
+    for hop in (8000, 100, 33000, 320, 7999, 20000):  # under a frame, over a window, across the buffer's wrap
+        for _ in range(3):
+            chunk, seen = audio[seen : seen + hop], seen + hop
+            ws.push(chunk)
+            window = ws.window()
+            if ws.total < CFG.segment_frames:
+                assert window is None
+            else:
+                assert np.array_equal(window, offline[ws.total - CFG.segment_frames : ws.total])
+    # before the end padding of a flush: the frames whose window is complete, less the delta's look-ahead
+    complete = 1 + (len(audio) + CFG.n_fft // 2 - CFG.n_fft) // CFG.hop_length
+    assert ws.total == complete - CFG.delta_width // 2 and seen > len(audio)
+
+
 def test_int8_windows_equal_numpys_on_every_fold5_window(
     native: NativeFrontend, data_root: Path, shared_small_export: Path
 ) -> None:
