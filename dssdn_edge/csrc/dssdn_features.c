@@ -151,34 +151,44 @@ static const float *mel_at(const dssdn_features_t *st, int dist)
 }
 
 /* Emit the feature frame whose log-mel frame is d frames older than the newest. Newer than the newest is the
- * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). */
+ * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). Band by band,
+ * straight into the outputs: no frame-sized buffer on the stack. */
 static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
 {
     const float *mel = mel_at(st, d);
-    float row[DSSDN_FRAME_VALUES];
-    float *dst = out_float != NULL ? out_float : row;
-    memcpy(dst, mel, sizeof(float) * DSSDN_N_MELS);
+    int b, c;
 #if W > 0
-    {
-        const float *up[W], *lo[W];
-        const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
-        int k, b;
-        for (k = 1; k <= W; k++) {
-            const int du = d - k, dl = d + k;
-            up[k - 1] = mel_at(st, du < 0 ? 0 : du);
-            lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
-        }
-        for (b = 0; b < DSSDN_N_MELS; b++) {
+    const float *up[W], *lo[W];
+    const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
+    int k;
+    for (k = 1; k <= W; k++) {
+        const int du = d - k, dl = d + k;
+        up[k - 1] = mel_at(st, du < 0 ? 0 : du);
+        lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
+    }
+#endif
+    for (b = 0; b < DSSDN_N_MELS; b++) {
+        float v[DSSDN_CHANNELS];
+        v[0] = mel[b];
+#if W > 0
+        {
             float acc = 0.0f;
             for (k = 1; k <= W; k++) {
                 acc += (float)k * (up[k - 1][b] - lo[k - 1][b]);
             }
-            dst[DSSDN_N_MELS + b] = acc / denom;
+            v[1] = acc / denom;
         }
-    }
 #endif
-    if (out_int8 != NULL) {
-        dssdn_features_quantize(st->input, dst, out_int8);
+        if (out_float != NULL) {
+            for (c = 0; c < DSSDN_CHANNELS; c++) {
+                out_float[c * DSSDN_N_MELS + b] = v[c];
+            }
+        }
+        if (out_int8 != NULL) {
+            for (c = 0; c < DSSDN_CHANNELS; c++) {
+                out_int8[b * DSSDN_CHANNELS + c] = quantize_value(st->input, v[c], c, b);
+            }
+        }
     }
 }
 
