@@ -85,7 +85,7 @@ def audio_files(folder: Path) -> list[Path]:
 
 def audio_dir_windows(ckpt: Checkpoint, folder: str | Path, limit: int = MAX_WINDOWS) -> CalibrationSet:
     """1-s windows (stride half a window) of every readable audio file under ``folder``."""
-    from ..predict import clip_windows  # one window-cutting rule for calibration and prediction
+    from ..windows import clip_windows  # one window-cutting rule for calibration and prediction
 
     folder = Path(folder)
     if not folder.exists():

@@ -48,9 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import pad_to_window, silent_frames, window_starts
+from .. import runtime
 from ..errors import ExportError
 from ..frontend import Frontend, FrontendConfig, Normalization, frame_view
+from ..windows import clip_starts, context_windows, edge_windows, pad_to_window
 from . import tflite as tflite_mod
 
 AUDIO_SUFFIX = ".audio.tflite"
@@ -331,98 +332,10 @@ def _name_logmel(g: _Graph) -> None:
         g.tensors[_ints(users[0].outputs)[0]].name = LOGMEL_NAME
 
 
-# ------------------------------------------------------------------------------------------------ run
-class AudioRunner:
-    """Runs a waveform-in .tflite on (k, samples) float windows with LiteRT; returns (k, N) scores."""
-
-    def __init__(self, model_bytes: bytes, preserve_all_tensors: bool = False) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        with tflite_mod.native_quiet() as log:
-            try:
-                self.interpreter = Interpreter(
-                    model_content=model_bytes,
-                    num_threads=1,
-                    experimental_preserve_all_tensors=preserve_all_tensors,
-                    experimental_op_resolver_type=(
-                        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if preserve_all_tensors
-                        else OpResolverType.AUTO
-                    ),
-                )
-                self.interpreter.allocate_tensors()
-            except (RuntimeError, ValueError) as exc:
-                raise ValueError(str(exc).splitlines()[0] if str(exc) else log.getvalue()[:200]) from None
-        inp = self.interpreter.get_input_details()
-        out = self.interpreter.get_output_details()
-        if len(inp) != 1 or inp[0]["dtype"] != np.float32 or len(inp[0]["shape"]) != 2:
-            raise ValueError("not a waveform-in model (expected one float32 [1, samples] input)")
-        self._in, self._out = inp[0]["index"], out[0]["index"]
-        self.samples = int(inp[0]["shape"][1])
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        outs = []
-        for w in np.asarray(windows, np.float32).reshape(-1, self.samples):
-            self.interpreter.set_tensor(self._in, w[None])
-            self.interpreter.invoke()
-            outs.append(self.interpreter.get_tensor(self._out)[0].copy())
-        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
-
-    def tensor(self, name: str) -> np.ndarray:
-        """A named intermediate tensor of the last invoke (needs ``preserve_all_tensors``)."""
-        for d in self.interpreter.get_tensor_details():
-            if d["name"] == name:
-                return self.interpreter.get_tensor(d["index"])
-        raise KeyError(name)
-
-
-def log_scores(scores: np.ndarray) -> np.ndarray:
-    """Log of softmax scores: logits up to a per-window constant, so their mean over a clip's windows
-    ranks classes exactly as the mean of the logits does (what ``predict`` and the evaluation average)."""
-    return np.log(np.maximum(np.asarray(scores, np.float64), np.finfo(np.float32).tiny))
-
-
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, np.float64)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
-def clip_starts(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> list[int]:
-    """First frames of the windows ``predict`` and the evaluation classify in a clip: every ``stride``
-    frames, all-silent windows skipped, a clip shorter than one window counted as zero-padded to one."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return window_starts(silent_frames(audio, cfg), cfg.segment_frames, stride)
-
-
-def audio_windows(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> np.ndarray:
-    """(k, context samples): the phone file's inputs for a mono clip's windows at ``clip_starts``."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return context_windows(audio, clip_starts(audio, cfg, stride), cfg)
-
-
-def context_windows(audio: np.ndarray, starts: list[int] | np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """(k, context samples): for the window whose first frame is s, the samples
-    [s·hop - context_offset, s·hop - context_offset + context_samples) of ``audio`` (the clip as the front end
-    sees it, ``pad_to_window``), zeros outside it. Those zeros are exactly the offline front end's centre
-    padding, so every frame's log-mel equals the whole clip's."""
-    n, lead, hop = cfg.context_samples, cfg.context_offset, cfg.hop_length
-    out = np.zeros((len(starts), n), np.float32)
-    for k, s in enumerate(starts):
-        a = int(s) * hop - lead
-        lo, hi = max(a, 0), min(a + n, len(audio))
-        if hi > lo:
-            out[k, lo - a : hi - a] = audio[lo:hi]
-    return out
-
-
-def edge_windows(starts: list[int] | np.ndarray, n_samples: int, cfg: FrontendConfig) -> np.ndarray:
-    """Per window: does its delta read past the clip's first or last frame (``n_samples`` after
-    ``pad_to_window``)? Only there the two paths differ: the offline front end replicates the edge frame,
-    the phone file reads the frame the context gives (audio on one side, zeros on the other)."""
-    w = cfg.delta_width // 2
-    frames = 1 + n_samples // cfg.hop_length
-    s = np.asarray(starts, np.int64)
-    return (s - w < 0) | (s + cfg.segment_frames + w > frames)
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -442,7 +355,7 @@ def frontend_error(model_bytes: bytes, cfg: FrontendConfig, windows: np.ndarray)
     """In-graph log-mel (tensor ``logmel``: every frame of the input, window and context) vs the numpy front
     end on the same samples framed the same way: the largest error on the bands within ``FRONTEND_RANGE`` of
     their frame's peak (the C twin's float32 criterion) and over all values."""
-    runner = AudioRunner(model_bytes, preserve_all_tensors=True)
+    runner = runtime.load(model_bytes, kind="audio-tflite", delegate="none", preserve_all_tensors=True)
     fe = Frontend(cfg)
     near, overall = 0.0, 0.0
     for w in np.asarray(windows, np.float32):
@@ -473,7 +386,7 @@ def feature_error(
     delta whose frames all are within ``delta_gain`` × that, on every window — except the delta of a clip's
     first and last w frames, where the offline path replicates the edge frame and the phone file reads the
     real context; that difference is measured apart (``clip_edge_delta``)."""
-    runner = AudioRunner(model_bytes, preserve_all_tensors=True)
+    runner = runtime.load(model_bytes, kind="audio-tflite", delegate="none", preserve_all_tensors=True)
     fe = Frontend(cfg)
     w, seg = cfg.delta_width // 2, cfg.segment_frames
     std = np.asarray(norm.std, np.float64)[:, None, :]
@@ -630,12 +543,12 @@ def measure_phone(model_bytes: bytes, body: bytes, evaluation: PhoneEvaluation) 
     from .pipeline import clip_accuracy, quality, run_all
 
     ev = evaluation.reference.evalset
-    scores = run_all(AudioRunner(model_bytes), evaluation.audio, "phone file (fold 5 audio)")
-    mine = log_scores(scores)
+    scores = run_all(runtime.load(model_bytes, kind="audio-tflite"), evaluation.audio, "phone file (fold 5 audio)")
+    mine = runtime.log_scores(scores)
     q = quality(evaluation.reference, mine)
     q["vs"] = ("fp32 torch on the features-in windows (whole-clip features), log-probabilities: the file "
                "outputs softmax scores")
-    body_logits = run_all(tflite_mod.LiteRTRunner(body), evaluation.reference.windows, "features-in body (fold 5)")
+    body_logits = run_all(runtime.load(body, kind="tflite"), evaluation.reference.windows, "features-in body (fold 5)")
     body_acc = clip_accuracy(body_logits, ev)
     same = mine.argmax(1) == body_logits.argmax(1)
     edge = evaluation.edge
@@ -690,7 +603,7 @@ def input_length(cfg: FrontendConfig) -> dict[str, Any]:
 
 
 def metadata_info(ckpt: Any, body: str) -> Any:
-    from .. import __version__
+    from ..version import __version__
     from .metadata import AudioClassifierInfo
 
     cfg = ckpt.frontend_config

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import runtime
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..complexity import measure
 from ..data import Dataset, clip_features
@@ -36,6 +36,7 @@ from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
+from ..version import __version__
 from . import calibration as calib_mod
 from . import cpu_layout
 from . import manifest as manifest_mod
@@ -182,11 +183,8 @@ def run_all(runner: Runner, windows: np.ndarray, desc: str, chunk: int = 64) -> 
 
 
 def torch_runner(model: nn.Module) -> Runner:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
-
-    return run
+    """The model in the runtime layer, torch's own thread setting kept (the export's reference numbers)."""
+    return runtime.load(model, kind="torch", threads=None)
 
 
 @dataclass
@@ -419,7 +417,7 @@ class _Builder:
         fp32 = onnx_mod.export_fp32(self.fused, self.example)
         rel = self.name(".onnx")
         self.write(rel, fp32)
-        runner = onnx_mod.OnnxRunner(fp32, rel)
+        runner = onnx_mod.open_onnx(fp32, rel)
         io = {"shape": list(self.shape), "dtype": "float32", "scale": None, "zero_point": None}
         out = {"shape": [1, len(self.ckpt.labels)], "dtype": "float32", "scale": None, "zero_point": None}
         base = {
@@ -451,7 +449,7 @@ class _Builder:
             **base,
             "precision": "int8 QDQ (per-channel 7-bit-range weights, per-tensor activations)",
             "ops": onnx_mod.op_counts(int8),
-            "quality": self.measure(onnx_mod.OnnxRunner(int8, rel8), "onnx int8"),
+            "quality": self.measure(onnx_mod.open_onnx(int8, rel8), "onnx int8"),
         }
 
     def _onnx_calibrated(self, fp32: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -475,7 +473,7 @@ class _Builder:
         if write_files:
             rel = self.name(".tflite")
             self.write(rel, fp32)
-            runner = tflite_mod.LiteRTRunner(fp32)
+            runner = runtime.load(fp32, kind="tflite")
             self.artifacts[rel] = self._tflite_entry(
                 fp32,
                 "fp32",
@@ -499,7 +497,7 @@ class _Builder:
                 int8,
                 "int8 (full integer: weights, activations, I/O)",
                 {"float_tensors": 0, "size": tflite_mod.size_breakdown(int8),
-                 "quality": self.measure(tflite_mod.LiteRTRunner(int8), "tflite int8")},
+                 "quality": self.measure(runtime.load(int8, kind="tflite"), "tflite int8")},
             )
             packed, how = cpu_layout.pack_pixels(int8)
             rel_p = self.name(cpu_layout.SUFFIX)
@@ -544,25 +542,23 @@ class _Builder:
 
     # -- C / TFLM -----------------------------------------------------------------------------------
     def mcu(self, model: bytes) -> None:
-        runner = tflm_mod.TflmRunner(model, "TFLite Micro")
-        litert = tflite_mod.LiteRTRunner(model)
+        micro = tflm_mod.open_tflm(model, "TFLite Micro")
+        litert = runtime.load(model, kind="tflite")
         windows = self.ref.windows[:: max(1, len(self.ref.windows) // TFLM_WINDOWS)][:TFLM_WINDOWS]
         inputs_are_real = len(windows) > 0
         if not inputs_are_real:
             windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
         diffs, agree = [], []
         for x in progress(windows, "TFLite Micro"):
-            q = tflite_mod.quantize(x[None].transpose(0, 2, 3, 1), litert.in_io)
-            y_micro = runner(q)
-            litert.interpreter.set_tensor(litert.input["index"], q)
-            litert.interpreter.invoke()
-            y_lite = litert.interpreter.get_tensor(litert.output["index"])
+            q = litert.prepare(x[None])
+            y_micro = tflm_mod.invoke(micro, q, "TFLite Micro")
+            y_lite = litert.invoke(q)
             diffs.append(float(np.abs(y_micro.astype(np.float64) - y_lite.astype(np.float64)).max()))
             agree.append(int(y_micro.argmax()) == int(y_lite.argmax()))
-        report = runner.arena()
-        default = tflm_mod.TflmRunner(tflm_mod.strip_offline_plan(model), "TFLite Micro")
-        default(tflite_mod.quantize(windows[:1].transpose(0, 2, 3, 1), litert.in_io))
-        default_arena = default.arena().arena_bytes
+        report = tflm_mod.arena(micro, "TFLite Micro")
+        default = tflm_mod.open_tflm(tflm_mod.strip_offline_plan(model), "TFLite Micro")
+        tflm_mod.invoke(default, litert.prepare(windows[:1]), "TFLite Micro")
+        default_arena = tflm_mod.arena(default, "TFLite Micro").arena_bytes
         tflm_mod.write_c_array(model, self.staging / "mcu")
         i, o = tflite_mod.io_details(model)
         emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
