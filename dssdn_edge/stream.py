@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .frontend import Frontend, Normalization
-from .frontend_native import ModelInput, NativeFrontend
 
 Runner = Callable[[np.ndarray], np.ndarray]
 DEFAULT_HOP_SECONDS = 0.5
@@ -73,9 +72,9 @@ class StreamClassifier:
         self.runner, self.frontend, self.norm, self.labels = runner, frontend, normalization, list(labels)
         self.hop_seconds = self.hop_frames * cfg.hop_length / cfg.sample_rate
         self.window_frames = cfg.segment_frames
-        self._int8 = int8_input(runner, frontend, normalization)
+        self._int8 = int8_input(runner, frontend)
         if self._int8 is not None:  # int8 rows from C, frame-major (n, n_mels, channels): the model's NHWC rows
-            self._stream = frontend.stream(self._int8)
+            self._stream = frontend.int8_stream(normalization, *self._int8)  # type: ignore[attr-defined]
             self._push, self._flush = self._stream.push_int8, self._stream.flush_int8
             self._frames = np.zeros((0, cfg.n_mels, cfg.channels), np.int8)
         else:  # normalised float features, frame-major (n, channels, n_mels)
@@ -152,10 +151,12 @@ class StreamClassifier:
         return [result]
 
 
-def int8_input(runner: Runner, frontend: Frontend, normalization: Normalization) -> ModelInput | None:
-    """The model input the C front end can make directly for ``runner``: an int8 NHWC tensor of a runtime that
-    is invoked raw; None (the float path) for anything else or for the numpy front end."""
-    if not isinstance(frontend, NativeFrontend) or not all(hasattr(runner, a) for a in ("invoke", "dequantize")):
+
+def int8_input(runner: Runner, frontend: Frontend) -> tuple[float, int] | None:
+    """(scale, zero point) when the front end makes the model's input itself: a front end with ``int8_stream``
+    (the C one, ``frontend_native.NativeFrontend``) and a runtime model invoked raw whose input is one int8 NHWC
+    window; None (the float path) for anything else, e.g. the numpy front end."""
+    if not hasattr(frontend, "int8_stream") or not all(hasattr(runner, a) for a in ("invoke", "dequantize")):
         return None
     scale = getattr(runner, "input_scale", None)
     dtype = np.dtype(getattr(runner, "input_dtype", np.float32))
@@ -164,4 +165,4 @@ def int8_input(runner: Runner, frontend: Frontend, normalization: Normalization)
     cfg = frontend.config
     if tuple(getattr(runner, "input_shape", ())) != (1, cfg.segment_frames, cfg.n_mels, cfg.channels):
         return None
-    return ModelInput(normalization, float(scale), int(getattr(runner, "input_zero_point", 0)))
+    return float(scale), int(getattr(runner, "input_zero_point", 0))

@@ -1,8 +1,8 @@
-"""The C front end as the host's production front end (frontend_native / frontend_ctypes, csrc/dssdn_features.c).
+"""The C front end as the host's production front end (frontend_native, runtime.cfeatures, csrc/dssdn_features.c).
 
 What must hold: the C stream's float features are numpy's (``Frontend.features``) to float32 round-off, frame for
 frame, in any chunking, with the same edge replication at both ends; given the same float features its int8 rows
-are numpy's ``Normalization.apply`` + ``export.tflite.quantize`` bit for bit (ties to even included); from audio,
+are numpy's ``Normalization.apply`` + ``runtime.quantize`` bit for bit (ties to even included); from audio,
 its int8 windows equal numpy's on every fold-5 window except where float32 round-off crosses a rounding boundary
 (counted and bounded). Without a compiler everything falls back to numpy with one line.
 
@@ -21,10 +21,8 @@ import pytest
 
 from dssdn_edge.audio import load_audio
 from dssdn_edge.data import pad_to_window, silent_frames, window_starts
-from dssdn_edge.export.tflite import TensorIO, quantize
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
 from dssdn_edge.frontend_c import CFLAGS, INPUT_TABLES_HEADER, emit_c
-from dssdn_edge.frontend_ctypes import FeatureLibrary, LibraryError
 from dssdn_edge.frontend_native import (
     AARCH64_CC,
     ModelInput,
@@ -34,6 +32,8 @@ from dssdn_edge.frontend_native import (
     frontend_name,
     make_frontend,
 )
+from dssdn_edge.runtime import quantize
+from dssdn_edge.runtime.cfeatures import FeatureLibrary, LibraryError
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
 
@@ -112,8 +112,7 @@ def _model_input(seed: int, scale: float, zero_point: int) -> ModelInput:
 
 
 def _numpy_rows(feats_nchw: np.ndarray, mi: ModelInput) -> np.ndarray:
-    io = TensorIO([1], "int8", mi.scale, mi.zero_point)
-    return quantize(mi.normalization.apply(feats_nchw).transpose(1, 2, 0), io)
+    return quantize(mi.normalization.apply(feats_nchw).transpose(1, 2, 0), mi.scale, mi.zero_point, np.int8)
 
 
 def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFrontend, audios: list) -> None:
@@ -139,7 +138,7 @@ def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFro
 
 def test_window_stream_gives_the_newest_rows_every_hop(native: NativeFrontend, audios: list) -> None:
     """What an always-on device classifies every hop: the newest 51 int8 rows, equal to the offline rows."""
-    from dssdn_edge.frontend_ctypes import WindowStream
+    from dssdn_edge.runtime.cfeatures import WindowStream
 
     mi = _model_input(3, 0.047058824, 2)
     audio = np.concatenate(audios[:2])
@@ -171,9 +170,8 @@ def test_int8_windows_equal_numpys_on_every_fold5_window(
 
     manifest = json.loads((shared_small_export / "manifest.json").read_text())
     entry = next(a for rel, a in manifest["artifacts"].items() if rel.endswith(".int8.tflite"))
-    io = TensorIO(entry["input"]["shape"], "int8", entry["input"]["scale"], entry["input"]["zero_point"])
     norm = Normalization.from_dict(manifest["normalization"])
-    mi = ModelInput(norm, io.scale, io.zero_point)
+    mi = ModelInput(norm, entry["input"]["scale"], entry["input"]["zero_point"])
     cfg, fe, seg = CFG, Frontend(CFG), CFG.segment_frames
     with (data_root / "metadata.csv").open() as fh:
         names = [r["filename"] for r in csv.DictReader(fh) if r["fold"] == "5"]
@@ -181,14 +179,14 @@ def test_int8_windows_equal_numpys_on_every_fold5_window(
     for name in names:
         audio = pad_to_window(load_audio(data_root / name, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
         ref = norm.apply(fe.features(audio)).transpose(1, 2, 0)
-        want, got = quantize(ref, io), native.features_int8(audio, mi)
+        want, got = quantize(ref, mi.scale, mi.zero_point, np.int8), native.features_int8(audio, mi)
         assert got.shape == want.shape
         for s in window_starts(silent_frames(audio, cfg), seg, 25) or [0]:
             diff = want[s : s + seg].astype(np.int16) - got[s : s + seg]
             windows, values = windows + 1, values + diff.size
             bad = diff != 0
             if bad.any():
-                unrounded = np.asarray(ref[s : s + seg][bad], np.float64) / io.scale
+                unrounded = np.asarray(ref[s : s + seg][bad], np.float64) / mi.scale
                 assert np.abs(diff).max() == 1, name
                 assert np.abs(unrounded - np.floor(unrounded) - 0.5).max() <= 0.05, name
                 differing += int(bad.sum())

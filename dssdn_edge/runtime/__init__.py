@@ -26,7 +26,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from . import logmel, manifest
+from . import cfeatures, logmel, manifest
 from .core import (
     AUDIO_SUFFIX,
     DEFAULT_THREADS,
@@ -67,6 +67,7 @@ __all__ = [
     "infer_layout",
     "kind_of",
     "load",
+    "cfeatures",
     "logmel",
     "manifest",
     "log_scores",

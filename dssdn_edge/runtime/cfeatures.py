@@ -1,9 +1,9 @@
-"""ctypes binding of a compiled C front end (csrc/dssdn_features.c): load it, check it, stream through it.
+"""The device's C front end: ctypes binding of a compiled csrc/dssdn_features.c — load it, check it, stream.
 
-Why a module of its own that imports nothing from ``dssdn_edge`` (only ctypes and numpy): the bench ships it,
-with a library cross-built for the device, beside the self-contained device runner, so a Raspberry Pi runs the
-very C front end the host and the microcontroller run. ``frontend_native`` builds the libraries and wraps this
-as a ``Frontend``. Works with numpy >= 1.17 (Raspberry Pi OS).
+Why in the runtime package and self-contained (ctypes and numpy only): bench copies this package to a device,
+with a library cross-built for it, so a Raspberry Pi runs the very C front end the host and the microcontroller
+run (``logmel`` is its numpy twin, the fallback). ``dssdn_edge.frontend_native`` builds the libraries and wraps
+this as a ``Frontend``. Works with numpy >= 1.17 (Raspberry Pi OS).
 """
 
 from __future__ import annotations
