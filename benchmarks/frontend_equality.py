@@ -81,8 +81,7 @@ def predictions(model: Path, names: list[str], data: Path, targets: list[int]) -
     out: dict = {"model": model.name}
     tops = {}
     for kind in ("numpy", "c"):
-        pred = Predictor.from_path(model)
-        pred.frontend = Frontend(pred.frontend.config) if kind == "numpy" else NativeFrontend(pred.frontend.config)
+        pred = Predictor.from_path(model, frontend=kind)
         t0 = time.perf_counter()
         tops[kind] = np.array([int(np.argmax(pred.logits(data / n)[0])) for n in names])
         out[kind] = {"accuracy": float((tops[kind] == np.array(targets)).mean()),

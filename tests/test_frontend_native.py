@@ -249,3 +249,56 @@ def test_emitted_mcu_sources_compile_strictly_with_the_input_tables(tmp_path: Pa
     assert subprocess.run([str(tmp_path / "prog")]).returncode == 0
     text = (tmp_path / INPUT_TABLES_HEADER).read_text()
     assert "GENERATED" in text and f"{np.float32(mi.scale):.8g}"[:6] in text
+
+
+# ------------------------------------------------------------------------------------ predict and stream
+def _int8_tflite(export: Path) -> Path:
+    return next(p for p in sorted(export.glob("*.int8.tflite")) if not p.name.endswith(".packed.tflite"))
+
+
+def test_stream_int8_path_gives_the_float_paths_bits(native: NativeFrontend, shared_small_export: Path,
+                                                    real_clips: list[Path]) -> None:
+    """The streaming classifier feeds an int8 .tflite the C int8 rows raw; the same C features normalised and
+    quantised by numpy and the runtime (the float path) must give the very same probabilities, hop by hop."""
+    from dssdn_edge.predict import Predictor
+    from dssdn_edge.stream import StreamClassifier
+
+    pred = Predictor.from_path(_int8_tflite(shared_small_export), frontend="c")
+    assert frontend_name(pred.frontend) == "c"
+    model = pred.run
+    fast = StreamClassifier(model, pred.frontend, pred.normalization, pred.labels)
+    slow = StreamClassifier(lambda x: model(x), pred.frontend, pred.normalization, pred.labels)  # no .invoke
+    assert fast.int8_path and not slow.int8_path
+    audio = load_audio(real_clips[5], CFG.sample_rate)
+    got, want = [], []
+    for i in range(0, len(audio), 7000):
+        got += fast.push(audio[i : i + 7000])
+        want += slow.push(audio[i : i + 7000])
+    got, want = got + fast.flush(), want + slow.flush()
+    assert len(got) == len(want) >= 8
+    for g, w in zip(got, want, strict=True):
+        assert (g.first_frame, g.class_index) == (w.first_frame, w.class_index)
+        assert np.array_equal(g.probabilities, w.probabilities)
+
+
+def test_predict_with_c_agrees_with_numpy_on_fold5_clips(shared_small_export: Path, data_root: Path,
+                                                         native_cache: Path) -> None:
+    """Two fold-5 clips per class (100): the C front end's clip labels are numpy's (the whole fold, 400 clips:
+    benchmarks/frontend_equality.py, 100 % top-1 agreement and the same accuracy, 68.25 %)."""
+    from dssdn_edge.predict import Predictor
+
+    with (data_root / "metadata.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["fold"] == "5"]
+    chosen: dict[str, list[str]] = {}
+    for r in rows:
+        if len(chosen.setdefault(r["target"], [])) < 2:
+            chosen[r["target"]].append(r["filename"])
+    names = [n for pair in chosen.values() for n in pair]
+    model = _int8_tflite(shared_small_export)
+    tops = {}
+    for kind in ("numpy", "c"):
+        pred = Predictor.from_path(model, frontend=kind)
+        assert frontend_name(pred.frontend) == kind
+        tops[kind] = [int(np.argmax(pred.logits(data_root / n)[0])) for n in names]
+    agree = np.mean(np.array(tops["numpy"]) == np.array(tops["c"]))
+    assert len(names) == 100 and agree >= 0.99, agree
