@@ -143,7 +143,7 @@ def test_window_stream_gives_the_newest_rows_every_hop(native: NativeFrontend, a
     mi = _model_input(3, 0.047058824, 2)
     audio = np.concatenate(audios[:2])
     offline = native.features_int8(audio, mi)
-    ws = WindowStream(native.library, native.params(mi), CFG.segment_frames)
+    ws = WindowStream(native.library, CFG.segment_frames, native.params(mi))
     seen = 0
     for hop in (8000, 100, 33000, 320, 7999, 20000):  # under a frame, over a window, across the buffer's wrap
         for _ in range(3):

@@ -183,36 +183,48 @@ class FeatureStream:
 
 
 class WindowStream:
-    """The newest ``frames`` int8 rows of a stream, as the (frames, n_mels, channels) block an NHWC model takes:
-    what an always-on device classifies every hop. Rows go into a buffer twice the window long, so a window is
-    always one contiguous slice and a hop copies only its new rows (plus one window's worth per wrap)."""
+    """The newest ``frames`` frames of a stream, frame-major, as an always-on device classifies them every hop:
+    with int8 ``params`` the model's int8 rows (frames, n_mels, channels), the block an NHWC model takes; else
+    float frames (frames, channels, n_mels), normalised with ``mean`` / ``std`` (channels, n_mels) when given.
+    Frames go into a buffer twice the window long, so a window is always one contiguous slice and a hop copies
+    only its new frames (plus one window's worth per wrap)."""
 
-    def __init__(self, library: FeatureLibrary, params: ctypes.Structure, frames: int) -> None:
+    def __init__(self, library: FeatureLibrary, frames: int, params: ctypes.Structure | None = None,
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
         self.stream = library.stream(params)
         self.frames = frames
-        self._buf = np.zeros((2 * frames, library.n_mels, library.channels), np.int8)
-        self._end = 0  # rows written into _buf
-        self.total = 0  # rows seen in the stream
+        self._int8 = params is not None
+        self._norm = None if mean is None or std is None else (np.asarray(mean, np.float32),
+                                                               np.asarray(std, np.float32))
+        shape = (library.n_mels, library.channels) if self._int8 else (library.channels, library.n_mels)
+        self._buf = np.zeros((2 * frames, *shape), np.int8 if self._int8 else np.float32)
+        self._end = 0  # frames written into _buf
+        self.total = 0  # frames seen in the stream
 
     def push(self, chunk: np.ndarray) -> int:
-        """Add samples; return how many rows they completed."""
-        rows = self.stream.push_int8(chunk)
-        n = len(rows)
+        """Add samples; return how many frames they completed."""
+        if self._int8:
+            new = self.stream.push_int8(chunk)
+        else:
+            new = self.stream.push(chunk)
+            if self._norm is not None:
+                new = (new - self._norm[0]) / self._norm[1]  # float32, as Normalization.apply
+        n = len(new)
         if n >= self.frames:
-            self._buf[: self.frames] = rows[-self.frames :]
+            self._buf[: self.frames] = new[-self.frames :]
             self._end = self.frames
         elif n:
             if self._end + n > len(self._buf):
                 keep = self.frames - n
                 self._buf[:keep] = self._buf[self._end - keep : self._end]
                 self._end = keep
-            self._buf[self._end : self._end + n] = rows
+            self._buf[self._end : self._end + n] = new
             self._end += n
         self.total += n
         return n
 
     def window(self) -> np.ndarray | None:
-        """The newest ``frames`` rows (a view, valid until the next push), or None before there are as many."""
+        """The newest ``frames`` frames (a view, valid until the next push), or None before there are as many."""
         if self.total < self.frames:
             return None
         return self._buf[self._end - self.frames : self._end]
