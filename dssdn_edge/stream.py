@@ -14,7 +14,8 @@ last window of feature frames is kept.
     clf.flush()
 
 ``runner`` is any ``Callable[[np.ndarray], np.ndarray]`` taking normalised windows (N, C, T, F) and returning
-logits (N, classes), e.g. a ``dssdn_edge.runtime`` model or a torch model wrapped in a function.
+logits (N, classes), e.g. any ``dssdn_edge.runtime.load(...)`` of a features-in model (.tflite, .onnx, a
+checkpoint).
 
 With the C front end (``frontend_native.NativeFrontend``) and a runner that takes int8 NHWC tensors raw (a
 runtime model with ``invoke``, ``dequantize``, ``input_scale``: the int8 .tflite files), the window goes into

@@ -23,7 +23,7 @@ from dssdn_edge.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dssdn_edge.cli import main  # noqa: E402
 from dssdn_edge.data import Dataset, default_data_root  # noqa: E402
 from dssdn_edge.errors import CheckpointError, ExportError  # noqa: E402
-from dssdn_edge.export import calibration, export_model, measure_gains, save_calibration  # noqa: E402
+from dssdn_edge.export import calibration, export_model, measure_gains, save_calibration, sources  # noqa: E402
 from dssdn_edge.export.fuse import (  # noqa: E402
     channel_ranges,
     equalizable,
@@ -185,7 +185,7 @@ def test_int8_simulation_matches_litert(small_export, small_ckpt):
     same logit error and the same top-1 disagreement with fp32 (statistically: its rounding noise is not
     bit-identical to LiteRT's, so individual logits differ)."""
     windows = real_windows(400)
-    calib = calibration.fold4_windows(small_ckpt)
+    calib = sources.fold4_windows(small_ckpt)
     fused = fuse_model(small_ckpt.model, n_bands=128)
     if equalizable(fused):
         fused = equalize(fused, measure_gains(fused, calib.windows))
@@ -273,7 +273,7 @@ def test_stale_shipped_statistics_are_refused(tmp_path, monkeypatch):
     other.meta["weights_sha256"] = "0" * 64
     monkeypatch.setenv("DSSDN_DATA", str(tmp_path / "no-such-data"))
     with pytest.raises(ExportError, match="measured for other weights"):
-        calibration.choose_source(other, None)
+        sources.source_windows(other, "calibration")
 
 
 @pytest.mark.slow
@@ -306,8 +306,9 @@ def test_user_audio_calibration_windows(tmp_path):
     for clip in Dataset.load().split("val")[:8]:
         shutil.copy(clip.path, folder / clip.path.name)
     (folder / "notes.txt").write_text("not audio")
-    cal = calibration.audio_dir_windows(ckpt, tmp_path / "audio")
+    cal = sources.source_windows(ckpt, "calibration", tmp_path / "audio")
     assert cal.kind == "audio" and cal.windows.shape[1:] == (2, 51, 128) and len(cal.windows) >= 32
+    assert cal.index.shape == (len(cal.windows), 2) and set(cal.clip_of_window.tolist()) <= set(range(8))
     assert cal.details["files"] == 8 and cal.details["not_audio_files"] == 1 and cal.details["skipped_files"] == []
 
 

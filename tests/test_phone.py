@@ -31,15 +31,9 @@ from dssdn_edge.data import Dataset  # noqa: E402
 from dssdn_edge.errors import ExportError  # noqa: E402
 from dssdn_edge.export import metadata as md  # noqa: E402
 from dssdn_edge.export.manifest import load_manifest  # noqa: E402
-from dssdn_edge.export.phone import (  # noqa: E402
-    FEATURES_NAME,
-    FRONTEND_RANGE,
-    FRONTEND_TOL,
-    NORM_SLACK,
-    convert_frontend,
-    delta_gain,
-    frontend_error,
-)
+from dssdn_edge.export.metadata import FEATURES_NAME  # noqa: E402
+from dssdn_edge.export.phone import convert_frontend  # noqa: E402
+from dssdn_edge.export.quality import FRONTEND_RANGE, FRONTEND_TOL, NORM_SLACK, delta_gain, frontend_error  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.predict import Predictor  # noqa: E402
 from dssdn_edge.windows import audio_windows, clip_starts, context_windows, edge_windows, pad_to_window  # noqa: E402

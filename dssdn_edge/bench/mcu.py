@@ -157,11 +157,11 @@ def measure_arena(tflite_path: Path) -> dict[str, int]:
 
 def tflite_ops(tflite_path: Path) -> list[str]:
     """Distinct builtin ops of the .tflite (for the code-size allowance)."""
-    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.python.tflite_micro import runtime as tflm
 
-    model = runtime.convert_bytearray_to_object(bytearray(Path(tflite_path).read_bytes()))
-    names = {runtime.get_builtin_code_from_operator_code(op) for op in model.operatorCodes}
-    inverse = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
+    model = tflm.convert_bytearray_to_object(bytearray(Path(tflite_path).read_bytes()))
+    names = {tflm.get_builtin_code_from_operator_code(op) for op in model.operatorCodes}
+    inverse = {v: k for k, v in vars(tflm.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
     return sorted(inverse.get(code, str(code)) for code in names)
 
 
@@ -186,7 +186,7 @@ def measured_frontend(
     from ..device import cortex_m
     from ..errors import DeviceError
     from ..frontend import Frontend, FrontendConfig
-    from .runner import LogMel, test_audio
+    from ..runtime.logmel import LogMel, test_audio
 
     try:
         cortex_m.toolchain()

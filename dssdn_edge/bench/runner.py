@@ -125,14 +125,6 @@ def load_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
         raise RunnerError(str(exc)) from None
 
 
-def artifact_format(rel: str, art: dict[str, Any]) -> str:
-    """'tflite' / 'onnx' / other, from the file name first (robust to wording of the 'format' field)."""
-    for ext in ("tflite", "onnx"):
-        if rel.endswith("." + ext):
-            return ext
-    return str(art.get("format", "")).lower()
-
-
 # ------------------------------------------------------------------------------------- runtimes
 def _version(runtime: str, module: Any) -> str:
     version = getattr(module, "__version__", None)
@@ -522,25 +514,13 @@ def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int
     }
 
 
-def precision_of(rel: str, art: dict[str, Any]) -> str:
-    """'int8' or 'fp32': the manifest's precision ('int8 QDQ' has float I/O), else I/O dtype, else name;
-    'audio-in int8' / 'audio-in fp32' for a waveform-in file, so tables never mix it with the features-in ones."""
-    if rel.endswith(AUDIO_SUFFIX):
-        return f"audio-in {art.get('body_precision') or 'fp32'}"
-    declared = str(art.get("precision", "")).split(" ")[0].lower()
-    if declared in ("int8", "fp32"):
-        return declared
-    dtype = str((art.get("input") or {}).get("dtype", ""))
-    return "int8" if "int8" in dtype or "int8" in rel else "fp32"
-
-
 def plan(manifest: dict[str, Any], runtimes: list[str]) -> list[tuple[str, str]]:
     """(artifact, runtime) pairs to measure: every artifact whose format the runtime runs."""
     pairs = []
     for runtime in runtimes:
         fmt = RUNTIMES[runtime][1]
         for rel, art in sorted(manifest["artifacts"].items()):
-            if artifact_format(rel, art) == fmt:
+            if rt.manifest.artifact_format(rel, art) == fmt:
                 pairs.append((rel, runtime))
     return pairs
 
@@ -646,7 +626,7 @@ def run_benchmark(
             entry: dict[str, Any] = {
                 "artifact": rel,
                 "runtime": runtime,
-                "precision": precision_of(rel, manifest["artifacts"].get(rel, {})),
+                "precision": rt.manifest.precision_of(rel, manifest["artifacts"].get(rel, {})),
             }
             try:
                 entry.update(bench_backend(factory, pipeline, runs, warmup, c_front))

@@ -41,7 +41,8 @@ pipe = runner.rt.logmel.Pipeline(manifest)
 feats = np.stack([pipe.features(a) for a in data["audio"]])
 res = {"features": feats}
 for rel, art in sorted(manifest["artifacts"].items()):
-    if runner.artifact_format(rel, art) != "tflite" or len((art.get("input") or {}).get("shape") or []) != 4:
+    fmt = runner.rt.manifest.artifact_format(rel, art)
+    if fmt != "tflite" or len((art.get("input") or {}).get("shape") or []) != 4:
         continue  # the models that take features (not waveform-in variants)
     b = runner.open_runtime(rel, runtime, export + "/" + rel, 1, pipe.frontend.channels, art.get("layout"))
     res["same_input:" + rel] = np.stack([b.invoke(b.prepare(f)) for f in data["features"]])

@@ -1,9 +1,10 @@
 """The one way to run a model the project writes: ``load(path) → Runtime``.
 
 Every artifact goes through here — predict, export's quality checks, the phone evaluation and the
-benchmarks (the device side runs ``core`` itself, copied beside the bench runner). ``core`` holds the
-runtimes and imports nothing from ``dssdn_edge``; this module adds the kinds that need the package: a torch
-checkpoint (``.safetensors`` + its sidecar), loaded with ``weights_only`` through ``dssdn_edge.checkpoint``.
+benchmarks; ``bench`` copies this package to a device (as ``dssdn_runtime/`` beside ``runner.py``), so host and
+device run the same code. ``core`` holds the runtimes and imports nothing from ``dssdn_edge``; ``load`` adds the
+one kind that needs the package: a torch checkpoint (``.safetensors`` + its sidecar, no unpickling), read
+through ``dssdn_edge.checkpoint`` when that kind is asked for.
 
 Kinds (``load(..., kind=...)``; the file name implies the first three):
 
@@ -15,9 +16,14 @@ Kinds (``load(..., kind=...)``; the file name implies the first three):
 ``torch``                 a checkpoint path (``.safetensors``) or an ``nn.Module``
 ========================  ==============================================================================
 
-A new kind (e.g. the host build of the generated MCU C model) is one entry in ``PLUGIN_KINDS``:
-``"kind": "module:callable"``, the callable taking ``(source, threads=..., **options)`` and returning a
-``Runtime`` (``prepare`` / ``invoke`` / ``dequantize`` are the contract; ``__call__`` comes with the base).
+A new kind (e.g. the host build of the generated MCU C model, ``dssdn_edge.mcu.host.HostModel``) is one entry
+in ``PLUGIN_KINDS``: ``"mcu-host": "dssdn_edge.mcu.host:HostModel"``. The callable is called with
+``(source, threads=..., **options)`` and returns a ``Runtime`` (``prepare`` / ``invoke`` / ``dequantize`` are
+the contract; ``__call__`` comes with the base class). It is imported only when that kind is loaded, so the
+copy of this package on a device never needs it.
+
+``manifest`` (reading and checking an export folder) and ``logmel`` (the front end in numpy, from the
+manifest's numbers) complete what a device needs; they, like ``core``, import nothing from ``dssdn_edge``.
 """
 
 from __future__ import annotations

@@ -376,7 +376,11 @@ class Tflm(Runtime):
     def __init__(self, source: str | bytes, arena_size: int | None = None, quiet: bool = False) -> None:
         from tflite_micro.python.tflite_micro import runtime as tflm
 
-        data = bytes(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb").read()
+        if isinstance(source, (bytes, bytearray)):
+            data = bytes(source)
+        else:
+            with open(source, "rb") as fh:
+                data = fh.read()
         kwargs = {} if arena_size is None else {"arena_size": int(arena_size)}
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(native_output()) if quiet else io.StringIO()

@@ -202,3 +202,22 @@ def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
         raise ManifestError(f"{folder / extra[0]}: not listed in {MANIFEST} (not part of this export)")
 
 
+# ------------------------------------------------------------------------------- reading entries
+def artifact_format(rel: str, art: dict[str, Any]) -> str:
+    """'tflite' / 'onnx' / other, from the file name first (robust to wording of the 'format' field)."""
+    for ext in ("tflite", "onnx"):
+        if rel.endswith("." + ext):
+            return ext
+    return str(art.get("format", "")).lower()
+
+
+def precision_of(rel: str, art: dict[str, Any]) -> str:
+    """'int8' or 'fp32': the manifest's precision ('int8 QDQ' has float I/O), else I/O dtype, else name;
+    'audio-in int8' / 'audio-in fp32' for a waveform-in file, so tables never mix it with the features-in ones."""
+    if rel.endswith(".audio.tflite"):
+        return f"audio-in {art.get('body_precision') or 'fp32'}"
+    declared = str(art.get("precision", "")).split(" ")[0].lower()
+    if declared in ("int8", "fp32"):
+        return declared
+    dtype = str((art.get("input") or {}).get("dtype", ""))
+    return "int8" if "int8" in dtype or "int8" in rel else "fp32"
