@@ -7,12 +7,14 @@ same file runs locally (imported as ``dssdn_edge.bench.runner``), so both paths 
 
 What it measures, per artifact × runtime, with the runtime's thread count pinned to ``--threads``:
 load time, warm-up, model latency over ``--runs`` (set input → invoke → read output), the front end on
-1 s of audio (its own numpy log-mel, generated only from the manifest's ``frontend`` numbers), the end to
-end time audio → label and its real-time factor, and peak activation memory (labelled with how it was
-obtained). Before anything runs it checks every artifact against the SHA-256 in manifest.json.
+1 s of audio, the end to end time audio → label stage by stage and its real-time factor, streaming, and peak
+activation memory (labelled with how it was obtained). Before anything runs it checks every artifact against
+the SHA-256 in manifest.json. Front ends: the runtime package's numpy one (generated only from the manifest's
+``frontend`` numbers) and, given ``--frontend-lib`` (the C front end the host built or cross-built for this
+machine), the C one, checked against numpy here first; both are measured side by side.
 
     python3 runner.py EXPORT_DIR [--runtimes auto|none|litert,onnxruntime,tflite-runtime] [--threads 1]
-                      [--runs 200] [--warmup 20] [--out result.json] [--progress]
+                      [--runs 200] [--warmup 20] [--out result.json] [--progress] [--frontend-lib LIB.so]
     python3 runner.py --probe          # which runtimes import here (works without numpy)
 
 Needs Python >= 3.9 and numpy >= 1.17 (Raspberry Pi OS Bullseye or later).
