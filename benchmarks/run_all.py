@@ -244,7 +244,7 @@ def markdown(doc: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Both front ends, side by side (same run, stages interleaved iteration by iteration)",
+        "## Both front ends, side by side (same run; the front ends take turns in blocks of 10 iterations)",
         "",
         "numpy: `runtime.logmel` (log-mel + delta in numpy; normalise + quantise in numpy). C: csrc/dssdn_features.c "
         "through ctypes (`runtime.cfeatures`), the code `mcu/` ships; for an int8 model it also normalises and "
