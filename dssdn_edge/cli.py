@@ -492,8 +492,12 @@ def _print_export(result) -> None:
 @click.option("--stream", "stream", is_flag=True, help="A label per hop while the audio plays, as a device would.")
 @click.option("--hop", type=Finite(min=0.02, max=60), default=0.5, show_default=True,
               help="With --stream: seconds between classified 1-s windows.")
+@click.option("--frontend", "frontend", type=click.Choice(["auto", "c", "numpy"]), default=None,
+              help="Front end: the C one (auto: if a C compiler exists, else numpy), or numpy, the reference. "
+                   "Default: $DSSDN_FRONTEND, else auto.")
 @friendly_errors
-def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float) -> None:
+def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float,
+            frontend: str | None) -> None:
     """Classify audio files: mean of 1-s window logits, top-k labels with softmax scores.
 
     A file that cannot be classified gets an error line (an "error" field with --json) and the others go
@@ -503,7 +507,7 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
     from .labels import safe_label
     from .predict import Predictor
 
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, frontend)
     if stream:
         failed = _predict_stream(predictor, audio, hop, as_json)
     else:

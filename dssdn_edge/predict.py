@@ -5,6 +5,10 @@ model → mean of the window logits. Labels, front end and normalisation come fr
 ``manifest.json`` (or a checkpoint's sidecar), never from defaults, and a model file runs only if the
 manifest lists it with a matching SHA-256. Files stream through in blocks (``audio_stream``), so memory
 does not grow with the length of a recording; one bad file does not stop the others.
+
+The front end is the C one (``frontend_native``: the code ``mcu/`` ships, built once into the user's cache)
+unless ``frontend="numpy"`` or ``$DSSDN_FRONTEND`` says otherwise, or no C compiler exists (then numpy, with
+one line saying so). Streaming an int8 .tflite takes the C int8 rows straight into the model (``stream``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
 from .errors import AudioError, DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
+from .frontend_native import make_frontend
 from .paths import regular_file
 from .stream import HopResult, StreamClassifier, softmax
 from .windows import WINDOW_STRIDE
@@ -55,15 +60,17 @@ class Predictor:
         normalization: Normalization,
         labels: list[str],
         source: str,
+        frontend_kind: str | None = None,
     ) -> None:
         self.run = run
-        self.frontend = Frontend(frontend)
+        self.frontend: Frontend = make_frontend(frontend, frontend_kind)  # "auto" | "c" | "numpy"
         self.normalization = normalization
         self.labels = labels
         self.source = source
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Predictor:
+    def from_path(cls, path: str | Path, frontend: str | None = None) -> Predictor:
+        """The predictor of a model file; ``frontend`` "auto" (default), "c" or "numpy" (``make_frontend``)."""
         path = Path(path)
         if path.is_dir():
             models = sorted(p.name for p in path.iterdir() if p.suffix in MODEL_SUFFIXES)
@@ -71,13 +78,13 @@ class Predictor:
             raise ExportError(f"{path}: is a folder; give a model file inside it{hint}")
         regular_file(path, "model file", ExportError)  # a FIFO or a device would hang the hash
         if path.suffix == ".safetensors":
-            return cls._from_checkpoint(path)
+            return cls._from_checkpoint(path, frontend)
         if path.suffix not in (".onnx", ".tflite"):
             raise ExportError(f"{path}: unknown model type (expected .onnx, .tflite or .safetensors)")
-        return cls._from_export(path)
+        return cls._from_export(path, frontend)
 
     @classmethod
-    def _from_export(cls, path: Path) -> Predictor:
+    def _from_export(cls, path: Path, frontend: str | None = None) -> Predictor:
         from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
         manifest_file = path.parent / MANIFEST
@@ -101,17 +108,17 @@ class Predictor:
                 list(manifest["labels"]), str(path))
         model = _open(path)
         if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
-            return AudioInPredictor(model, *args)
-        return cls(model, *args)
+            return AudioInPredictor(model, *args, frontend)
+        return cls(model, *args, frontend)
 
     @classmethod
-    def _from_checkpoint(cls, path: Path) -> Predictor:
+    def _from_checkpoint(cls, path: Path, frontend: str | None = None) -> Predictor:
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
         # a clip is a handful of windows: one thread (the runtime's default) is fastest on a small CPU
         run = runtime.load(ckpt.model, kind="torch")
-        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
+        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path), frontend)
 
     # -- one file ------------------------------------------------------------------------------------
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
@@ -203,8 +210,9 @@ class AudioInPredictor(Predictor):
     a phone app feeds MediaPipe the same pieces."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], frontend: FrontendConfig,
-                 normalization: Normalization, labels: list[str], source: str) -> None:
-        super().__init__(run, frontend, normalization, labels, source)
+                 normalization: Normalization, labels: list[str], source: str,
+                 frontend_kind: str | None = None) -> None:
+        super().__init__(run, frontend, normalization, labels, source, frontend_kind)
         takes = getattr(run, "samples", None)
         if takes is not None and takes != frontend.context_samples:
             raise ExportError(
