@@ -5,6 +5,10 @@ model → mean of the window logits. Labels, front end and normalisation come fr
 ``manifest.json`` (or a checkpoint's sidecar), never from defaults, and a model file runs only if the
 manifest lists it with a matching SHA-256. Files stream through in blocks (``audio_stream``), so memory
 does not grow with the length of a recording; one bad file does not stop the others.
+
+The front end is the C one (``frontend_native``: the code ``mcu/`` ships, built once into the user's cache)
+unless ``frontend="numpy"`` or ``$DSSDN_FRONTEND`` says otherwise, or no C compiler exists (then numpy, with
+one line saying so). Streaming an int8 .tflite takes the C int8 rows straight into the model (``stream``).
 """
 
 from __future__ import annotations
@@ -15,26 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime
 from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
-from .errors import DssdnError, ExportError
+from .errors import AudioError, DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
+from .frontend_native import make_frontend
+from .paths import regular_file
 from .stream import HopResult, StreamClassifier, softmax
+from .windows import WINDOW_STRIDE
 
-WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
-
-
-def clip_windows(
-    path: str | Path, frontend: Frontend, stride: int = WINDOW_STRIDE, allow_silent: bool = False
-) -> np.ndarray:
-    """Unnormalised (k, channels, frames, bands) 1-s windows of one audio file (all in memory: for
-    calibration sets and tests; ``Predictor`` streams instead)."""
-    cfg = frontend.config
-    parts = [b.windows for b in file_windows(path, frontend, stride, allow_silent=allow_silent)]
-    if not parts:
-        return np.zeros((0, cfg.channels, cfg.segment_frames, cfg.n_mels), np.float32)
-    return np.concatenate(parts)
 
 
 @dataclass
@@ -65,31 +60,32 @@ class Predictor:
         normalization: Normalization,
         labels: list[str],
         source: str,
+        frontend_kind: str | None = None,
     ) -> None:
         self.run = run
-        self.frontend = Frontend(frontend)
+        self.frontend: Frontend = make_frontend(frontend, frontend_kind)  # "auto" | "c" | "numpy"
         self.normalization = normalization
         self.labels = labels
         self.source = source
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Predictor:
+    def from_path(cls, path: str | Path, frontend: str | None = None) -> Predictor:
+        """The predictor of a model file; ``frontend`` "auto" (default), "c" or "numpy" (``make_frontend``)."""
         path = Path(path)
         if path.is_dir():
             models = sorted(p.name for p in path.iterdir() if p.suffix in MODEL_SUFFIXES)
             hint = f" (e.g. {path / models[0]})" if models else ""
             raise ExportError(f"{path}: is a folder; give a model file inside it{hint}")
-        if not path.is_file():
-            raise ExportError(f"{path}: model file not found")
+        regular_file(path, "model file", ExportError)  # a FIFO or a device would hang the hash
         if path.suffix == ".safetensors":
-            return cls._from_checkpoint(path)
+            return cls._from_checkpoint(path, frontend)
         if path.suffix not in (".onnx", ".tflite"):
             raise ExportError(f"{path}: unknown model type (expected .onnx, .tflite or .safetensors)")
-        return cls._from_export(path)
+        return cls._from_export(path, frontend)
 
     @classmethod
-    def _from_export(cls, path: Path) -> Predictor:
-        from .export.manifest import MANIFEST, load_manifest
+    def _from_export(cls, path: Path, frontend: str | None = None) -> Predictor:
+        from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
         manifest_file = path.parent / MANIFEST
         if not manifest_file.is_file():
@@ -97,7 +93,10 @@ class Predictor:
                 f"{manifest_file}: no {MANIFEST} beside {path.name} (labels and front end come from it; "
                 "use the whole export folder)"
             )
-        manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        try:
+            manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        except ManifestError as exc:
+            raise ExportError(str(exc)) from None
         entry = manifest["artifacts"].get(path.name)
         if entry is None:
             raise ExportError(f"{path}: not listed in {manifest_file} (not part of this export)")
@@ -107,30 +106,19 @@ class Predictor:
             )
         args = (FrontendConfig.from_dict(manifest["frontend"]), Normalization.from_dict(manifest["normalization"]),
                 list(manifest["labels"]), str(path))
-        if path.name.endswith(".audio.tflite"):  # the phone file: front end inside the model (export/phone.py)
-            return AudioInPredictor(_audio_runner(path), *args)
-        return cls(_onnx_runner(path) if path.suffix == ".onnx" else _tflite_runner(path), *args)
+        model = _open(path)
+        if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
+            return AudioInPredictor(model, *args, frontend)
+        return cls(model, *args, frontend)
 
     @classmethod
-    def _from_checkpoint(cls, path: Path) -> Predictor:
-        import torch
-
+    def _from_checkpoint(cls, path: Path, frontend: str | None = None) -> Predictor:
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = ckpt.model.eval()
-
-        def run(x: np.ndarray) -> np.ndarray:
-            # a clip is a handful of windows: one thread is fastest and never oversubscribes a small CPU
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with torch.inference_mode():
-                    return model(torch.from_numpy(x)).float().numpy()
-            finally:
-                torch.set_num_threads(threads)
-
-        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
+        # a clip is a handful of windows: one thread (the runtime's default) is fastest on a small CPU
+        run = runtime.load(ckpt.model, kind="torch")
+        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path), frontend)
 
     # -- one file ------------------------------------------------------------------------------------
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
@@ -151,6 +139,8 @@ class Predictor:
 
     def predict_one(self, path: str | Path, top_k: int = 5) -> Prediction:
         logits, n = self.logits(path)
+        if len(logits) != len(self.labels):
+            raise ExportError(f"{self.source}: the model has {len(logits)} outputs but {len(self.labels)} labels")
         probs = softmax(logits)
         order = np.argsort(-probs, kind="stable")[:top_k]
         return Prediction(str(path), [self.labels[i] for i in order], [float(probs[i]) for i in order], n)
@@ -170,13 +160,45 @@ class Predictor:
         the audio arrives (``stream.StreamClassifier``); the file is read block by block."""
         cfg = self.frontend.config
         clf = StreamClassifier(self.run, self.frontend, self.normalization, self.labels, hop_seconds)
+        quiet = QuietWindows(cfg)
         total = 0
         for block in resampled_blocks(audio_path, cfg.sample_rate, cfg.hop_length):
             total += len(block)
             if 0 < cfg.segment_samples - total and len(block) == 0:  # the end of a clip shorter than 1 s
                 block = np.zeros(cfg.segment_samples - total, np.float32)
-            yield from clf.push(block)
-        yield from clf.flush()
+            quiet.push(block)
+            yield from quiet.audible(clf.push(block))
+        quiet.push(np.zeros(0, np.float32), final=True)
+        yield from quiet.audible(clf.flush())
+        if quiet.kept == 0:
+            raise AudioError(f"{audio_path}: audio is all digital silence (no non-zero 1-s window)")
+
+
+class QuietWindows:
+    """Drops the stream's hops whose 1-s window saw only digital zeros, as ``predict`` without ``--stream``
+    skips them (``data.window_starts``): a model has no answer for silence, and any label it gives is
+    noise. Per-frame silence flags are kept as a run-length count, so memory does not grow with the file."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        from .audio_stream import SilenceTracker
+
+        self.tracker = SilenceTracker(cfg)
+        self.seg = cfg.segment_frames
+        self.flags = np.zeros(0, bool)  # silence of frames [offset, offset + len(flags))
+        self.offset = 0
+        self.kept = 0
+
+    def push(self, audio: np.ndarray, final: bool = False) -> None:
+        self.flags = np.concatenate([self.flags, self.tracker.push(audio, final)])
+
+    def audible(self, hops: list[HopResult]) -> Iterator[HopResult]:
+        for h in hops:
+            lo, hi = h.first_frame - self.offset, h.first_frame + self.seg - self.offset
+            if lo < 0 or hi > len(self.flags) or not self.flags[lo:hi].all():  # unknown counts as sound
+                self.kept += 1
+                yield h
+            cut = max(0, min(lo, len(self.flags)))
+            self.flags, self.offset = self.flags[cut:], self.offset + cut
 
 
 class AudioInPredictor(Predictor):
@@ -188,8 +210,9 @@ class AudioInPredictor(Predictor):
     a phone app feeds MediaPipe the same pieces."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], frontend: FrontendConfig,
-                 normalization: Normalization, labels: list[str], source: str) -> None:
-        super().__init__(run, frontend, normalization, labels, source)
+                 normalization: Normalization, labels: list[str], source: str,
+                 frontend_kind: str | None = None) -> None:
+        super().__init__(run, frontend, normalization, labels, source, frontend_kind)
         takes = getattr(run, "samples", None)
         if takes is not None and takes != frontend.context_samples:
             raise ExportError(
@@ -199,35 +222,19 @@ class AudioInPredictor(Predictor):
 
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
                       allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        from .export.phone import log_scores
-
         for batch in file_windows(audio_path, self.frontend, stride, allow_silent=allow_silent, with_audio=True):
-            yield batch.starts, log_scores(self.run(batch.audio))
+            yield batch.starts, runtime.log_scores(self.run(batch.audio))
 
     def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
         raise ExportError(f"{self.source}: --stream runs the features-in models of the export (.tflite, .onnx); "
                           "the phone file classifies whole 1-s windows (each with its context)")
 
 
-def _audio_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.phone import AudioRunner
-
+def _open(path: Path) -> runtime.Runtime:
+    """The export file in the runtime layer; a file the runtime refuses is a one-line ExportError."""
+    kind = runtime.kind_of(str(path))
+    what = {"audio-tflite": "waveform-in .tflite", "tflite": ".tflite model", "onnx": ".onnx model"}[kind]
     try:
-        return AudioRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable waveform-in .tflite ({exc})") from None
-
-
-def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.tflite import LiteRTRunner
-
-    try:
-        return LiteRTRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable .tflite model ({exc})") from None
-
-
-def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.onnx import OnnxRunner
-
-    return OnnxRunner.from_file(path)
+        return runtime.load(path, kind=kind)
+    except (runtime.ModelLoadError, ValueError) as exc:
+        raise ExportError(f"{path}: not a loadable {what} ({exc})") from None

@@ -48,8 +48,8 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file: say which, never unpickle anything else
-        raise DssdnError(f"{path}: unreadable training state ({str(exc).splitlines()[0][:120]})") from None
-    if state.get("version") != STATE_VERSION:
+        raise DssdnError(f"{path}: unreadable training state ({first_line(exc)})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise DssdnError(f"{path}: training state of another format version")
     try:
         model.load_state_dict(state["model"])
@@ -57,7 +57,7 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
             aux.load_state_dict(state.get("aux") or {})
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise DssdnError(f"{path}: state does not fit this model ({str(exc).splitlines()[0][:120]})") from None
+        raise DssdnError(f"{path}: state does not fit this model ({first_line(exc)})") from None
     sched.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:
         ema.model.load_state_dict(state["ema"]["model"])
@@ -69,6 +69,12 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
     st.update(loop)
     st["plan"] = None if state["plan"] is None else state["plan"].numpy()
     st["best_state"] = state["best_state"]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (an empty file gives an exception without one)."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:120] if lines else type(exc).__name__
 
 
 # -------------------------------------------------------------------------------------------- plot

@@ -22,8 +22,10 @@ from click.testing import CliRunner
 from sshd_server import SshdUnavailable, free_port, keygen, start_sshd
 
 from dssdn_edge.bench import BenchOptions, run_bench, runner, stats
+from dssdn_edge.bench import report as bench_report
 from dssdn_edge.cli import main
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
+from dssdn_edge.runtime import logmel
 
 SSHD = Path("/usr/sbin/sshd")
 RUNTIMES = "litert,onnxruntime"
@@ -173,7 +175,7 @@ def test_runner_frontend_equals_frontend_features(cfg: FrontendConfig) -> None:
     n = int(1.3 * cfg.sample_rate)
     t = np.arange(n) / cfg.sample_rate
     audio = (0.4 * np.sin(2 * np.pi * (200 + 2000 * t) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
-    ours = runner.LogMel(json.loads(json.dumps(cfg.to_dict()))).features(audio)
+    ours = logmel.LogMel(json.loads(json.dumps(cfg.to_dict()))).features(audio)
     ref = Frontend(cfg).features(audio)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
@@ -186,7 +188,7 @@ def test_runner_frontend_on_real_audio(real_clips: list[Path]) -> None:
     for path in real_clips[:4]:
         audio = load_audio(path, fe.config.sample_rate)
         np.testing.assert_allclose(
-            runner.LogMel(fe.config.to_dict()).features(audio), fe.features(audio), rtol=0, atol=1e-5
+            logmel.LogMel(fe.config.to_dict()).features(audio), fe.features(audio), rtol=0, atol=1e-5
         )
 
 
@@ -521,13 +523,12 @@ def test_remote_no_python(export_dir: Path, sshd: dict) -> None:
 # ------------------------------------------------------------------------ int8 file rewrites (issue 11)
 def _int8_outputs(model: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
     """Raw int8 outputs of LiteRT (XNNPACK) and of TFLite Micro, and LiteRT's delegate partition count."""
+    from dssdn_edge import runtime
     from dssdn_edge.export.cpu_layout import outputs
-    from dssdn_edge.export.tflite import _interpreter
-    from dssdn_edge.export.tflm import TflmRunner
 
-    micro = TflmRunner(model)
-    parts = sum(op["op_name"] == "DELEGATE" for op in _interpreter(model, delegates=True)._get_ops_details())
-    return outputs(model, xs), np.stack([micro(x) for x in xs[:3]]), parts
+    micro = runtime.load(model, kind="tflm")
+    parts = runtime.load(model, kind="tflite").info()["delegate_partitions"]
+    return outputs(model, xs), np.stack([micro.invoke(x) for x in xs[:3]]), parts
 
 
 def _raw_inputs(model: bytes) -> list[np.ndarray]:
@@ -565,9 +566,9 @@ def test_packed_cpu_layout_is_bit_identical(export_dir: Path) -> None:
 
 def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     manifest = runner.load_manifest(str(export_dir))
-    pipe = runner.Pipeline(manifest)
+    pipe = logmel.Pipeline(manifest)
     path = str(export_dir / "dssdn-small.int8.tflite")
-    res = runner.bench_backend(lambda: runner.TFLiteBackend("litert", path, 1, 2, "NHWC"), pipe, 5, 1)
+    res = runner.bench_backend(lambda: runner.open_runtime(path, "litert", path, 1, 2, "NHWC"), pipe, 5, 1)
     stages = res["stages_ms"]
     assert set(stages) == {*runner.STAGES, "total"}
     parts = sum(stages[k]["mean"] for k in runner.STAGES)
@@ -575,3 +576,38 @@ def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     stream = res["stream"]
     assert stream["hop_seconds"] == 0.5 and stream["hops"] >= 10
     assert stream["ms_per_audio_second"] == pytest.approx(stream["stages_ms_per_hop"]["total"]["p50"] / 0.5)
+
+
+def test_runner_measures_both_front_ends_side_by_side(export_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """With the C library the host builds, every features-in model is measured with the numpy and the C front
+    end in one run; the C one checks out against numpy here and is the one the top-level figures use. Without a
+    library (or with one for another front end), numpy runs alone and one line says why."""
+    from dssdn_edge.bench.local import frontend_library
+
+    manifest = runner.load_manifest(str(export_dir))
+    lib, why = frontend_library(manifest["frontend"])
+    if lib is None:
+        pytest.skip(why)
+    res = runner.run_benchmark(str(export_dir), "litert", 1, 6, 1, frontend_lib=str(lib))
+    fe = res["frontend"]
+    assert fe["implementation"] == "c" and set(fe["implementations"]) == {"numpy", "c"}
+    assert fe["c_library"]["status"] == "loaded" and fe["check"]["ok"] and fe["check"]["int8_max_step"] <= 1
+    for e in res["results"]:
+        assert e["error"] is None and e["frontend"] == "c" and set(e["by_frontend"]) == {"numpy", "c"}
+        c, numpy = e["by_frontend"]["c"], e["by_frontend"]["numpy"]
+        assert c["stages_ms"]["total"]["n"] == numpy["stages_ms"]["total"]["n"] == 6
+        assert e["stages_ms"] == c["stages_ms"] and e["stream"] == c["stream"]
+        assert c["stream"]["hops"] >= 10 and c["e2e_over_invoke"] > 1
+        if e["input"]["dtype"] == "int8":  # the C rows are the input tensor: no numpy normalise/quantise
+            assert c["stages_ms"]["frontend"]["note"].startswith("C:")
+    md = bench_report.markdown({**res, "device": {"name": "x", "mode": "measured"}})
+    assert "| litert | dssdn-small.int8.tflite | c |" in md and "| litert | dssdn-small.int8.tflite | numpy |" in md
+    capsys.readouterr()
+    alone = runner.run_benchmark(str(export_dir), "litert", 1, 3, 1)
+    assert alone["frontend"]["implementation"] == "numpy" and set(alone["frontend"]["implementations"]) == {"numpy"}
+    assert all(set(e["by_frontend"]) == {"numpy"} for e in alone["results"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy front end only" in err[0] and "no C library given" in err[0]
+    other = dict(manifest["frontend"], n_mels=64, split_band=32)
+    assert runner.load_c_front({"frontend": other}, str(lib))[0] is None
