@@ -45,7 +45,7 @@ from .model import build_model, config_for, resolve_name
 from .progress import progress_bar
 from .runlock import exclusive
 from .teacher import TeacherTable, load_teacher_file, teacher_from_checkpoint
-from .train_state import load_state, plot_history, save_state
+from .train_state import first_line, load_state, plot_history, save_state  # noqa: F401 - first_line re-exported
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "train_config.json"
