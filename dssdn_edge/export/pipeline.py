@@ -486,11 +486,7 @@ class _Builder:
             )
         if not self.int8:
             return fp32
-        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
-        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
-        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
-        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
-        int8 = cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
+        int8 = self.int8_tflite()
         self.bodies["int8"] = int8
         if write_files:
             rel8 = self.name(".int8.tflite")
@@ -511,6 +507,14 @@ class _Builder:
                  "quality": self.artifacts[rel8]["quality"]},
             )
         return int8
+
+    def int8_tflite(self) -> bytes:
+        """The int8 .tflite: the bias-corrected graph converted, calibrated, planned for TFLM and made lean."""
+        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
+        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
+        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
+        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
+        return cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
 
     def _qsvs(self, raw: bytes) -> dict[str, Any]:
         if self.stats is not None:
@@ -628,6 +632,29 @@ def export_model(
     ckpt = resolve_checkpoint(name_or_checkpoint)
     with _exclusive(out_dir):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
+
+
+def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
+    """Only the int8 ``.tflite`` of an export (the MCU model), calibrated from the shipped statistics when
+    they exist: no other artifact, no scoring. For tools and tests that need just that model, cheaply."""
+    import tempfile
+
+    ckpt = resolve_checkpoint(name_or_checkpoint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _seed()
+        stats = calib_mod.stats_path(ckpt) if ckpt.path is not None else None
+        if stats is not None and stats.is_file():
+            calib = calib_mod.CalibrationSet(np.zeros((0,), np.float32), f"shipped statistics {stats.name}",
+                                             "shipped", {"path": str(stats)})
+        else:
+            calib = calib_mod.choose_source(ckpt, None)
+        ref = build_reference(ckpt, None, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            return _Builder(ckpt, Path(tmp), True, calib, ref).int8_tflite()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _export(
