@@ -19,7 +19,7 @@ from .ops import LOWER, Array, Lowered, lower_copy
 from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
-STRUCT_BYTES = {"dssdn_conv_t": 4 * 24 + 4 * 4, "dssdn_fc_t": 4 * 9 + 4 * 4, "dssdn_binary_t": 4 * 24,
+STRUCT_BYTES = {"dssdn_conv_t": 4 * 25 + 4 * 4, "dssdn_fc_t": 4 * 9 + 4 * 4, "dssdn_binary_t": 4 * 24,
                 "dssdn_mean_t": 4 * 7, "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 

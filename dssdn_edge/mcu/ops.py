@@ -132,7 +132,8 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         "k_h": geo["k_h"], "k_w": geo["k_w"], "k_c": k_c,
         "stride_h": geo["stride_h"], "stride_w": geo["stride_w"], "dil_h": geo["dil_h"], "dil_w": geo["dil_w"],
         "pad_t": geo["pad_t"], "pad_l": geo["pad_l"], "depth_mult": mult,
-        "per_channel": int(len(mults) > 1), "in_zp": t_in.zero_point, "out_zp": out.zero_point,
+        "per_channel": int(len(mults) > 1), "buffered": int(op.index in plan.buffered),
+        "in_zp": t_in.zero_point, "out_zp": out.zero_point,
         "act_min": lo, "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m",
         "shift": f"{prefix}_s",
     }

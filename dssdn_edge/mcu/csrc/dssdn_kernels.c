@@ -55,15 +55,24 @@ static inline int8_t finish(int32_t acc, const int32_t *bias, int32_t ch, int32_
     return (int8_t)DSSDN_CLAMP(acc, lo, hi);
 }
 
+static inline void store_pixel(int8_t *dst, const int8_t *px, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = px[i];
+    }
+}
+
 void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
     const int32_t groups = p->in_c / p->k_c;
     const int32_t oc_per_group = p->out_c / groups;
     const int32_t filter_size = p->k_h * p->k_w * p->k_c;
+    int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
                 const int8_t *wf = p->w + oc * filter_size;
                 const int32_t c0 = (oc / oc_per_group) * p->k_c;
@@ -86,18 +95,24 @@ void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
                     }
                 }
                 const int32_t q = p->per_channel ? oc : 0;
-                *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
+                dst[oc] = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
             }
+            if (p->buffered) {
+                store_pixel(out, pixel, p->out_c);
+            }
+            out += p->out_c;
         }
     }
 }
 
 void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
+    int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
             for (int32_t ic = 0; ic < p->in_c; ++ic) {
                 for (int32_t m = 0; m < p->depth_mult; ++m) {
                     const int32_t oc = ic * p->depth_mult + m;
@@ -117,10 +132,14 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out
                         }
                     }
                     const int32_t q = p->per_channel ? oc : 0;
-                    *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min,
-                                    p->act_max);
+                    dst[oc] = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min,
+                                     p->act_max);
                 }
             }
+            if (p->buffered) {
+                store_pixel(out, pixel, p->out_c);
+            }
+            out += p->out_c;
         }
     }
 }

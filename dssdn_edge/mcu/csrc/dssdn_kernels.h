@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#define DSSDN_MAX_PIXEL 256 /* most output channels of a buffered conv (bytes of stack it uses) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,6 +31,8 @@ typedef struct {
     int32_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int32_t depth_mult;
     int32_t per_channel; /* 0: mult[0], shift[0] for every channel */
+    int32_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
+                            output overwrite the input pixel it is computed from) */
     int32_t in_zp, out_zp, act_min, act_max;
     const int8_t *w;
     const int32_t *bias; /* may be NULL */
