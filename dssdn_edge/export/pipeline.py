@@ -37,7 +37,7 @@ from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
 from . import calibration as calib_mod
-from . import cpu_layout
+from . import cpu_layout, mcu_c
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
@@ -554,10 +554,11 @@ class _Builder:
         inputs_are_real = len(windows) > 0
         if not inputs_are_real:
             windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
-        diffs, agree = [], []
+        diffs, agree, checked = [], [], []
         for x in progress(windows, "TFLite Micro"):
             q = tflite_mod.quantize(x[None].transpose(0, 2, 3, 1), litert.in_io)
             y_micro = runner(q)
+            checked.append((q, y_micro))
             litert.interpreter.set_tensor(litert.input["index"], q)
             litert.interpreter.invoke()
             y_lite = litert.interpreter.get_tensor(litert.output["index"])
@@ -594,6 +595,12 @@ class _Builder:
                 "top1_agreement": float(np.mean(agree)),
             },
         }
+        if i.scale is not None:  # the model as generated C, checked against TFLM on the same windows
+            self.artifacts[mcu_c.ARTIFACT] = mcu_c.generated_c_entry(
+                model, self.staging / "mcu", self.ckpt.name, list(self.ckpt.labels), self.name(".int8.tflite"),
+                np.concatenate([q for q, _ in checked]), np.stack([y for _, y in checked]), report.arena_bytes,
+                {"input": i.to_dict(), "output": o.to_dict()},
+            )
 
 
 def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
