@@ -46,3 +46,4 @@ def test_every_fold5_window_matches_tflm(size, shared_int8_tflite, data_root, tm
     bad = np.flatnonzero((mine != theirs).any(axis=1))
     assert bad.size == 0, f"{bad.size} of {len(x)} windows differ (first: #{bad[0]})"
     assert len(np.unique(mine.argmax(1))) > 10  # the logits are a working classifier, not a constant
+    assert report.arena_bytes < report.plan["whole_tensor_lower_bound_bytes"]  # views and overlaps were used
