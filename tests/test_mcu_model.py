@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from dssdn_edge.export import tflite as tflite_mod
-from dssdn_edge.export.pipeline import load_eval_set, resolve_checkpoint
-from dssdn_edge.export.tflm import TflmRunner
+from dssdn_edge.export import sources
+from dssdn_edge.export.pipeline import resolve_checkpoint
+from dssdn_edge.export.tflm import open_tflm
 from dssdn_edge.mcu import generate_model_c
 from dssdn_edge.mcu.host import HostModel
 
@@ -18,11 +18,10 @@ from dssdn_edge.mcu.host import HostModel
 def int8_windows(model: bytes, size: str) -> np.ndarray:
     """Fold-5 windows (the export's own cutting and normalisation), quantised like the model's input."""
     ckpt = resolve_checkpoint(size)
-    ev = load_eval_set(ckpt, None)
+    ev = sources.source_windows(ckpt, "evaluation")
     if ev is None:
         pytest.skip("ESC-50 fold 5 is not available")
-    in_io, _ = tflite_mod.io_details(model)
-    return tflite_mod.quantize(ev.windows.transpose(0, 2, 3, 1), in_io)
+    return open_tflm(model, size).prepare(ev.windows)  # NHWC, quantised with the model's input parameters
 
 
 @pytest.mark.parametrize("size", ["small", "middle", "large"])
@@ -36,8 +35,8 @@ def test_every_fold5_window_matches_tflm(size, shared_int8_tflite, data_root, tm
     t0 = time.perf_counter()
     mine = host(x)
     t1 = time.perf_counter()
-    tflm = TflmRunner(model, f"dssdn-{size}")
-    theirs = np.stack([tflm(w[None]).reshape(-1) for w in x])
+    tflm = open_tflm(model, f"dssdn-{size}")
+    theirs = np.stack([tflm.invoke(w[None]).reshape(-1) for w in x])
     t2 = time.perf_counter()
     print(f"\n{size}: {len(x)} windows, generated C {t1 - t0:.2f} s, TFLM {t2 - t1:.2f} s, "
           f"arena {report.arena_bytes} B, constants {report.const_bytes} B")
@@ -85,5 +84,5 @@ def test_dsp_kernels_on_emulated_cortex_m(target, shared_int8_tflite, data_root,
                     "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
                    cwd=tmp_path, check=True, timeout=600)
     mine = np.fromfile(tmp_path / "out.bin", np.int8).reshape(len(x), -1)
-    tflm = TflmRunner(model, "dssdn-small")
-    assert np.array_equal(mine, np.stack([tflm(w[None]).reshape(-1) for w in x]))
+    tflm = open_tflm(model, "dssdn-small")
+    assert np.array_equal(mine, np.stack([tflm.invoke(w[None]).reshape(-1) for w in x]))
