@@ -388,3 +388,11 @@ def test_plan_uses_views_folds_slots_and_overlaps(tmp_path):
     assert found == {"view": True, "fold": True, "concat": True, "overlap": True}
     assert first.arena_bytes < first.plan["whole_tensor_lower_bound_bytes"]
     assert (tmp_path / "a" / "dssdn_model.c").read_bytes() == (tmp_path / "b" / "dssdn_model.c").read_bytes()
+
+
+def test_conv_summed_tap_by_tap_gives_the_same_bits(tmp_path):
+    """With no stack patch (DSSDN_MAX_PATCH=1) every conv takes the tap-by-tap path: still TFLM's bits."""
+    rng = np.random.default_rng(11)
+    cases = [conv_case(rng, i, False) for i in range(12)]
+    for name, (mine, theirs) in run_cases(cases, tmp_path, defines=["DSSDN_MAX_PATCH=1"]).items():
+        assert np.array_equal(mine, theirs), name

@@ -122,6 +122,7 @@ extern "C" {{
 #define {macro}_OUT_ZERO_POINT {_paren(t_out.zero_point)}
 #define {macro}_ARENA_BYTES {plan.arena_bytes}
 #define {macro}_HAS_LABELS {int(bool(labels))}
+#define {macro}_MAX_PATCH {_max_patch(graph)}      /* the biggest conv window; -DDSSDN_MAX_PATCH=this for the kernels */
 
 #define {macro}_INPUTS {len(graph.inputs)}{extra_macros}
 
@@ -206,6 +207,14 @@ const int8_t *{symbol}_invoke(void)
 #undef A
 """
     return Emitted(header, source, const_bytes, weight_count)
+
+
+def _max_patch(graph: Graph) -> int:
+    """Bytes of the largest window a non-1x1 CONV_2D gathers (k_h · k_w · in_c); 1x1 windows are read in place."""
+    sizes = [int(np.prod(graph.t(op.inputs[1]).shape[1:])) * (graph.t(op.inputs[0]).shape[-1] //
+             graph.t(op.inputs[1]).shape[-1]) for op in graph.ops if op.kind == "CONV_2D"
+             and tuple(graph.t(op.inputs[1]).shape[1:3]) != (1, 1)]
+    return max(sizes, default=1)
 
 
 def _paren(v: int) -> str:

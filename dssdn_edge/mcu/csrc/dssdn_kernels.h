@@ -15,7 +15,11 @@
 #include <stdint.h>
 
 #define DSSDN_MAX_PIXEL 256 /* most output channels of a buffered conv (bytes of stack it uses) */
-#define DSSDN_MAX_PATCH 512 /* the biggest conv window (k_h*k_w*in_c) gathered on the stack */
+#ifndef DSSDN_MAX_PATCH
+/* The biggest conv window (k_h*k_w*in_c) gathered on the stack; a bigger one is summed tap by tap (same bits,
+ * slower). Set it to the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
+#define DSSDN_MAX_PATCH 512
+#endif
 
 #ifdef __cplusplus
 extern "C" {
