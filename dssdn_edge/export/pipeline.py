@@ -359,8 +359,9 @@ class _Builder:
         tflm_mod.invoke(default, litert.prepare(windows[:1]), "TFLite Micro")
         default_arena = tflm_mod.arena(default, "TFLite Micro").arena_bytes
         tflm_mod.write_c_array(model, self.staging / "mcu")
-        emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True)
         i, o = tflite_mod.io_details(model)
+        emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
+               input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None)
         unit = "LSB" if i.scale is not None else "abs"
         self.artifacts["mcu/model_data.cc"] = {
             "format": "c-array (.tflite flatbuffer)",
@@ -479,6 +480,7 @@ def _export(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
         )
         manifest_mod.write_manifest(staging, manifest, builder.artifacts)
+        manifest_mod.load_manifest(staging)  # a manifest that would not load is never published
         staging_mod.publish(staging, out_dir)
     finally:
         torch.set_num_threads(threads)
