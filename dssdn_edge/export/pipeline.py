@@ -33,7 +33,7 @@ from ..model import SIZES, resolve_name
 from ..progress import progress
 from ..version import __version__
 from . import calibration as calib_mod
-from . import cpu_layout, sources
+from . import cpu_layout, mcu_c, sources
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
@@ -278,11 +278,7 @@ class _Builder:
             )
         if not self.int8:
             return fp32
-        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
-        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
-        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
-        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
-        int8 = cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
+        int8 = self.int8_tflite()
         self.bodies["int8"] = int8
         if write_files:
             rel8 = self.name(".int8.tflite")
@@ -303,6 +299,14 @@ class _Builder:
                  "quality": self.artifacts[rel8]["quality"]},
             )
         return int8
+
+    def int8_tflite(self) -> bytes:
+        """The int8 .tflite: the bias-corrected graph converted, calibrated, planned for TFLM and made lean."""
+        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
+        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
+        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
+        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
+        return cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
 
     def _qsvs(self, raw: bytes) -> dict[str, Any]:
         if self.stats is not None:
@@ -342,10 +346,11 @@ class _Builder:
         inputs_are_real = len(windows) > 0
         if not inputs_are_real:
             windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
-        diffs, agree = [], []
+        diffs, agree, checked = [], [], []
         for x in progress(windows, "TFLite Micro"):
             q = litert.prepare(x[None])
             y_micro = tflm_mod.invoke(micro, q, "TFLite Micro")
+            checked.append((q, y_micro))
             y_lite = litert.invoke(q)
             diffs.append(float(np.abs(y_micro.astype(np.float64) - y_lite.astype(np.float64)).max()))
             agree.append(int(y_micro.argmax()) == int(y_lite.argmax()))
@@ -381,6 +386,12 @@ class _Builder:
                 "top1_agreement": float(np.mean(agree)),
             },
         }
+        if i.scale is not None:  # the model as generated C, checked against TFLM on the same windows
+            self.artifacts[mcu_c.ARTIFACT] = mcu_c.generated_c_entry(
+                model, self.staging / "mcu", self.ckpt.name, list(self.ckpt.labels), self.name(".int8.tflite"),
+                np.concatenate([q for q, _ in checked]), np.stack([y for _, y in checked]), report.arena_bytes,
+                {"input": i.to_dict(), "output": o.to_dict()},
+            )
 
 
 def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
@@ -419,6 +430,28 @@ def export_model(
     ckpt = resolve_checkpoint(name_or_checkpoint)
     with staging_mod.exclusive(out_dir):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
+
+
+def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
+    """Only the int8 ``.tflite`` of an export (the MCU model), calibrated from the shipped statistics when
+    they exist: no other artifact, no scoring. For tools and tests that need just that model, cheaply."""
+    import tempfile
+
+    ckpt = resolve_checkpoint(name_or_checkpoint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _seed()
+        stats = calib_mod.stats_path(ckpt) if ckpt.path is not None else None
+        if stats is not None and stats.is_file():
+            calib = sources.cut(ckpt, sources.Source("calibration", "shipped", path=stats))
+        else:
+            calib = sources.source_windows(ckpt, "calibration")
+        ref = build_reference(ckpt, None, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            return _Builder(ckpt, Path(tmp), True, calib, ref).int8_tflite()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _export(
