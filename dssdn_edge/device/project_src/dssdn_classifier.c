@@ -20,6 +20,15 @@
 /* Samples past a frame's first sample position that its analysis window reaches (centre padding). */
 #define HALF_FFT (DSSDN_N_FFT / 2)
 
+/* Test hooks around the model call (empty unless defined, e.g. by the emulated-board firmware, which sends
+ * each window's int8 input to the host and counts the model's instructions). */
+#ifndef DSSDN_CLASSIFIER_BEFORE_INVOKE
+#define DSSDN_CLASSIFIER_BEFORE_INVOKE(input) ((void)0)
+#endif
+#ifndef DSSDN_CLASSIFIER_AFTER_INVOKE
+#define DSSDN_CLASSIFIER_AFTER_INVOKE() ((void)0)
+#endif
+
 static int argmax_i8(const int8_t *v, int n)
 {
     int i, best = 0;
@@ -74,7 +83,10 @@ static void complete_window(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
     memcpy(c->keep, input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES, keep_bytes);
 #endif
     if (!w.silent) {
-        const int8_t *out = dssdn_model_invoke();
+        const int8_t *out;
+        DSSDN_CLASSIFIER_BEFORE_INVOKE(input);
+        out = dssdn_model_invoke();
+        DSSDN_CLASSIFIER_AFTER_INVOKE();
         memcpy(w.scores, out, sizeof(w.scores));
         w.label = argmax_i8(w.scores, DSSDN_MODEL_OUT_CLASSES);
         for (i = 0; i < DSSDN_MODEL_OUT_CLASSES; i++) {
