@@ -136,3 +136,107 @@ def test_c_build_failure_is_the_compilers_first_error_line(tmp_path: Path) -> No
     res = invoke("device", "cortex-m", "cortex-m4", "--src", tmp_path / "mcu", "--out", tmp_path / "build")
     assert_one_line_error(res, "arm-none-eabi-gcc failed", "dssdn_frontend.c:", "error:")
     assert res.stdout == ""
+
+
+# ----------------------------------------------------------------------------------- the whole model
+def test_instruction_clock_is_proven_within_one_percent(tmp_path: Path) -> None:
+    """qemu -icount shift=0 + the MPS2 counter count instructions: loops of known length agree within 1 %."""
+    from dssdn_edge.device import firmware
+
+    for core in ("cortex-m4", "cortex-m7"):
+        cal = firmware.calibrate(core, tmp_path / core)
+        assert len(cal.loops) == 3 and all(lp["ticks"] > 0 for lp in cal.loops)
+        assert cal.max_relative_error <= 0.01, cal
+
+
+def _fold5_clips(data_root: Path, n: int) -> list[Path]:
+    """``n`` fold-5 clips spread over the classes (the export's own evaluation fold)."""
+    import csv
+
+    with (data_root / "metadata.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["fold"] == "5"]
+    rows.sort(key=lambda r: (int(r["take"] != "A"), int(r["target"]), r["filename"]))
+    return [data_root / r["filename"] for r in rows[:n]]
+
+
+@pytest.fixture(scope="module")
+def mcu_project(shared_small_export: Path) -> Path:
+    mcu_dir = shared_small_export / "mcu"
+    if not (mcu_dir / "dssdn_model.h").is_file():
+        pytest.skip("the export has no generated model in mcu/ (the code generator is not merged)")
+    return mcu_dir
+
+
+@pytest.fixture(scope="module")
+def firmware_runs(mcu_project: Path, data_root: Path, tmp_path_factory) -> dict:
+    """40 real fold-5 clips streamed through the whole model on both emulated cores (one build per core)."""
+    from dssdn_edge.device import firmware, mcu_check
+
+    paths = _fold5_clips(data_root, 40)
+    clips = [mcu_check.read_int16(p) for p in paths]
+    out = {}
+    for core in ("cortex-m4", "cortex-m7"):
+        builder = firmware.Builder(mcu_project, cortex_m.get_target(core), tmp_path_factory.mktemp(core))
+        out[core] = (firmware.measure_footprint(builder), firmware.run_clips(builder, clips))
+    return {"paths": paths, "runs": out}
+
+
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m7"])
+def test_firmware_labels_equal_predict_and_logits_equal_tflm(core: str, firmware_runs: dict,
+                                                            shared_small_export: Path) -> None:
+    from dssdn_edge.device import mcu_check
+
+    _, run = firmware_runs["runs"][core]
+    result = mcu_check.compare(shared_small_export, firmware_runs["paths"], run)
+    assert result["n_clips"] == 40 and result["windows"] > 40
+    assert all(c["same_windows"] for c in result["clips"])  # predict's window starts and silence rule
+    assert result["logits_equal_tflm"], [c["path"] for c in result["clips"] if not c["logits_equal_tflm"]]
+    assert result["windows_with_host_inputs"] >= 0.9 * result["windows"]  # float32 front end vs numpy
+    assert not result["differing_not_near_tie"], result["differing_not_near_tie"]
+    assert result["top1_agreement"] >= 0.9
+
+
+def test_firmware_footprint_is_measured_and_split(firmware_runs: dict, mcu_project: Path) -> None:
+    from dssdn_edge.device import firmware
+
+    fp, run = firmware_runs["runs"]["cortex-m4"]
+    hdr = firmware.model_header(mcu_project)
+    assert fp.parts["model"]["bss"] >= hdr["arena_bytes"]  # the arena is the model's static RAM
+    assert fp.parts["frontend"]["rodata"] > 4 * 128  # tables and the stored normalisation
+    assert fp.parts["frontend"]["bss"] > 4 * 1024  # the front end's state inside the classifier
+    assert sum(fp.image[k] for k in ("text", "data")) >= fp.flash() - fp.parts["glue"]["data"]
+    assert 256 < run.stack_peak_bytes < 16 * 1024
+    ins = run.instructions()
+    assert ins["model_per_window"] > 1_000_000 and ins["frontend_and_glue_per_second"] > 100_000
+
+
+def test_make_and_classify_print_predicts_clip_label(mcu_project: Path, data_root: Path, tmp_path: Path) -> None:
+    """The acceptance path: `make -C mcu`, then build/classify on a WAV = `dssdn-edge predict` on it."""
+    import subprocess
+
+    import soundfile as sf
+
+    from dssdn_edge.device import mcu_check
+
+    project = tmp_path / "export"
+    shutil.copytree(mcu_project.parent, project)
+    proc = subprocess.run(["make", "-C", str(project / "mcu")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    wavs = []
+    for p in _fold5_clips(data_root, 200)[::50]:
+        wav = tmp_path / (p.stem + ".wav")
+        sf.write(wav, mcu_check.read_int16(p), 16000, subtype="PCM_16")
+        wavs.append(wav)
+    model = project / "dssdn-small.int8.tflite"
+    for wav in wavs:
+        out = subprocess.run([str(project / "mcu" / "build" / "classify"), str(wav)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[-1].startswith("clip ") and len(lines) >= 2
+        res = invoke("predict", wav, "--model", model, "--json")
+        assert res.exit_code == 0, res.output
+        assert lines[-1] == "clip " + json.loads(res.stdout)[0]["top"][0]["label"]
+    bad = tmp_path / "stereo.wav"
+    sf.write(bad, np.zeros((16000, 2), np.int16), 16000, subtype="PCM_16")
+    out = subprocess.run([str(project / "mcu" / "build" / "classify"), str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1 and out.stderr.startswith(f"error: {bad}: not mono") and out.stdout == ""
