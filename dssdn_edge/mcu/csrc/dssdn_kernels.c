@@ -1,0 +1,264 @@
+/* dssdn_kernels.c - see dssdn_kernels.h. Integer arithmetic only; every kernel mirrors the arithmetic of
+ * TensorFlow Lite Micro's reference int8 kernel (tensorflow/lite/kernels/internal/reference/integer_ops). */
+#include "dssdn_kernels.h"
+
+#define DSSDN_CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v)))
+
+#ifdef DSSDN_SINGLE_ROUNDING
+static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
+{
+    const int32_t total = 31 - shift;
+    const int64_t round = (int64_t)1 << (total - 1);
+    return (int32_t)(((int64_t)x * m + round) >> total);
+}
+#else
+/* SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded to nearest (ties away from 0). */
+static inline int32_t high_mul(int32_t a, int32_t b)
+{
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero. */
+static inline int32_t divide_pot(int32_t x, int32_t e)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    return divide_pot(high_mul((int32_t)((uint32_t)x << left), m), right);
+}
+#endif
+
+int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    return requantize(x, multiplier, shift);
+}
+
+static inline int8_t finish(int32_t acc, const int32_t *bias, int32_t ch, int32_t m, int32_t shift,
+                            int32_t zp, int32_t lo, int32_t hi)
+{
+    if (bias) {
+        acc += bias[ch];
+    }
+    acc = requantize(acc, m, shift) + zp;
+    return (int8_t)DSSDN_CLAMP(acc, lo, hi);
+}
+
+void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+{
+    const int32_t groups = p->in_c / p->k_c;
+    const int32_t oc_per_group = p->out_c / groups;
+    const int32_t filter_size = p->k_h * p->k_w * p->k_c;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                const int8_t *wf = p->w + oc * filter_size;
+                const int32_t c0 = (oc / oc_per_group) * p->k_c;
+                int32_t acc = 0;
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) {
+                        continue;
+                    }
+                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) {
+                            continue;
+                        }
+                        const int8_t *ip = in + iy * p->in_row + ix * p->in_pix + c0;
+                        const int8_t *wp = wf + (ky * p->k_w + kx) * p->k_c;
+                        for (int32_t ic = 0; ic < p->k_c; ++ic) {
+                            acc += (int32_t)wp[ic] * ((int32_t)ip[ic] - p->in_zp);
+                        }
+                    }
+                }
+                const int32_t q = p->per_channel ? oc : 0;
+                *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+{
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            for (int32_t ic = 0; ic < p->in_c; ++ic) {
+                for (int32_t m = 0; m < p->depth_mult; ++m) {
+                    const int32_t oc = ic * p->depth_mult + m;
+                    int32_t acc = 0;
+                    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                        const int32_t iy = iy0 + ky * p->dil_h;
+                        if (iy < 0 || iy >= p->in_h) {
+                            continue;
+                        }
+                        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                            const int32_t ix = ix0 + kx * p->dil_w;
+                            if (ix < 0 || ix >= p->in_w) {
+                                continue;
+                            }
+                            const int32_t x = in[iy * p->in_row + ix * p->in_pix + ic];
+                            acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * (x - p->in_zp);
+                        }
+                    }
+                    const int32_t q = p->per_channel ? oc : 0;
+                    *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min,
+                                    p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
+{
+    for (int32_t b = 0; b < p->batches; ++b) {
+        const int8_t *x = in + b * p->depth;
+        for (int32_t u = 0; u < p->units; ++u) {
+            const int8_t *w = p->w + u * p->depth;
+            int32_t acc = 0;
+            for (int32_t d = 0; d < p->depth; ++d) {
+                acc += ((int32_t)w[d] - p->w_zp) * ((int32_t)x[d] - p->in_zp);
+            }
+            const int32_t q = p->per_channel ? u : 0;
+            *out++ = finish(acc, p->bias, u, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
+        }
+    }
+}
+
+void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
+        for (int32_t i1 = 0; i1 < p->dims[1]; ++i1) {
+            for (int32_t i2 = 0; i2 < p->dims[2]; ++i2) {
+                const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
+                const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
+                for (int32_t i3 = 0; i3 < p->dims[3]; ++i3) {
+                    const int32_t x = (int32_t)((uint32_t)((int32_t)pa[i3 * p->a_str[3]] - p->a_zp)
+                                                << p->left_shift);
+                    const int32_t y = (int32_t)((uint32_t)((int32_t)pb[i3 * p->b_str[3]] - p->b_zp)
+                                                << p->left_shift);
+                    const int32_t sum = requantize(x, p->a_mult, p->a_shift) + requantize(y, p->b_mult, p->b_shift);
+                    const int32_t r = requantize(sum, p->out_mult, p->out_shift) + p->out_zp;
+                    *out++ = (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
+        for (int32_t i1 = 0; i1 < p->dims[1]; ++i1) {
+            for (int32_t i2 = 0; i2 < p->dims[2]; ++i2) {
+                const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
+                const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
+                for (int32_t i3 = 0; i3 < p->dims[3]; ++i3) {
+                    const int32_t x = (int32_t)pa[i3 * p->a_str[3]] - p->a_zp;
+                    const int32_t y = (int32_t)pb[i3 * p->b_str[3]] - p->b_zp;
+                    const int32_t r = requantize(x * y, p->out_mult, p->out_shift) + p->out_zp;
+                    *out++ = (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
+{
+    for (int32_t o = 0; o < p->outer; ++o) {
+        for (int32_t i = 0; i < p->inner; ++i) {
+            const int8_t *x = in + o * p->reduced * p->inner + i;
+            int32_t sum = 0;
+            for (int32_t r = 0; r < p->reduced; ++r) {
+                sum += x[r * p->inner];
+            }
+            int32_t v;
+            if (p->mode == 1) {
+                v = sum / p->reduced;
+            } else {
+                v = requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp;
+                v = DSSDN_CLAMP(v, -128, 127);
+            }
+            out[o * p->inner + i] = (int8_t)v;
+        }
+    }
+}
+
+void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out)
+{
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0;
+        const int32_t ky1 = p->in_h - iy0 < p->k_h ? p->in_h - iy0 : p->k_h;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0;
+            const int32_t kx1 = p->in_w - ix0 < p->k_w ? p->in_w - ix0 : p->k_w;
+            for (int32_t c = 0; c < p->c; ++c) {
+                int32_t acc = p->is_max ? -128 : 0;
+                int32_t count = 0;
+                for (int32_t ky = ky0; ky < ky1; ++ky) {
+                    for (int32_t kx = kx0; kx < kx1; ++kx) {
+                        const int32_t v = in[((iy0 + ky) * p->in_w + ix0 + kx) * p->c + c];
+                        if (p->is_max) {
+                            acc = v > acc ? v : acc;
+                        } else {
+                            acc += v;
+                        }
+                        ++count;
+                    }
+                }
+                if (!p->is_max && count > 0) {
+                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                }
+                *out++ = (int8_t)DSSDN_CLAMP(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
+void dssdn_lookup(const int8_t table[256], const int8_t *in, int8_t *out, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = table[(int32_t)in[i] + 128];
+    }
+}
+
+void dssdn_copy(const dssdn_copy_t *p, const int8_t *src, int8_t *dst)
+{
+    for (int32_t i0 = 0; i0 < p->size[0]; ++i0) {
+        for (int32_t i1 = 0; i1 < p->size[1]; ++i1) {
+            for (int32_t i2 = 0; i2 < p->size[2]; ++i2) {
+                const int8_t *s = src + i0 * p->src_str[0] + i1 * p->src_str[1] + i2 * p->src_str[2];
+                int8_t *d = dst + i0 * p->dst_str[0] + i1 * p->dst_str[1] + i2 * p->dst_str[2];
+                for (int32_t i3 = 0; i3 < p->size[3]; ++i3) {
+                    d[i3 * p->dst_str[3]] = s[i3 * p->src_str[3]];
+                }
+            }
+        }
+    }
+}
+
+void dssdn_fill(int8_t *dst, int8_t value, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = value;
+    }
+}

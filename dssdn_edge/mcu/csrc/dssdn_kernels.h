@@ -1,0 +1,105 @@
+/* dssdn_kernels.h - int8 kernels for the C that dssdn-edge generates for one model (dssdn_model.c).
+ *
+ * Plain C99, integer arithmetic only: no malloc, no libm, no floating point at run time. Every kernel
+ * reproduces TensorFlow Lite Micro's reference int8 kernel bit for bit (same multipliers, same rounding),
+ * so the generated model gives the same int8 outputs as TFLM on the same int8 input.
+ *
+ * Kernels write their output in raster order (row, column, channel). The generator relies on that to let
+ * an output share memory with an input it has finished reading (see dssdn_edge/mcu/plan.py).
+ * Define DSSDN_SINGLE_ROUNDING to get TFLite's single-rounding requantisation instead of the default double
+ * rounding (the pinned tflite-micro wheel uses double rounding).
+ */
+#ifndef DSSDN_KERNELS_H
+#define DSSDN_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CONV_2D and DEPTHWISE_CONV_2D. The input is a view: element (y, x, c) is at in[y*in_row + x*in_pix + c],
+ * so a slice along H or W of a bigger tensor is read in place. Taps outside the input are skipped (the
+ * same as padding with the input zero point). conv filter: [out_c][k_h][k_w][k_c] (k_c = in_c / groups);
+ * depthwise filter: [k_h][k_w][out_c], out channel = in channel * depth_mult + m. */
+typedef struct {
+    int32_t in_h, in_w, in_c, in_row, in_pix;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w, k_c;
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+    int32_t depth_mult;
+    int32_t per_channel; /* 0: mult[0], shift[0] for every channel */
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int8_t *w;
+    const int32_t *bias; /* may be NULL */
+    const int32_t *mult;
+    const int32_t *shift;
+} dssdn_conv_t;
+
+void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
+void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
+
+/* FULLY_CONNECTED: out[b][u] from in[b][0..depth), filter [units][depth]. */
+typedef struct {
+    int32_t batches, depth, units;
+    int32_t per_channel;
+    int32_t in_zp, w_zp, out_zp, act_min, act_max;
+    const int8_t *w;
+    const int32_t *bias; /* may be NULL */
+    const int32_t *mult;
+    const int32_t *shift;
+} dssdn_fc_t;
+
+void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
+
+/* ADD and MUL over a 4-D output; an input broadcast along an axis has stride 0 there. */
+typedef struct {
+    int32_t dims[4];
+    int32_t a_str[4], b_str[4];
+    int32_t a_zp, b_zp, out_zp, act_min, act_max;
+    int32_t left_shift, a_mult, a_shift, b_mult, b_shift; /* ADD only */
+    int32_t out_mult, out_shift;
+} dssdn_binary_t;
+
+void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+
+/* MEAN over the middle axis of [outer][reduced][inner]. mode 0: TFLM's fixed-point path (1/n folded into
+ * mult/shift); mode 1: the plain truncating sum / n TFLM takes when input and output quantisation agree. */
+typedef struct {
+    int32_t outer, reduced, inner;
+    int32_t in_zp, out_zp, mult, shift, mode;
+} dssdn_mean_t;
+
+void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out);
+
+/* AVERAGE_POOL_2D / MAX_POOL_2D on a contiguous [h][w][c] input. */
+typedef struct {
+    int32_t in_h, in_w, c, out_h, out_w;
+    int32_t k_h, k_w, stride_h, stride_w, pad_t, pad_l;
+    int32_t act_min, act_max, is_max;
+} dssdn_pool_t;
+
+void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out);
+
+/* An element-wise op of one int8 input given as its 256-entry table (LOGISTIC). */
+void dssdn_lookup(const int8_t table[256], const int8_t *in, int8_t *out, int32_t n);
+
+/* Byte moves for SLICE, PAD and CONCATENATION when they cannot be views. */
+typedef struct {
+    int32_t size[4];    /* copied block, outermost first */
+    int32_t src_str[4]; /* source strides in bytes */
+    int32_t dst_str[4]; /* destination strides in bytes */
+} dssdn_copy_t;
+
+void dssdn_copy(const dssdn_copy_t *p, const int8_t *src, int8_t *dst);
+void dssdn_fill(int8_t *dst, int8_t value, int32_t n);
+
+/* TFLite's requantisation: x * multiplier * 2^(shift - 31), rounded as the reference kernels do. */
+int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSSDN_KERNELS_H */

@@ -1,0 +1,115 @@
+"""Compile generated model C on the host (``cc``) and run it through ctypes, for tests and export checks.
+
+One shared library can hold several generated models (each with its own ``symbol``); a small harness per
+model adds ``<symbol>_run_batch`` so a batch of windows costs one foreign call. Builds are cached by the
+hash of their sources in the folder the caller names.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+
+CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
+
+_HARNESS = """#include <string.h>
+#include "{symbol}.h"
+void {symbol}_run_batch(const int8_t *in, int8_t *out, int n)
+{{
+    for (int i = 0; i < n; ++i) {{
+        memcpy({symbol}_input(), in + (long)i * {macro}_IN_BYTES, {macro}_IN_BYTES);
+        memcpy(out + (long)i * {macro}_OUT_CLASSES, {symbol}_invoke(), {macro}_OUT_CLASSES);
+    }}
+}}
+"""
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise ExportError("no C compiler found to build the generated model on the host (install gcc)")
+    return cc
+
+
+def _header_ints(text: str, macro: str) -> dict[str, int]:
+    vals = {}
+    for key in ("IN_FRAMES", "IN_BANDS", "IN_CHANNELS", "OUT_CLASSES", "ARENA_BYTES"):
+        m = re.search(rf"#define {macro}_{key} \(?(-?\d+)\)?", text)
+        if m is None:
+            raise ExportError(f"{macro.lower()}.h: no {macro}_{key}")
+        vals[key] = int(m.group(1))
+    return vals
+
+
+def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines: Sequence[str] = ()) -> Path:
+    """Compile the kernels and the models ``symbols`` found in ``c_dir`` into one shared library."""
+    c_dir, build_dir = Path(c_dir), Path(build_dir)
+    sources = [c_dir / "dssdn_kernels.c", *(c_dir / f"{s}.c" for s in symbols)]
+    harness = {f"{s}_harness.c": _HARNESS.format(symbol=s, macro=s.upper()) for s in symbols}
+    h = hashlib.sha256()
+    for path in [*sources, c_dir / "dssdn_kernels.h", *(c_dir / f"{s}.h" for s in symbols)]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name, text in sorted(harness.items()):
+        h.update(name.encode() + text.encode())
+    h.update(" ".join([*CFLAGS, *defines]).encode())
+    key = h.hexdigest()[:16]
+    lib = build_dir / f"libdssdn_{key}.so"
+    if lib.exists():
+        return lib
+    build_dir.mkdir(parents=True, exist_ok=True)
+    work = build_dir / f".build_{key}_{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    try:
+        for name, text in harness.items():
+            (work / name).write_text(text)
+        tmp = work / lib.name
+        cmd = [compiler(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{c_dir}", *map(str, sources),
+               *(str(work / n) for n in harness), "-o", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
+            raise ExportError(f"{c_dir}: the generated C does not compile on the host: {first}")
+        tmp.replace(lib)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return lib
+
+
+class HostModel:
+    """A generated model compiled for this machine: raw int8 NHWC input(s) → raw int8 output(s)."""
+
+    def __init__(self, c_dir: Path, build_dir: Path | None = None, symbol: str = "dssdn_model",
+                 library: Path | None = None, defines: Sequence[str] = ()) -> None:
+        c_dir = Path(c_dir)
+        self.symbol = symbol
+        info = _header_ints((c_dir / f"{symbol}.h").read_text(), symbol.upper())
+        self.in_shape = (1, info["IN_FRAMES"], info["IN_BANDS"], info["IN_CHANNELS"])
+        self.out_size = info["OUT_CLASSES"]
+        self.arena_bytes = info["ARENA_BYTES"]
+        if library is None:
+            library = build_library(c_dir, [symbol], Path(build_dir or c_dir / "build" / "host"), defines)
+        self._lib = ctypes.CDLL(str(library))
+        self._run = getattr(self._lib, f"{symbol}_run_batch")
+        self._run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        self._run.restype = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """``x``: int8, one window of the model's input shape or a batch of them (leading axis)."""
+        x = np.ascontiguousarray(x, np.int8)
+        per = int(np.prod(self.in_shape))
+        if x.size % per:
+            raise ExportError(f"{self.symbol}: input of {x.size} values is not a multiple of {self.in_shape}")
+        n = x.size // per
+        out = np.empty((n, self.out_size), np.int8)
+        self._run(x.ctypes.data, out.ctypes.data, n)
+        return out if x.size != per or x.ndim > len(self.in_shape) else out.reshape(1, self.out_size)

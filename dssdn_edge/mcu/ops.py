@@ -1,0 +1,303 @@
+"""Per-op constants for the generated C: geometry, requantisation multipliers, tables.
+
+Each ``lower_*`` turns one graph op into the fields of its kernel's parameter struct (``dssdn_kernels.h``)
+plus the constant arrays it points to. All the arithmetic that TFLM does in an op's Prepare happens here,
+in Python integers (``quant.py``), so the device only runs the per-element loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ExportError
+from . import quant
+from .graph import Graph, Op
+from .plan import Plan, natural_strides, shape4, slice_bounds
+
+
+@dataclass
+class Array:
+    name: str
+    ctype: str  # "int8_t" or "int32_t"
+    values: np.ndarray
+
+
+@dataclass
+class Lowered:
+    """One C statement (a kernel call) with the const struct and arrays it needs."""
+
+    struct_type: str | None
+    fields: dict[str, object]
+    arrays: list[Array] = field(default_factory=list)
+    call: str = ""
+    name: str = ""  # the struct's C name when it is not the op's own prefix
+
+
+def _opt(op: Op, name: str, default: int = 0) -> int:
+    v = op.options.get(name, default)
+    return int(v if v is not None else default)
+
+
+def _padding(padding: int, in_size: int, k: int, stride: int, dil: int) -> tuple[int, int]:
+    """(out size, leading pad) as TFLite's ComputePaddingHeightWidth (0 SAME, 1 VALID)."""
+    eff = (k - 1) * dil + 1
+    out = (in_size + stride - 1) // stride if padding == 0 else (in_size + stride - eff) // stride
+    total = max(0, (out - 1) * stride + eff - in_size)
+    return out, total // 2
+
+
+def window_geometry(graph: Graph, op: Op, extra_t: int = 0, extra_l: int = 0,
+                    src_shape: tuple[int, ...] | None = None) -> dict[str, int]:
+    """Input size, kernel window, strides, dilations and leading padding of a conv or pool. ``extra_*`` and
+    ``src_shape`` describe a PAD folded into this op: the op reads the PAD's source (``src_shape``) and treats
+    the padding as taps outside the input."""
+    t_in = shape4(graph.t(op.inputs[0]).shape)
+    if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        k_h, k_w = _opt(op, "filterHeight"), _opt(op, "filterWidth")
+        dil_h = dil_w = 1
+    else:
+        w = graph.t(op.inputs[1]).shape
+        k_h, k_w = int(w[1]), int(w[2])
+        dil_h, dil_w = _opt(op, "dilationHFactor", 1), _opt(op, "dilationWFactor", 1)
+    s_h, s_w = _opt(op, "strideH", 1), _opt(op, "strideW", 1)
+    pad_mode = _opt(op, "padding")
+    out_h, pad_t = _padding(pad_mode, t_in[1], k_h, s_h, dil_h)
+    out_w, pad_l = _padding(pad_mode, t_in[2], k_w, s_w, dil_w)
+    o4 = shape4(graph.t(op.outputs[0]).shape)
+    if (out_h, out_w) != (o4[1], o4[2]):
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): output {o4} does not match its "
+                          f"padding (expected {out_h}x{out_w})")
+    return {
+        "in_h": (src_shape or t_in)[1], "in_w": (src_shape or t_in)[2], "in_c": (src_shape or t_in)[3],
+        "out_h": o4[1], "out_w": o4[2], "out_c": o4[3],
+        "k_h": k_h, "k_w": k_w, "stride_h": s_h, "stride_w": s_w, "dil_h": dil_h, "dil_w": dil_w,
+        "pad_t": pad_t + extra_t, "pad_l": pad_l + extra_l,
+    }
+
+
+def _act(graph: Graph, op: Op) -> tuple[int, int]:
+    out = graph.t(op.outputs[0])
+    try:
+        return quant.activation_range(_opt(op, "fusedActivationFunction"), out.scale, out.zero_point)
+    except ValueError:
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) has an unsupported fused "
+                          "activation") from None
+
+
+def _bias(graph: Graph, op: Op, prefix: str) -> tuple[str, list[Array]]:
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        return "NULL", []
+    b = graph.t(op.inputs[2])
+    if b.dtype != "INT32" or b.data is None:
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) needs a constant int32 bias")
+    return f"{prefix}_b", [Array(f"{prefix}_b", "int32_t", np.asarray(b.data, np.int32).reshape(-1))]
+
+
+def _requant_arrays(prefix: str, mults: list[int], shifts: list[int]) -> list[Array]:
+    return [Array(f"{prefix}_m", "int32_t", np.asarray(mults, np.int64).astype(np.int32)),
+            Array(f"{prefix}_s", "int32_t", np.asarray(shifts, np.int32))]
+
+
+def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    src, extra_t, extra_l = plan.pad_fold.get(op.inputs[0], (op.inputs[0], 0, 0))
+    pin = plan.places[src]
+    geo = window_geometry(graph, op, extra_t, extra_l, pin.shape)
+    t_in, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    if w.data is None or w.dtype != "INT8":
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) needs constant int8 weights")
+    if any(z != 0 for z in w.zero_points):
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) has weights with a zero point")
+    depthwise = op.kind == "DEPTHWISE_CONV_2D"
+    oc = geo["out_c"]
+    if depthwise:
+        k_c = 1
+        mult = oc // geo["in_c"]
+        if oc != geo["in_c"] * mult or _opt(op, "depthMultiplier", mult) not in (0, mult):
+            raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): inconsistent depth multiplier")
+    else:
+        k_c, mult = int(w.shape[3]), 1
+        if geo["in_c"] % k_c or oc % (geo["in_c"] // k_c):
+            raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): channels do not form groups")
+    mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, oc)
+    lo, hi = _act(graph, op)
+    bias, arrays = _bias(graph, op, prefix)
+    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
+              *_requant_arrays(prefix, mults, shifts)]
+    fields = {
+        "in_h": geo["in_h"], "in_w": geo["in_w"], "in_c": geo["in_c"],
+        "in_row": pin.strides[1], "in_pix": pin.strides[2],
+        "out_h": geo["out_h"], "out_w": geo["out_w"], "out_c": oc,
+        "k_h": geo["k_h"], "k_w": geo["k_w"], "k_c": k_c,
+        "stride_h": geo["stride_h"], "stride_w": geo["stride_w"], "dil_h": geo["dil_h"], "dil_w": geo["dil_w"],
+        "pad_t": geo["pad_t"], "pad_l": geo["pad_l"], "depth_mult": mult,
+        "per_channel": int(len(mults) > 1), "in_zp": t_in.zero_point, "out_zp": out.zero_point,
+        "act_min": lo, "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m",
+        "shift": f"{prefix}_s",
+    }
+    fn = "dssdn_depthwise_conv2d" if depthwise else "dssdn_conv2d"
+    return Lowered("dssdn_conv_t", fields, arrays,
+                   f"{fn}(&{prefix}, A + {plan.addr(src)}, A + {plan.addr(op.outputs[0])});")
+
+
+def lower_fc(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    t_in, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    if w.data is None or w.dtype != "INT8":
+        raise ExportError(f"{graph.label}: op FULLY_CONNECTED (op #{op.index}) needs constant int8 weights")
+    units, depth = int(w.shape[0]), int(w.shape[-1])
+    batches = t_in.size // depth
+    mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, units)
+    lo, hi = _act(graph, op)
+    bias, arrays = _bias(graph, op, prefix)
+    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
+              *_requant_arrays(prefix, mults, shifts)]
+    fields = {
+        "batches": batches, "depth": depth, "units": units, "per_channel": int(len(mults) > 1),
+        "in_zp": t_in.zero_point, "w_zp": w.zero_point, "out_zp": out.zero_point, "act_min": lo,
+        "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m", "shift": f"{prefix}_s",
+    }
+    return Lowered("dssdn_fc_t", fields, arrays,
+                   f"dssdn_fully_connected(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")
+
+
+def _broadcast_strides(in_shape: tuple[int, ...], out4: tuple[int, ...]) -> list[int]:
+    """Element strides of an input over the 4-D output, 0 along broadcast axes (numpy's alignment)."""
+    i4 = shape4(in_shape)
+    nat = natural_strides(i4)
+    return [0 if i4[a] == 1 and out4[a] != 1 else nat[a] for a in range(4)]
+
+
+def lower_binary(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    a, b, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    for t in (a, b):
+        if t.data is not None:
+            raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) with a constant input is not "
+                              "supported by the MCU code generator")
+    o4 = shape4(out.shape)
+    lo, hi = _act(graph, op)
+    fields: dict[str, object] = {
+        "dims": list(o4), "a_str": _broadcast_strides(a.shape, o4), "b_str": _broadcast_strides(b.shape, o4),
+        "a_zp": a.zero_point, "b_zp": b.zero_point, "out_zp": out.zero_point, "act_min": lo, "act_max": hi,
+    }
+    if op.kind == "ADD":
+        p = quant.add_params(a.scale, b.scale, out.scale)
+        fields.update(left_shift=p["left_shift"], a_mult=p["m1"], a_shift=p["s1"], b_mult=p["m2"],
+                      b_shift=p["s2"], out_mult=p["mo"], out_shift=p["so"])
+        fn = "dssdn_add"
+    else:
+        m, s = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
+        fields.update(left_shift=0, a_mult=0, a_shift=0, b_mult=0, b_shift=0, out_mult=m, out_shift=s)
+        fn = "dssdn_mul"
+    call = (f"{fn}(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.inputs[1])}, "
+            f"A + {plan.addr(op.outputs[0])});")
+    return Lowered("dssdn_binary_t", fields, [], call)
+
+
+def lower_mean(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    t_in, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    axes = sorted({(int(a) + len(t_in.shape)) % len(t_in.shape)
+                   for a in np.asarray(graph.t(op.inputs[1]).data).reshape(-1)})
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise ExportError(f"{graph.label}: op MEAN (op #{op.index}) over non-adjacent axes {axes} is not "
+                          "supported by the MCU code generator")
+    dims = list(t_in.shape)
+    outer = int(np.prod(dims[: axes[0]], dtype=np.int64))
+    reduced = int(np.prod(dims[axes[0]: axes[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(dims[axes[-1] + 1:], dtype=np.int64))
+    m, s = quant.mean_params(t_in.scale, out.scale, reduced)
+    fields = {"outer": outer, "reduced": reduced, "inner": inner, "in_zp": t_in.zero_point,
+              "out_zp": out.zero_point, "mult": m, "shift": s, "mode": 0}
+    return Lowered("dssdn_mean_t", fields, [],
+                   f"dssdn_mean(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")
+
+
+def lower_pool(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    geo = window_geometry(graph, op)
+    if not _same_quant_ids(graph, op.inputs[0], op.outputs[0]):
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) changes quantisation; not supported")
+    lo, hi = _act(graph, op)
+    fields = {"in_h": geo["in_h"], "in_w": geo["in_w"], "c": geo["in_c"], "out_h": geo["out_h"],
+              "out_w": geo["out_w"], "k_h": geo["k_h"], "k_w": geo["k_w"], "stride_h": geo["stride_h"],
+              "stride_w": geo["stride_w"], "pad_t": geo["pad_t"], "pad_l": geo["pad_l"], "act_min": lo,
+              "act_max": hi, "is_max": int(op.kind == "MAX_POOL_2D")}
+    return Lowered("dssdn_pool_t", fields, [],
+                   f"dssdn_pool(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")
+
+
+def _same_quant_ids(graph: Graph, a: int, b: int) -> bool:
+    return graph.t(a).scales == graph.t(b).scales and graph.t(a).zero_point == graph.t(b).zero_point
+
+
+def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
+    t_in, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
+        raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
+                          "zero point -128 (as TFLite Micro requires)")
+    table = quant.logistic_table(t_in.scale, t_in.zero_point)
+    arrays = [Array(f"{prefix}_lut", "int8_t", np.asarray(table, np.int8))]
+    return Lowered(None, {}, arrays, f"dssdn_lookup({prefix}_lut, A + {plan.addr(op.inputs[0])}, "
+                   f"A + {plan.addr(op.outputs[0])}, {out.size});")
+
+
+def _copy_call(prefix: str, size: list[int], src_str: list[int], dst_str: list[int], src: str, dst: str
+               ) -> tuple[dict[str, object], str]:
+    return ({"size": list(size), "src_str": list(src_str), "dst_str": list(dst_str)},
+            f"dssdn_copy(&{prefix}, {src}, {dst});")
+
+
+def lower_copy(graph: Graph, plan: Plan, op: Op, prefix: str) -> list[Lowered]:
+    """SLICE, PAD, RESHAPE and the copied inputs of CONCATENATION, when no view could be made."""
+    out = op.outputs[0]
+    o4 = shape4(graph.t(out).shape)
+    dst_nat = list(natural_strides(o4))
+    dst = plan.addr(out)
+    if op.kind in ("SLICE", "PAD", "RESHAPE") and not _same_quant_ids(graph, op.inputs[0], out):
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) changes quantisation; not supported")
+    if op.kind == "SLICE":
+        begin, size = slice_bounds(graph, op)
+        p = plan.places[op.inputs[0]]
+        src = plan.addr(op.inputs[0]) + sum(b * s for b, s in zip(begin, p.strides, strict=True))
+        f, c = _copy_call(prefix, size, list(p.strides), dst_nat, f"A + {src}", f"A + {dst}")
+        return [Lowered("dssdn_copy_t", f, [], c)]
+    if op.kind == "RESHAPE":
+        p = plan.places[op.inputs[0]]
+        f, c = _copy_call(prefix, list(p.shape), list(p.strides), list(natural_strides(p.shape)),
+                          f"A + {plan.addr(op.inputs[0])}", f"A + {dst}")
+        return [Lowered("dssdn_copy_t", f, [], c)]
+    if op.kind == "PAD":
+        from .plan import pad_amounts
+
+        pads = pad_amounts(graph, op)
+        p = plan.places[op.inputs[0]]
+        inner = dst + sum(before * s for (before, _), s in zip(pads, dst_nat, strict=True))
+        fill = Lowered(None, {}, [], f"dssdn_fill(A + {dst}, {graph.t(out).zero_point}, {graph.t(out).size});")
+        f, c = _copy_call(prefix, list(p.shape), list(p.strides), dst_nat, f"A + {plan.addr(op.inputs[0])}",
+                          f"A + {inner}")
+        return [fill, Lowered("dssdn_copy_t", f, [], c)]
+    # CONCATENATION: the inputs the planner could not place in their slot
+    axis = int(op.options.get("axis", 0))
+    ndim = len(graph.t(out).shape)
+    axis4 = (axis + ndim if axis < 0 else axis) + 4 - ndim
+    if _opt(op, "fusedActivationFunction"):
+        raise ExportError(f"{graph.label}: op CONCATENATION (op #{op.index}) with a fused activation is not "
+                          "supported by the MCU code generator")
+    lowered, offset = [], 0
+    for j, t in enumerate(op.inputs):
+        if not _same_quant_ids(graph, t, out):
+            raise ExportError(f"{graph.label}: op CONCATENATION (op #{op.index}) inputs and output differ in "
+                              "quantisation; not supported by the MCU code generator")
+        p = plan.places[t]
+        if j in plan.concat_copy.get(op.index, []):
+            f, c = _copy_call(f"{prefix}_{j}", list(p.shape), list(p.strides), dst_nat, f"A + {plan.addr(t)}",
+                              f"A + {dst + offset * dst_nat[axis4]}")
+            lowered.append(Lowered("dssdn_copy_t", f, [], c, name=f"{prefix}_{j}"))
+        offset += p.shape[axis4]
+    return lowered
+
+
+LOWER = {
+    "CONV_2D": lower_conv, "DEPTHWISE_CONV_2D": lower_conv, "FULLY_CONNECTED": lower_fc,
+    "ADD": lower_binary, "MUL": lower_binary, "MEAN": lower_mean, "LOGISTIC": lower_logistic,
+    "AVERAGE_POOL_2D": lower_pool, "MAX_POOL_2D": lower_pool,
+}
