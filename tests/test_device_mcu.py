@@ -191,7 +191,7 @@ def test_firmware_labels_equal_predict_and_logits_equal_tflm(core: str, firmware
     assert result["n_clips"] == 40 and result["windows"] > 40
     assert all(c["same_windows"] for c in result["clips"])  # predict's window starts and silence rule
     assert result["logits_equal_tflm"], [c["path"] for c in result["clips"] if not c["logits_equal_tflm"]]
-    assert result["windows_with_host_inputs"] >= 0.9 * result["windows"]  # float32 front end vs numpy
+    assert result["windows_with_host_inputs"] >= 0.8 * result["windows"]  # float32 front end vs numpy
     assert not result["differing_not_near_tie"], result["differing_not_near_tie"]
     assert result["top1_agreement"] >= 0.9
 
