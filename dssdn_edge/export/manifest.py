@@ -200,6 +200,12 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     mcu = artifacts.get("mcu/model_data.cc")
     if mcu is not None:
         lines += ["", "## TensorFlow Lite for Microcontrollers", ""] + _arena_text(mcu)
+    fw = (artifacts.get("mcu/dssdn_model.h") or {}).get("firmware_cortex_m4")
+    if fw is not None:
+        from ..device.mcu_project import render_measured
+
+        lines += ["", "## Generated C on an emulated Cortex-M4 (mcu/)", "",
+                  render_measured(fw if fw.get("measured") else None, fw.get("why", ""))]
     for rel, a in sorted(artifacts.items()):
         if "choices" in a:
             lines += ["", f"## Phone file (waveform in): {rel}", ""] + _phone_text(a)

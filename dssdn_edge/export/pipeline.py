@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -589,6 +590,30 @@ class _Builder:
                 f"max_abs_output_diff_{unit}": max(diffs),
                 "top1_agreement": float(np.mean(agree)),
             },
+        }
+        self.mcu_project()
+
+    def mcu_project(self) -> None:
+        """With the generated model in mcu/: the buildable project (classifier, Makefile, README), measured
+        on an emulated Cortex-M4 when the Arm toolchain and qemu are installed (device.firmware)."""
+        from ..device import firmware, mcu_project
+        from ..errors import DeviceError
+
+        mcu_dir = self.staging / "mcu"
+        if not (mcu_dir / firmware.MODEL_HEADER).is_file():
+            return
+        measured, why_not = None, ""
+        try:
+            with tempfile.TemporaryDirectory(prefix="dssdn-mcu-") as tmp:
+                mcu_project.write_project(mcu_dir, self.ckpt.name)
+                m, _ = firmware.measure(mcu_dir, "cortex-m4", Path(tmp), [mcu_project.probe_audio()])
+                measured = {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
+        except DeviceError as exc:
+            why_not = str(exc)
+        mcu_project.write_project(mcu_dir, self.ckpt.name, measured, why_not)
+        self.artifacts["mcu/dssdn_model.h"] = {
+            **self.artifacts.get("mcu/dssdn_model.h", {"format": "c-header"}),
+            "firmware_cortex_m4": measured or {"measured": False, "why": why_not},
         }
 
 
