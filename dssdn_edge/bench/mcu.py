@@ -63,6 +63,12 @@ class Footprint:
     sources: dict[str, str] = field(default_factory=dict)
     manifest_arena_bytes: int | None = None
     frontend_build: dict[str, Any] | None = None  # cortex_m.FrontendBuild.to_dict() when measured
+    firmware: dict[str, Any] | None = None  # device.firmware.Measurement.to_dict(): the whole linked firmware
+
+    @property
+    def measured(self) -> bool:
+        """True when flash and RAM come from a linked firmware (generated model + front end + glue)."""
+        return self.firmware is not None
 
     @property
     def frontend_flash_bytes(self) -> int:
@@ -73,15 +79,19 @@ class Footprint:
 
     @property
     def flash_bytes(self) -> int:
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["flash_bytes"])
         return self.model_bytes + self.frontend_flash_bytes + self.code_bytes
 
     @property
     def ram_bytes(self) -> int:
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["ram_bytes"])
         return self.arena_bytes + self.frontend_ram_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
-                "frontend_flash_bytes": self.frontend_flash_bytes}
+                "frontend_flash_bytes": self.frontend_flash_bytes, "measured": self.measured}
 
 
 @dataclass(frozen=True)
@@ -273,6 +283,7 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
         fe_flash_why = (f"front end flash measured: {build['flash_bytes']} B = image with it minus image without it "
                         f"({build['compiler']}, {' '.join(build['cflags'])}), tables and library code included")
     manifest_arena = manifest_arena_bytes(manifest)
+    firmware_measured = measured_firmware(Path(export_dir), device) if device else None
     return Footprint(
         model_bytes=path.stat().st_size,
         frontend_tables_bytes=tables_bytes(table_text),
@@ -284,6 +295,7 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
         ops=ops,
         manifest_arena_bytes=manifest_arena,
         frontend_build=build,
+        firmware=firmware_measured,
         sources={
             "model": f"{rel} size (the array in mcu/model_data.cc)",
             "frontend_tables": table_src + " (DSSDN_REAL = float)",
@@ -294,6 +306,24 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
             "frontend_ram": fe_why,
         },
     )
+
+
+def measured_firmware(export_dir: Path, device: str) -> dict[str, Any] | None:
+    """The whole firmware (generated model, front end, glue) linked for ``device`` and run on qemu
+    (``device.firmware``), when the export's mcu/ has the generated model; None without it. A missing
+    toolchain is one error line naming what to install."""
+    from ..device import firmware, mcu_project
+    from ..errors import DeviceError
+
+    mcu_dir = Path(export_dir) / "mcu"
+    if not (mcu_dir / firmware.MODEL_HEADER).is_file():
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"dssdn-fw-{device}-") as tmp:
+            m, _ = firmware.measure(mcu_dir, device, Path(tmp), [mcu_project.probe_audio()])
+    except DeviceError as exc:
+        raise BenchError(str(exc)) from None
+    return {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
 
 
 def manifest_arena_bytes(manifest: dict[str, Any]) -> int | None:

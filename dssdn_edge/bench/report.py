@@ -214,6 +214,14 @@ def sys_line(info: dict[str, Any]) -> str:
 
 def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
     fp = mcu["footprint"]
+    if fp.get("firmware"):
+        from ..device.mcu_project import render_measured
+
+        fw = fp["firmware"]
+        return ["", "## Microcontroller fit (measured: the whole firmware, generated C)", "",
+                f"- flash {_mb(fp['flash_bytes'])}, RAM {_mb(fp['ram_bytes'])} (linked firmware on "
+                f"{fw['core']}; TFLM's arena for comparison: {_mb(fp['arena_bytes'])})", "",
+                render_measured(fw), ""]
     build = fp.get("frontend_build")
     how = "measured, cross-compiled" if build else "tables counted + code allowance"
     fe_flash = fp.get("frontend_flash_bytes", fp["frontend_tables_bytes"])
