@@ -186,7 +186,8 @@ def test_frame_count_for_odd_lengths(default_bins: dict[str, Path], n: int) -> N
 
 def test_emit_c_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     written = emit_c(FrontendConfig(), tmp_path)
-    assert sorted(p.name for p in written) == sorted([TABLES_HEADER, "dssdn_frontend.c", "dssdn_frontend.h"])
+    assert sorted(p.name for p in written) == sorted([TABLES_HEADER, "dssdn_frontend.c", "dssdn_frontend.h",
+                                                      "dssdn_features.c", "dssdn_features.h"])
     header = tmp_path / TABLES_HEADER
     header.write_text("/* edited by hand */\n")
     with pytest.raises(ExportError) as info:

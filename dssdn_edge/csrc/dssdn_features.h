@@ -99,6 +99,11 @@ void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[D
 /* The size of dssdn_features_t, for bindings that allocate it (ctypes). */
 int dssdn_features_state_bytes(void);
 
+/* What this build was generated for, so that a binding can check a prebuilt library: out[] = DSSDN_CONFIG_ID,
+ * sample rate, n_fft, hop, n_mels, delta width, channels, segment frames. */
+#define DSSDN_DESCRIBE_LEN 8
+void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -565,8 +565,9 @@ class _Builder:
         default(tflite_mod.quantize(windows[:1].transpose(0, 2, 3, 1), litert.in_io))
         default_arena = default.arena().arena_bytes
         tflm_mod.write_c_array(model, self.staging / "mcu")
-        emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True)
         i, o = tflite_mod.io_details(model)
+        emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
+               input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None)
         unit = "LSB" if i.scale is not None else "abs"
         self.artifacts["mcu/model_data.cc"] = {
             "format": "c-array (.tflite flatbuffer)",

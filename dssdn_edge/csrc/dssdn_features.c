@@ -1,0 +1,269 @@
+/* dssdn_features.c - delta, normalisation and int8 input on top of the log-mel twin (see dssdn_features.h).
+ *
+ * The log-mel frames come from dssdn_frontend_push, fed so that each call completes at most one frame, which it
+ * writes straight into the ring of the last 2W + 1 log-mel frames: no frame is copied. A feature frame is then
+ * read from the ring by its distance d from the newest log-mel frame (W during the stream, W - 1 .. 0 at flush),
+ * with the two edge replications of Frontend.features as clamps on the distance.
+ *
+ * Rounding to int8 without libm and without double: v / scale is divided in float (correctly rounded, like
+ * numpy's float64 quotient a monotonic rounding of the exact one), so it can only disagree with numpy's rounding
+ * when the float quotient is exactly halfway between two integers; then the exact quotient is compared with the
+ * halfway point in integer arithmetic (round_half_even below). Cost: one float division per value, and a few
+ * integer operations on the rare ties.
+ */
+#include <float.h>
+#include <string.h>
+
+#include "dssdn_features.h"
+
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "dssdn_features.c needs float arithmetic evaluated in float (FLT_EVAL_METHOD 0): e.g. SSE2, not x87"
+#endif
+#if DSSDN_CHANNELS != 1 + (DSSDN_DELTA_WIDTH > 0)
+#error "dssdn_frontend_tables.h: DSSDN_CHANNELS must be 2 with a delta channel, else 1"
+#endif
+
+#define R DSSDN_MEL_HISTORY
+#define W DSSDN_DELTA_HALF
+#define ZERO_CHUNK 64
+
+static const float zeros[ZERO_CHUNK]; /* the end padding, pushed a chunk at a time */
+
+int dssdn_features_state_bytes(void)
+{
+    return (int)sizeof(dssdn_features_t);
+}
+
+void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
+{
+    out[0] = DSSDN_CONFIG_ID;
+    out[1] = DSSDN_SAMPLE_RATE;
+    out[2] = DSSDN_N_FFT;
+    out[3] = DSSDN_HOP;
+    out[4] = DSSDN_N_MELS;
+    out[5] = DSSDN_DELTA_WIDTH;
+    out[6] = DSSDN_CHANNELS;
+    out[7] = DSSDN_SEGMENT_FRAMES;
+}
+
+void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input)
+{
+    memset(st, 0, sizeof(*st));
+    dssdn_frontend_init(&st->fe);
+    st->input = input;
+    st->head = 0;
+    st->seen = 0;
+    st->flushed = 0;
+}
+
+/* ----------------------------------------------------------------------------------- quantisation */
+
+/* Magnitude bits of a positive normal float: value = m 2^e, m < 2^24 an integer. */
+static void float_parts(float x, int64_t *m, int *e)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    *m = (int64_t)((u & 0x7fffffu) | 0x800000u);
+    *e = (int)((u >> 23) & 0xffu) - 150;
+}
+
+/* Is a > (k + 1/2) s, < it (-1) or equal (0)? a, s positive normal floats, 0 <= k < 2^20: 2a vs (2k + 1) s
+ * as integers m_a 2^(e_a + 1) vs (2k + 1) m_s 2^e_s. Only called when a / s rounded to float is k + 1/2,
+ * so the exponents differ by a few bits (both sides then fit in 64 bits). */
+static int compare_half(float a, float s, int32_t k)
+{
+    int64_t ma, ms, lhs, rhs;
+    int ea, es, shift;
+    float_parts(a, &ma, &ea);
+    float_parts(s, &ms, &es);
+    lhs = ma;
+    rhs = (2 * (int64_t)k + 1) * ms;
+    shift = ea + 1 - es;
+    if (shift > 24 || shift < -24) {
+        return shift > 0 ? 1 : -1; /* cannot happen for a tie; keeps the shifts defined */
+    }
+    if (shift >= 0) {
+        lhs <<= shift;
+    } else {
+        rhs <<= -shift;
+    }
+    return (lhs > rhs) - (lhs < rhs);
+}
+
+/* round_half_even(v / s) as numpy's np.round(float64(v) / s) gives it, clamped to +-QMAX (the int8 clip
+ * follows anyway). s > 0. */
+#define QMAX 1024
+static int32_t round_half_even(float v, float s)
+{
+    const float a = v < 0.0f ? -v : v;
+    float f = a / s, frac;
+    int32_t k;
+    int32_t r;
+    if (!(f < (float)QMAX)) { /* also NaN */
+        r = QMAX;
+    } else {
+        k = (int32_t)f; /* floor: f >= 0 */
+        frac = f - (float)k; /* exact */
+        if (frac > 0.5f) {
+            r = k + 1;
+        } else if (frac < 0.5f) {
+            r = k;
+        } else { /* the float quotient is halfway: decide on the exact one */
+            const int side = compare_half(a, s, k);
+            r = side > 0 ? k + 1 : side < 0 ? k : k + (k & 1);
+        }
+    }
+    if (v != v) {
+        return 0;
+    }
+    return v < 0.0f ? -r : r;
+}
+
+static int8_t quantize_value(const dssdn_input_params_t *in, float x, int c, int b)
+{
+    const float v = (x - in->mean[c][b]) / in->std[c][b];
+    int32_t q = round_half_even(v, in->scale) + in->zero_point;
+    if (q < -128) {
+        q = -128;
+    } else if (q > 127) {
+        q = 127;
+    }
+    return (int8_t)q;
+}
+
+void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[DSSDN_FRAME_VALUES],
+                             int8_t out[DSSDN_FRAME_VALUES])
+{
+    int c, b;
+    for (b = 0; b < DSSDN_N_MELS; b++) {
+        for (c = 0; c < DSSDN_CHANNELS; c++) {
+            out[b * DSSDN_CHANNELS + c] = quantize_value(input, in[c * DSSDN_N_MELS + b], c, b);
+        }
+    }
+}
+
+/* -------------------------------------------------------------------------------------- frames */
+
+/* Ring row of the log-mel frame `dist` frames older than the newest (0 <= dist < R, dist < seen). */
+static const float *mel_at(const dssdn_features_t *st, int dist)
+{
+    return st->mel[(st->head - 1 - dist + 2 * R) % R];
+}
+
+/* Emit the feature frame whose log-mel frame is d frames older than the newest. Newer than the newest is the
+ * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). */
+static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
+{
+    const float *mel = mel_at(st, d);
+    float row[DSSDN_FRAME_VALUES];
+    float *dst = out_float != NULL ? out_float : row;
+    memcpy(dst, mel, sizeof(float) * DSSDN_N_MELS);
+#if W > 0
+    {
+        const float *up[W], *lo[W];
+        const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
+        int k, b;
+        for (k = 1; k <= W; k++) {
+            const int du = d - k, dl = d + k;
+            up[k - 1] = mel_at(st, du < 0 ? 0 : du);
+            lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
+        }
+        for (b = 0; b < DSSDN_N_MELS; b++) {
+            float acc = 0.0f;
+            for (k = 1; k <= W; k++) {
+                acc += (float)k * (up[k - 1][b] - lo[k - 1][b]);
+            }
+            dst[DSSDN_N_MELS + b] = acc / denom;
+        }
+    }
+#endif
+    if (out_int8 != NULL) {
+        dssdn_features_quantize(st->input, dst, out_int8);
+    }
+}
+
+/* Frames that n more samples complete (the log-mel twin's own count; one feature frame leaves per log-mel
+ * frame once W of them are ahead of it). */
+static long frames_completed(const dssdn_features_t *st, long n)
+{
+    const long total = (long)st->fe.fill + n;
+    const long mel = total < DSSDN_N_FFT ? 0 : 1 + (total - DSSDN_N_FFT) / DSSDN_HOP;
+    long pending = st->seen < W ? st->seen : W; /* log-mel frames whose feature frame waits */
+    long out = mel + pending - W;
+    return out < 0 ? 0 : out;
+}
+
+/* Push n samples (zeros when samples is NULL); write the feature frames they complete. */
+static int push_samples(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8)
+{
+    int frames = 0;
+    while (n > 0) {
+        int take = DSSDN_N_FFT - st->fe.fill, got;
+        if (take > n) {
+            take = n;
+        }
+        if (samples == NULL && take > ZERO_CHUNK) {
+            take = ZERO_CHUNK;
+        }
+        got = dssdn_frontend_push(&st->fe, samples != NULL ? samples : zeros, take, st->mel[st->head], 1);
+        if (got < 0) {
+            return -1; /* not reached: take never completes more than one frame */
+        }
+        if (samples != NULL) {
+            samples += take;
+        }
+        n -= take;
+        if (got == 1) {
+            st->head = (st->head + 1) % R;
+            if (st->seen < R) {
+                st->seen++;
+            }
+            if (st->seen > W) {
+                emit(st, W, out_float != NULL ? out_float + (long)frames * DSSDN_FRAME_VALUES : NULL,
+                     out_int8 != NULL ? out_int8 + (long)frames * DSSDN_FRAME_VALUES : NULL);
+                frames++;
+            }
+        }
+    }
+    return frames;
+}
+
+static int usable(const dssdn_features_t *st, const int8_t *out_int8)
+{
+    return !st->flushed && (out_int8 == NULL || (st->input != NULL && st->input->scale > 0.0f));
+}
+
+int dssdn_features_push(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8,
+                        int max_frames)
+{
+    if (n < 0 || (samples == NULL && n > 0) || !usable(st, out_int8)) {
+        return -1;
+    }
+    if (frames_completed(st, n) > max_frames) {
+        return -1;
+    }
+    return push_samples(st, samples, n, out_float, out_int8);
+}
+
+int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
+{
+    const long pad = DSSDN_N_FFT / 2, total_fill = (long)st->fe.fill + pad;
+    const long mel_new = total_fill < DSSDN_N_FFT ? 0 : 1 + (total_fill - DSSDN_N_FFT) / DSSDN_HOP;
+    const long seen_after = (long)st->seen + mel_new;
+    int frames, d;
+    if (!usable(st, out_int8)) {
+        return -1;
+    }
+    /* the padding's frames, then every frame still waiting for its look-ahead: min(frames so far, W) */
+    if (frames_completed(st, pad) + (seen_after < W ? seen_after : W) > max_frames) {
+        return -1;
+    }
+    frames = push_samples(st, NULL, (int)pad, out_float, out_int8);
+    for (d = (st->seen < W ? st->seen : W) - 1; d >= 0; d--) {
+        emit(st, d, out_float != NULL ? out_float + (long)frames * DSSDN_FRAME_VALUES : NULL,
+             out_int8 != NULL ? out_int8 + (long)frames * DSSDN_FRAME_VALUES : NULL);
+        frames++;
+    }
+    st->flushed = 1;
+    return frames;
+}

@@ -1,0 +1,171 @@
+"""ctypes binding of a compiled C front end (csrc/dssdn_features.c): load it, check it, stream through it.
+
+Why a module of its own that imports nothing from ``dssdn_edge`` (only ctypes and numpy): the bench ships it,
+with a library cross-built for the device, beside the self-contained device runner, so a Raspberry Pi runs the
+very C front end the host and the microcontroller run. ``frontend_native`` builds the libraries and wraps this
+as a ``Frontend``. Works with numpy >= 1.17 (Raspberry Pi OS).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+
+DESCRIBE_LEN = 8
+
+
+class LibraryError(Exception):
+    """A library that cannot be loaded, or was built for another front end config."""
+
+
+def config_id(cfg: dict[str, Any]) -> int:
+    """32 bits of the SHA-256 of a front-end config dict (``FrontendConfig.to_dict()``, a manifest's
+    ``frontend``): what the generated tables compile into the library as DSSDN_CONFIG_ID."""
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def describe_values(cfg: dict[str, Any]) -> list[int]:
+    """What ``dssdn_features_describe`` must report for ``cfg``."""
+    delta = int(cfg.get("delta_width", 0))
+    segment = int(round(float(cfg.get("segment_seconds", 1.0)) * int(cfg["sample_rate"])))
+    return [config_id(cfg), int(cfg["sample_rate"]), int(cfg["n_fft"]), int(cfg["hop_length"]), int(cfg["n_mels"]),
+            delta, 2 if delta else 1, 1 + segment // int(cfg["hop_length"])]
+
+
+class FeatureLibrary:
+    """One loaded build of the C front end for one config (a dict as ``FrontendConfig.to_dict()``)."""
+
+    def __init__(self, path: str, cfg: dict[str, Any]) -> None:
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise LibraryError(f"{path}: cannot load ({exc})") from None
+        self.path, self.config = str(path), dict(cfg)
+        desc = (ctypes.c_uint32 * DESCRIBE_LEN)()
+        try:
+            lib.dssdn_features_describe(desc)
+        except AttributeError:
+            raise LibraryError(f"{path}: not a dssdn_features library") from None
+        if list(desc) != describe_values(cfg):
+            raise LibraryError(f"{path}: built for another front end config (id {desc[0]:08x})")
+        lib.dssdn_features_state_bytes.restype = ctypes.c_int
+        self.state_bytes = int(lib.dssdn_features_state_bytes())
+        ptr = ctypes.c_void_p
+        lib.dssdn_features_init.argtypes = [ptr, ptr]
+        lib.dssdn_features_init.restype = None
+        lib.dssdn_features_push.argtypes = [ptr, ptr, ctypes.c_int, ptr, ptr, ctypes.c_int]
+        lib.dssdn_features_push.restype = ctypes.c_int
+        lib.dssdn_features_flush.argtypes = [ptr, ptr, ptr, ctypes.c_int]
+        lib.dssdn_features_flush.restype = ctypes.c_int
+        lib.dssdn_features_quantize.argtypes = [ptr, ptr, ptr]
+        lib.dssdn_features_quantize.restype = None
+        self._lib = lib
+        self.n_fft, self.hop, self.n_mels = desc[2], desc[3], desc[4]
+        self.half_width, self.channels = desc[5] // 2, desc[6]
+
+        class Params(ctypes.Structure):
+            _fields_ = [
+                ("mean", (ctypes.c_float * self.n_mels) * self.channels),
+                ("std", (ctypes.c_float * self.n_mels) * self.channels),
+                ("scale", ctypes.c_float),
+                ("zero_point", ctypes.c_int32),
+            ]
+
+        self._params_type = Params
+
+    def params(self, mean: np.ndarray, std: np.ndarray, scale: float | None = None,
+               zero_point: int = 0) -> ctypes.Structure:
+        """The C struct of one model's input: normalisation (channels, n_mels) and int8 scale / zero point."""
+        shape = (self.channels, self.n_mels)
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if mean.shape != shape or std.shape != shape:
+            raise LibraryError(f"normalisation is {mean.shape}, the front end gives {shape}")
+        p = self._params_type()
+        np.ctypeslib.as_array(p.mean)[:] = mean
+        np.ctypeslib.as_array(p.std)[:] = std
+        if scale is not None:
+            if not float(scale) > 0 or float(np.float32(scale)) != float(scale):
+                raise LibraryError(f"int8 input scale {scale!r} is not a positive float32")
+            if not -128 <= int(zero_point) <= 127:
+                raise LibraryError(f"int8 input zero point {zero_point} is outside -128..127")
+            p.scale, p.zero_point = float(scale), int(zero_point)
+        return p
+
+    def stream(self, params: ctypes.Structure | None = None) -> FeatureStream:
+        return FeatureStream(self, params)
+
+    def quantize(self, frames: np.ndarray, params: ctypes.Structure) -> np.ndarray:
+        """(n, channels, n_mels) float features → (n, n_mels, channels) int8 rows, by the C code alone."""
+        frames = np.ascontiguousarray(frames, np.float32).reshape(-1, self.channels, self.n_mels)
+        out = np.empty((len(frames), self.n_mels, self.channels), np.int8)
+        for i in range(len(frames)):
+            self._lib.dssdn_features_quantize(ctypes.addressof(params), frames[i].ctypes.data, out[i].ctypes.data)
+        return out
+
+
+class FeatureStream:
+    """``StreamingFrontend`` in C: float frames (n, channels, n_mels), unnormalised, or with int8 params the
+    model's int8 rows (n, n_mels, channels). Each call gives one kind; both advance the same audio."""
+
+    def __init__(self, library: FeatureLibrary, params: ctypes.Structure | None = None) -> None:
+        self._lib, self._params = library, params  # the struct must outlive the C state that points at it
+        self._state = ctypes.create_string_buffer(library.state_bytes)
+        self._int8 = params is not None and params.scale > 0
+        library._lib.dssdn_features_init(self._state, None if params is None else ctypes.addressof(params))
+        self._flush_frames = -(-(library.n_fft // 2) // library.hop) + library.half_width
+        self.closed = False
+
+    def _call(self, samples: np.ndarray | None, int8: bool) -> np.ndarray:
+        lib = self._lib
+        if int8 and not self._int8:
+            raise LibraryError("this stream has no int8 model input (give params with a scale)")
+        if samples is None:
+            cap = self._flush_frames
+        else:
+            samples = np.ascontiguousarray(samples, dtype=np.float32).ravel()
+            cap = -(-len(samples) // lib.hop)
+        if int8:
+            out = np.empty((cap, lib.n_mels, lib.channels), np.int8)
+            args = (None, out.ctypes.data)
+        else:
+            out = np.empty((cap, lib.channels, lib.n_mels), np.float32)
+            args = (out.ctypes.data, None)
+        if samples is None:
+            n = lib._lib.dssdn_features_flush(self._state, *args, cap)
+        else:
+            n = lib._lib.dssdn_features_push(self._state, samples.ctypes.data, len(samples), *args, cap)
+        if n < 0:
+            raise LibraryError("the C front end refused the call (its output capacity is computed here: a bug)")
+        return out[:n]
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add samples; the (n, channels, n_mels) unnormalised float32 frames they completed."""
+        if self.closed:
+            raise RuntimeError("stream already flushed")
+        return self._call(chunk, False)
+
+    def push_int8(self, chunk: np.ndarray) -> np.ndarray:
+        """Add samples; the (n, n_mels, channels) int8 model-input rows they completed."""
+        if self.closed:
+            raise RuntimeError("stream already flushed")
+        return self._call(chunk, True)
+
+    def flush(self) -> np.ndarray:
+        """End of stream (the offline end padding); an already flushed stream gives no frames."""
+        if self.closed:
+            return np.zeros((0, self._lib.channels, self._lib.n_mels), np.float32)
+        out = self._call(None, False)
+        self.closed = True
+        return out
+
+    def flush_int8(self) -> np.ndarray:
+        if self.closed:
+            return np.zeros((0, self._lib.n_mels, self._lib.channels), np.int8)
+        out = self._call(None, True)
+        self.closed = True
+        return out

@@ -1,0 +1,227 @@
+"""The C front end (csrc/dssdn_features.c on the log-mel twin) as the production front end of the host and the Pi.
+
+One implementation on every target: the sources ``mcu/`` ships are compiled here into a shared library and
+called through ``ctypes`` (``frontend_ctypes``; no CPython extension, so the compiler that builds firmware
+builds this). numpy's ``Frontend`` stays the reference the tests hold the C to; where no compiler exists,
+everything falls back to it with one line on stderr.
+
+- Built at first use into the user's cache directory (``platformdirs.user_cache_dir("dssdn-edge")``, or
+  ``$DSSDN_CACHE``), under a key hashing the generated sources, the compiler's identity and the flags: a new
+  config, source or compiler is a new build, never a stale library. The build writes under a temporary name
+  and renames, so concurrent processes never load half a file.
+- ``NativeFrontend`` is a ``Frontend``: ``features`` and ``stream`` give the same arrays (float32,
+  unnormalised) from C, and also the int8 rows of the model input (normalised and quantised in C, NHWC order):
+  what makes audio → label cheap, with no per-window normalise / quantise / transpose in numpy.
+- ``make_frontend(config, "auto" | "c" | "numpy")`` is the one place that chooses (default ``$DSSDN_FRONTEND``,
+  else auto). ``build_library(cfg, cc=AARCH64_CC)`` cross-builds the same library for a Pi.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DssdnError
+from .frontend import Frontend, FrontendConfig, Normalization
+from .frontend_c import CSRC, FEATURES_SOURCES, STATIC_SOURCES, TABLES_HEADER, render_tables_header
+from .frontend_ctypes import FeatureLibrary, FeatureStream, LibraryError
+
+FRONTENDS = ("auto", "c", "numpy")
+ENV_FRONTEND = "DSSDN_FRONTEND"
+ENV_CACHE = "DSSDN_CACHE"
+LIB_CFLAGS = ("-O2", "-std=c99", "-fPIC", "-shared", "-Wall", "-Wextra")
+LIB_NAME = "libdssdn_features.so"
+AARCH64_CC = "aarch64-linux-gnu-gcc"
+
+
+class NativeUnavailable(DssdnError):
+    """The C front end cannot be built or loaded here (no compiler, a failed build, a foreign library)."""
+
+
+def cache_root() -> Path:
+    """Where built libraries live: ``$DSSDN_CACHE`` or the platform's user cache directory."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dssdn-edge"))
+
+
+# ------------------------------------------------------------------------------------------- build
+def library_sources(cfg: FrontendConfig) -> dict[str, str]:
+    """The generated tables and the static C sources, as ``emit_c`` writes them into ``mcu/``."""
+    out = {TABLES_HEADER: render_tables_header(cfg)}
+    for name in (*STATIC_SOURCES, *FEATURES_SOURCES):
+        out[name] = (CSRC / name).read_text(encoding="utf-8")
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def compiler_identity(cc: str) -> str:
+    """``path|target|version`` of a compiler: part of the build key (memoised: one probe per process)."""
+    path = shutil.which(cc)
+    if path is None:
+        raise NativeUnavailable(f"{cc}: no C compiler on PATH")
+    parts = [path]
+    for flag in ("-dumpmachine", "--version"):
+        try:
+            proc = subprocess.run([path, flag], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise NativeUnavailable(f"{cc}: cannot run ({exc})") from None
+        out = proc.stdout.strip()
+        parts.append(out.splitlines()[0] if out else "")
+    return "|".join(parts)
+
+
+def build_key(sources: dict[str, str], compiler: str, flags: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(sources):
+        h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    h.update(compiler.encode() + b"\0" + " ".join(flags).encode())
+    return h.hexdigest()[:16]
+
+
+def build_library(cfg: FrontendConfig, cc: str | None = None, cache: Path | None = None) -> Path:
+    """The shared library for ``cfg`` built by ``cc`` (default ``$CC``, else ``cc``), taken from the cache when
+    this exact build exists. ``cc=AARCH64_CC`` cross-builds for a Pi (not loadable here)."""
+    cc = cc or os.environ.get("CC") or "cc"
+    compiler = compiler_identity(cc)
+    sources = library_sources(cfg)
+    key = build_key(sources, compiler, LIB_CFLAGS)
+    machine = compiler.split("|")[1] or "unknown"
+    out_dir = (cache or cache_root()) / "native" / f"{machine}-{key}"
+    lib = out_dir / LIB_NAME
+    if lib.is_file():
+        return lib
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NativeUnavailable(f"{out_dir}: cannot create the build folder ({exc.strerror})") from None
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
+        src = Path(tmp)
+        for name, text in sources.items():
+            (src / name).write_text(text, encoding="utf-8")
+        target = src / LIB_NAME
+        cmd = [cc, *LIB_CFLAGS, f"-I{src}", str(src / "dssdn_frontend.c"), str(src / "dssdn_features.c"),
+               "-o", str(target), "-lm"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise NativeUnavailable(f"{cc}: cannot build the C front end ({exc})") from None
+        if proc.returncode != 0:
+            first = next((ln for ln in proc.stderr.splitlines() if ln.strip()), f"exit {proc.returncode}")
+            raise NativeUnavailable(f"{cc}: building the C front end failed: {first}")
+        os.replace(target, lib)
+    return lib
+
+
+def load_library(cfg: FrontendConfig) -> FeatureLibrary:
+    """The host build for ``cfg`` (built on first use), loaded once per process, compiler and cache folder."""
+    return _load(cfg, os.environ.get("CC") or "cc", str(cache_root()))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(cfg: FrontendConfig, cc: str, cache: str) -> FeatureLibrary:
+    path = build_library(cfg, cc, Path(cache))
+    try:
+        return FeatureLibrary(str(path), cfg.to_dict())
+    except LibraryError as exc:
+        raise NativeUnavailable(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------- frontend
+@dataclass(frozen=True)
+class ModelInput:
+    """What turns features into one model's input: its normalisation and, for an int8 input, the tensor's
+    scale and zero point (``export.tflite.TensorIO``); ``scale=None`` for a float input."""
+
+    normalization: Normalization
+    scale: float | None = None
+    zero_point: int = 0
+
+
+class NativeFrontend(Frontend):
+    """``Frontend`` whose features come from the C library; it also gives a model's int8 input rows."""
+
+    def __init__(self, config: FrontendConfig | None = None, library: FeatureLibrary | None = None) -> None:
+        super().__init__(config)
+        self.library = library or load_library(self.config)
+        if self.library.config != self.config.to_dict():
+            raise NativeUnavailable(f"{self.library.path}: built for another front end config")
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Mono audio → unnormalised (channels, frames, n_mels) float32, as ``Frontend.features``."""
+        stream = self.stream()
+        frames = np.concatenate([stream.push(_mono(audio)), stream.flush()])
+        return np.ascontiguousarray(frames.transpose(1, 0, 2))
+
+    def logmel(self, audio: np.ndarray) -> np.ndarray:
+        return self.features(audio)[0]
+
+    def features_int8(self, audio: np.ndarray, model_input: ModelInput) -> np.ndarray:
+        """Mono audio → the int8 model input rows (frames, n_mels, channels): normalised, quantised, NHWC."""
+        stream = self.stream(model_input)
+        return np.concatenate([stream.push_int8(_mono(audio)), stream.flush_int8()])
+
+    def quantize(self, frames: np.ndarray, model_input: ModelInput) -> np.ndarray:
+        """(n, channels, n_mels) float features → (n, n_mels, channels) int8 rows, in C."""
+        return self.library.quantize(frames, self.params(model_input))
+
+    def params(self, model_input: ModelInput) -> ctypes.Structure:
+        norm = model_input.normalization
+        try:
+            return self.library.params(norm.mean, norm.std, model_input.scale, model_input.zero_point)
+        except LibraryError as exc:
+            raise DssdnError(str(exc)) from None
+
+    def stream(self, model_input: ModelInput | None = None) -> FeatureStream:  # type: ignore[override]
+        """Streaming features from C; with an int8 ``model_input`` also ``push_int8`` / ``flush_int8``."""
+        return self.library.stream(None if model_input is None else self.params(model_input))
+
+
+def _mono(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono 1-D audio, got shape {audio.shape}")
+    return audio
+
+
+# ---------------------------------------------------------------------------------------- selector
+@functools.lru_cache(maxsize=1)
+def _say_fallback_once(reason: str) -> None:
+    """The one line of the numpy fallback (memoised so that a process says it once, not once per file)."""
+    print(f"dssdn-edge: C front end unavailable ({reason}); using the numpy front end", file=sys.stderr)
+
+
+def make_frontend(config: FrontendConfig | None = None, kind: str | None = None) -> Frontend:
+    """The front end to compute with: ``"c"`` (the C library; an error if it cannot be built), ``"numpy"`` (the
+    reference) or ``"auto"`` (C, else numpy with one line on stderr). Default: ``$DSSDN_FRONTEND``, else auto."""
+    config = config or FrontendConfig()
+    kind = kind or os.environ.get(ENV_FRONTEND) or "auto"
+    if kind not in FRONTENDS:
+        raise DssdnError(f"front end must be one of {', '.join(FRONTENDS)}, got {kind!r}")
+    if kind == "numpy":
+        return Frontend(config)
+    try:
+        return NativeFrontend(config)
+    except NativeUnavailable as exc:
+        if kind == "c":
+            raise
+        _say_fallback_once(str(exc))
+        return Frontend(config)
+
+
+def frontend_name(frontend: Frontend) -> str:
+    """``"c"`` or ``"numpy"``: which implementation computes (for reports)."""
+    return "c" if isinstance(frontend, NativeFrontend) else "numpy"

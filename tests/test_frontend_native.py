@@ -1,0 +1,230 @@
+"""The C front end as the host's production front end (frontend_native / frontend_ctypes, csrc/dssdn_features.c).
+
+What must hold: the C stream's float features are numpy's (``Frontend.features``) to float32 round-off, frame for
+frame, in any chunking, with the same edge replication at both ends; given the same float features its int8 rows
+are numpy's ``Normalization.apply`` + ``export.tflite.quantize`` bit for bit (ties to even included); from audio,
+its int8 windows equal numpy's on every fold-5 window except where float32 round-off crosses a rounding boundary
+(counted and bounded). Without a compiler everything falls back to numpy with one line.
+
+The default-config library is built once into a session folder (``native_cache``); nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dssdn_edge.audio import load_audio
+from dssdn_edge.data import pad_to_window, silent_frames, window_starts
+from dssdn_edge.export.tflite import TensorIO, quantize
+from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
+from dssdn_edge.frontend_c import CFLAGS, INPUT_TABLES_HEADER, emit_c
+from dssdn_edge.frontend_ctypes import FeatureLibrary, LibraryError
+from dssdn_edge.frontend_native import (
+    AARCH64_CC,
+    ModelInput,
+    NativeFrontend,
+    NativeUnavailable,
+    build_library,
+    frontend_name,
+    make_frontend,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
+
+CFG = FrontendConfig()
+NO_DELTA = FrontendConfig(n_fft=512, hop_length=160, n_mels=64, split_band=32, delta_width=0)
+WIDE_DELTA = FrontendConfig(n_fft=512, hop_length=160, n_mels=40, split_band=20, delta_width=7)
+TOL = 1e-4  # log10 units within 60 dB of a frame's peak (the float32 build's bound, tests/test_frontend_c.py)
+
+
+@pytest.fixture(scope="module")
+def native_cache(tmp_path_factory: pytest.TempPathFactory):
+    """A cache folder for this module's builds (the user's own cache stays untouched)."""
+    path = tmp_path_factory.mktemp("native-cache")
+    old = os.environ.get("DSSDN_CACHE")
+    os.environ["DSSDN_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DSSDN_CACHE", None)
+    else:
+        os.environ["DSSDN_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def native(native_cache: Path) -> NativeFrontend:
+    return NativeFrontend(CFG)
+
+
+@pytest.fixture(scope="module")
+def audios(real_clips: list[Path]) -> list[np.ndarray]:
+    return [load_audio(p, CFG.sample_rate) for p in real_clips[::3]]
+
+
+def _close(ref: np.ndarray, got: np.ndarray) -> float:
+    """Max |C - numpy| over values within 60 dB of their frame's loudest band (per channel 0 frame)."""
+    peak = ref[0].max(axis=-1, keepdims=True)
+    considered = np.broadcast_to(ref[0] >= peak - 6.0, ref.shape)
+    return float(np.abs(got - ref)[considered].max())
+
+
+# ---------------------------------------------------------------------------------------- float
+def test_features_equal_numpy_and_any_chunking_equals_offline(native: NativeFrontend, audios: list) -> None:
+    fe = Frontend(CFG)
+    rng = np.random.default_rng(0)
+    for audio in audios:
+        ref, got = fe.features(audio), native.features(audio)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        assert _close(ref, got) <= TOL
+        stream, parts, pos = native.stream(), [], 0
+        while pos < len(audio):
+            n = int(rng.integers(0, 1500))
+            parts.append(stream.push(audio[pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
+        assert np.array_equal(np.concatenate(parts).transpose(1, 0, 2), got)  # same bits, however chunked
+    assert stream.flush().shape == (0, 2, CFG.n_mels)
+    with pytest.raises(RuntimeError, match="flushed"):
+        stream.push(audios[0][:10])
+
+
+@pytest.mark.parametrize("cfg", [CFG, NO_DELTA, WIDE_DELTA], ids=["default", "no-delta", "delta7"])
+@pytest.mark.parametrize("n", [0, 1, 319, 320, 1023, 1024, 1500, 16001])
+def test_frame_count_and_edges_for_odd_lengths(native_cache: Path, cfg: FrontendConfig, n: int) -> None:
+    """Short streams are where the edge replication at both ends meets: every frame must still be numpy's."""
+    audio = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    ref, got = Frontend(cfg).features(audio), NativeFrontend(cfg).features(audio)
+    assert got.shape == ref.shape == (cfg.channels, 1 + n // cfg.hop_length, cfg.n_mels)
+    assert np.abs(got - ref).max() <= TOL  # white noise: every band is within 60 dB of the peak
+
+
+# ----------------------------------------------------------------------------------------- int8
+def _model_input(seed: int, scale: float, zero_point: int) -> ModelInput:
+    rng = np.random.default_rng(seed)
+    shape = (CFG.channels, CFG.n_mels)
+    norm = Normalization(rng.normal(-1, 1, shape).astype(np.float32), rng.uniform(0.2, 2, shape).astype(np.float32))
+    return ModelInput(norm, float(np.float32(scale)), zero_point)
+
+
+def _numpy_rows(feats_nchw: np.ndarray, mi: ModelInput) -> np.ndarray:
+    io = TensorIO([1], "int8", mi.scale, mi.zero_point)
+    return quantize(mi.normalization.apply(feats_nchw).transpose(1, 2, 0), io)
+
+
+def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFrontend, audios: list) -> None:
+    """Same float features in: the C normalisation and rounding must be numpy's exactly, clipping included."""
+    mi = _model_input(1, 0.047058824, -3)
+    for audio in audios[:3]:
+        feats = native.features(audio)
+        assert np.array_equal(native.features_int8(audio, mi), _numpy_rows(feats, mi))
+    # exact halfway points (k + 1/2) * scale, and their float neighbours, both signs, past both clip ends
+    scale = np.float32(0.05)
+    norm = Normalization(np.zeros((2, CFG.n_mels), np.float32), np.ones((2, CFG.n_mels), np.float32))
+    mi = ModelInput(norm, float(scale), 1)
+    k = np.arange(-140, 140) + 0.5
+    mid = (k * np.float64(scale)).astype(np.float32)
+    values = np.concatenate([mid, np.nextafter(mid, np.float32(np.inf)), np.nextafter(mid, np.float32(-np.inf)),
+                             np.float32([0.0, -0.0, 1e30, -1e30])])
+    values = np.resize(values, (len(values) // 256 + 1) * 256).reshape(-1, 2, CFG.n_mels)
+    got = native.quantize(values, mi)
+    want = _numpy_rows(values.transpose(1, 0, 2), mi)
+    assert np.array_equal(got, want)
+    assert (want == 127).any() and (want == -128).any()
+
+
+def test_int8_windows_equal_numpys_on_every_fold5_window(
+    native: NativeFrontend, data_root: Path, shared_small_export: Path
+) -> None:
+    """Audio in, the shipped int8 model's input out, on all 400 fold-5 clips (every window the project cuts).
+    Differences may only be float32 round-off landing on the other side of a rounding boundary: one step, where
+    numpy's unrounded value is within 0.05 of k + 1/2, and rare (measured: 403 of 43.6 M values, all within
+    0.017 of the boundary)."""
+    import json
+
+    manifest = json.loads((shared_small_export / "manifest.json").read_text())
+    entry = next(a for rel, a in manifest["artifacts"].items() if rel.endswith(".int8.tflite"))
+    io = TensorIO(entry["input"]["shape"], "int8", entry["input"]["scale"], entry["input"]["zero_point"])
+    norm = Normalization.from_dict(manifest["normalization"])
+    mi = ModelInput(norm, io.scale, io.zero_point)
+    cfg, fe, seg = CFG, Frontend(CFG), CFG.segment_frames
+    with (data_root / "metadata.csv").open() as fh:
+        names = [r["filename"] for r in csv.DictReader(fh) if r["fold"] == "5"]
+    windows = values = differing = 0
+    for name in names:
+        audio = pad_to_window(load_audio(data_root / name, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
+        ref = norm.apply(fe.features(audio)).transpose(1, 2, 0)
+        want, got = quantize(ref, io), native.features_int8(audio, mi)
+        assert got.shape == want.shape
+        for s in window_starts(silent_frames(audio, cfg), seg, 25) or [0]:
+            diff = want[s : s + seg].astype(np.int16) - got[s : s + seg]
+            windows, values = windows + 1, values + diff.size
+            bad = diff != 0
+            if bad.any():
+                unrounded = np.asarray(ref[s : s + seg][bad], np.float64) / io.scale
+                assert np.abs(diff).max() == 1, name
+                assert np.abs(unrounded - np.floor(unrounded) - 0.5).max() <= 0.05, name
+                differing += int(bad.sum())
+    assert len(names) == 400 and windows > 3000
+    assert differing <= 2e-5 * values, f"{differing} of {values} int8 values differ"
+
+
+# ------------------------------------------------------------------------------ build, cache, fallback
+def test_library_is_cached_by_key_and_refused_for_another_config(native: NativeFrontend, native_cache: Path) -> None:
+    path = build_library(CFG)
+    mtime = path.stat().st_mtime_ns
+    assert build_library(CFG) == path and path.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert path.is_relative_to(native_cache) and not list(path.parent.glob(".build-*"))
+    with pytest.raises(LibraryError, match="another front end config"):
+        FeatureLibrary(str(path), NO_DELTA.to_dict())
+    assert frontend_name(native) == "c" and frontend_name(Frontend(CFG)) == "numpy"
+
+
+def test_no_compiler_falls_back_to_numpy_with_one_line(
+    native_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("DSSDN_CACHE", str(tmp_path / "cache"))
+    cfg = FrontendConfig(n_mels=96, split_band=48)  # not built in this process yet
+    with pytest.raises(NativeUnavailable, match="no C compiler"):
+        make_frontend(cfg, "c")
+    first, second = make_frontend(cfg, "auto"), make_frontend(cfg)
+    assert type(first) is Frontend and type(second) is Frontend
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "using the numpy front end" in err[0] and "no-such-cc" in err[0]
+    monkeypatch.setenv("DSSDN_FRONTEND", "numpy")
+    assert type(make_frontend(cfg)) is Frontend
+
+
+@pytest.mark.skipif(shutil.which(AARCH64_CC) is None, reason=f"{AARCH64_CC} not installed (gcc-aarch64-linux-gnu)")
+def test_aarch64_cross_build_is_an_arm64_shared_library(native_cache: Path) -> None:
+    path = build_library(CFG, cc=AARCH64_CC)
+    head = path.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and head[4] == 2 and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+    assert "aarch64" in path.parent.name
+
+
+def test_emitted_mcu_sources_compile_strictly_with_the_input_tables(tmp_path: Path) -> None:
+    """What ``mcu/`` gets: the features sources and one model's input tables, compiled with -Werror -Wconversion
+    into a program that links (the tables header included once, as the README of the header says)."""
+    mi = _model_input(2, 0.047058824, 0)
+    written = emit_c(CFG, tmp_path, normalization=mi.normalization, input_quant=(mi.scale, mi.zero_point))
+    assert INPUT_TABLES_HEADER in {p.name for p in written}
+    main = tmp_path / "main.c"
+    main.write_text('#include "dssdn_input_tables.h"\nstatic dssdn_features_t st;\n'
+                    "int main(void) {\n    static const float x[DSSDN_HOP];\n"
+                    "    static int8_t row[DSSDN_FRAME_VALUES * DSSDN_FEATURES_FLUSH_FRAMES];\n"
+                    "    dssdn_features_init(&st, &dssdn_input_params);\n"
+                    "    return dssdn_features_push(&st, x, DSSDN_HOP, 0, row, 1) < 0;\n}\n")
+    import subprocess
+
+    cmd = ["cc", *CFLAGS, "-Wconversion", f"-I{tmp_path}", str(main), str(tmp_path / "dssdn_frontend.c"),
+           str(tmp_path / "dssdn_features.c"), "-o", str(tmp_path / "prog")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert subprocess.run([str(tmp_path / "prog")]).returncode == 0
+    text = (tmp_path / INPUT_TABLES_HEADER).read_text()
+    assert "GENERATED" in text and f"{np.float32(mi.scale):.8g}"[:6] in text
