@@ -91,7 +91,8 @@ def main() -> None:
                        "tflm_arena_bytes": manifest_arena_bytes(info["manifest"]),
                        "clips_run": [str(p.name) for p in paths]}
                 goals = GOALS_SMALL if size == "small" else GOALS_BIG
-                checks = {"ram": fp["ram_bytes"] <= goals["ram_bytes"], "flash": fp["flash_bytes"] <= goals["flash_bytes"]}
+                checks = {"ram": fp["ram_bytes"] <= goals["ram_bytes"],
+                          "flash": fp["flash_bytes"] <= goals["flash_bytes"]}
                 if size == "small":
                     checks["ram_stretch"] = fp["ram_bytes"] <= goals["ram_bytes_stretch"]
                     checks["const_per_weight"] = row["const_bytes_per_weight"] <= goals["const_bytes_per_weight"]

@@ -22,7 +22,6 @@ from ..frontend import Frontend, FrontendConfig, Normalization
 from .firmware import ClipRun
 
 
-
 def read_int16(path: Path) -> np.ndarray:
     """A 16-bit mono clip's samples exactly as stored (the firmware bakes int16 PCM)."""
     import soundfile as sf
