@@ -132,8 +132,8 @@ def read_graph(model_bytes: bytes, label: str = "model") -> Graph:
                 raise ExportError(
                     f"{label}: not a full-integer int8 model ({what} is {tensors[i].dtype.lower()})"
                 )
-    if len(graph_in) != 1 or len(graph_out) != 1:
-        raise ExportError(f"{label}: the MCU code generator takes one input and one output tensor")
+    if not graph_in or len(graph_out) != 1:
+        raise ExportError(f"{label}: the MCU code generator takes one output tensor and at least one input")
     ops = []
     for k, op in enumerate(sg.operators):
         code = model.operatorCodes[op.opcodeIndex]

@@ -24,10 +24,21 @@ CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
 _HARNESS = """#include <string.h>
 #include "{symbol}.h"
+
+/* n samples; sample i is all inputs of the model back to back (input 0, input 1, ...) */
 void {symbol}_run_batch(const int8_t *in, int8_t *out, int n)
 {{
+    static const long sizes[] = {{{sizes}}};
+    long per = 0;
+    for (int k = 0; k < {macro}_INPUTS; ++k) {{
+        per += sizes[k];
+    }}
     for (int i = 0; i < n; ++i) {{
-        memcpy({symbol}_input(), in + (long)i * {macro}_IN_BYTES, {macro}_IN_BYTES);
+        const int8_t *src = in + (long)i * per;
+        for (int k = 0; k < {macro}_INPUTS; ++k) {{
+            memcpy({symbol}_input_at(k), src, (size_t)sizes[k]);
+            src += sizes[k];
+        }}
         memcpy(out + (long)i * {macro}_OUT_CLASSES, {symbol}_invoke(), {macro}_OUT_CLASSES);
     }}
 }}
@@ -54,10 +65,14 @@ def _header_ints(text: str, macro: str) -> dict[str, int]:
 def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines: Sequence[str] = ()) -> Path:
     """Compile the kernels and the models ``symbols`` found in ``c_dir`` into one shared library."""
     c_dir, build_dir = Path(c_dir), Path(build_dir)
-    sources = [c_dir / "dssdn_kernels.c", *(c_dir / f"{s}.c" for s in symbols)]
-    harness = {f"{s}_harness.c": _HARNESS.format(symbol=s, macro=s.upper()) for s in symbols}
+    sources = [c_dir / "dssdn_kernels.c", *(c_dir / f"{sym}.c" for sym in symbols)]
+    harness = {}
+    for sym in symbols:
+        text = (c_dir / f"{sym}.h").read_text()
+        sizes = re.findall(rf"#define {sym.upper()}_IN\d+_BYTES (\d+)", text)
+        harness[f"{sym}_harness.c"] = _HARNESS.format(symbol=sym, macro=sym.upper(), sizes=", ".join(sizes))
     h = hashlib.sha256()
-    for path in [*sources, c_dir / "dssdn_kernels.h", *(c_dir / f"{s}.h" for s in symbols)]:
+    for path in [*sources, c_dir / "dssdn_kernels.h", *(c_dir / f"{sym}.h" for sym in symbols)]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     for name, text in sorted(harness.items()):
         h.update(name.encode() + text.encode())
@@ -70,11 +85,13 @@ def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines:
     work = build_dir / f".build_{key}_{os.getpid()}"
     work.mkdir(exist_ok=True)
     try:
-        for name, text in harness.items():
-            (work / name).write_text(text)
+        # one translation unit for all models: one compiler process, however many models (names are prefixed)
+        unity = work / "models_unity.c"
+        unity.write_text("".join(f'#include "{c_dir / f"{sym}.c"}"\n' for sym in symbols)
+                         + "".join(harness[f"{sym}_harness.c"] for sym in symbols))
         tmp = work / lib.name
-        cmd = [compiler(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{c_dir}", *map(str, sources),
-               *(str(work / n) for n in harness), "-o", str(tmp)]
+        cmd = [compiler(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{c_dir}", str(c_dir / "dssdn_kernels.c"),
+               str(unity), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
@@ -94,6 +111,8 @@ class HostModel:
         self.symbol = symbol
         info = _header_ints((c_dir / f"{symbol}.h").read_text(), symbol.upper())
         self.in_shape = (1, info["IN_FRAMES"], info["IN_BANDS"], info["IN_CHANNELS"])
+        header = (c_dir / f"{symbol}.h").read_text()
+        self.in_sizes = [int(v) for v in re.findall(rf"#define {symbol.upper()}_IN\d+_BYTES (\d+)", header)]
         self.out_size = info["OUT_CLASSES"]
         self.arena_bytes = info["ARENA_BYTES"]
         if library is None:
@@ -104,12 +123,13 @@ class HostModel:
         self._run.restype = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """``x``: int8, one window of the model's input shape or a batch of them (leading axis)."""
+        """``x``: int8, one window of the model's input shape or a batch of them (leading axis). A model with
+        several inputs takes each sample as all its inputs flattened back to back."""
         x = np.ascontiguousarray(x, np.int8)
-        per = int(np.prod(self.in_shape))
+        per = sum(self.in_sizes)
         if x.size % per:
             raise ExportError(f"{self.symbol}: input of {x.size} values is not a multiple of {self.in_shape}")
         n = x.size // per
         out = np.empty((n, self.out_size), np.int8)
         self._run(x.ctypes.data, out.ctypes.data, n)
-        return out if x.size != per or x.ndim > len(self.in_shape) else out.reshape(1, self.out_size)
+        return out

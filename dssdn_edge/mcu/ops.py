@@ -207,7 +207,7 @@ def lower_mean(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     inner = int(np.prod(dims[axes[-1] + 1:], dtype=np.int64))
     m, s = quant.mean_params(t_in.scale, out.scale, reduced)
     fields = {"outer": outer, "reduced": reduced, "inner": inner, "in_zp": t_in.zero_point,
-              "out_zp": out.zero_point, "mult": m, "shift": s, "mode": 0}
+              "out_zp": out.zero_point, "mult": m, "shift": s}
     return Lowered("dssdn_mean_t", fields, [],
                    f"dssdn_mean(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")
 

@@ -189,14 +189,8 @@ void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
             for (int32_t r = 0; r < p->reduced; ++r) {
                 sum += x[r * p->inner];
             }
-            int32_t v;
-            if (p->mode == 1) {
-                v = sum / p->reduced;
-            } else {
-                v = requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp;
-                v = DSSDN_CLAMP(v, -128, 127);
-            }
-            out[o * p->inner + i] = (int8_t)v;
+            const int32_t v = requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp;
+            out[o * p->inner + i] = (int8_t)DSSDN_CLAMP(v, -128, 127);
         }
     }
 }

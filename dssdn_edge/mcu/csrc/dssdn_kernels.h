@@ -64,11 +64,11 @@ typedef struct {
 void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 
-/* MEAN over the middle axis of [outer][reduced][inner]. mode 0: TFLM's fixed-point path (1/n folded into
- * mult/shift); mode 1: the plain truncating sum / n TFLM takes when input and output quantisation agree. */
+/* MEAN over the middle axis of [outer][reduced][inner]: TFLM's fixed-point path, 1/n folded into mult/shift
+ * (the pinned wheel takes it even when input and output quantisation agree). */
 typedef struct {
     int32_t outer, reduced, inner;
-    int32_t in_zp, out_zp, mult, shift, mode;
+    int32_t in_zp, out_zp, mult, shift;
 } dssdn_mean_t;
 
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out);
