@@ -568,6 +568,8 @@ class _Builder:
         i, o = tflite_mod.io_details(model)
         emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
                input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None)
+        if i.scale is not None:
+            self.mcu_model(model)
         unit = "LSB" if i.scale is not None else "abs"
         self.artifacts["mcu/model_data.cc"] = {
             "format": "c-array (.tflite flatbuffer)",
@@ -593,6 +595,22 @@ class _Builder:
             },
         }
         self.mcu_project()
+
+    def mcu_model(self, model: bytes) -> None:
+        """The int8 model as generated C (``dssdn_model.c/.h`` + kernels) in mcu/: no interpreter on the device."""
+        from ..mcu import generate_model_c
+
+        report = generate_model_c(model, self.staging / "mcu", self.ckpt.name, list(self.ckpt.labels),
+                                  label=self.name(".int8.tflite"))
+        self.artifacts["mcu/dssdn_model.h"] = {
+            "format": "c-header (generated int8 model)",
+            "runtime": "none (generated C, dssdn_kernels.c)",
+            "arena_bytes": report.arena_bytes,
+            "const_bytes": report.const_bytes,
+            "weights": report.weights,
+            "const_bytes_per_weight": report.const_bytes / max(1, report.weights),
+            "ops": report.ops,
+        }
 
     def mcu_project(self) -> None:
         """With the generated model in mcu/: the buildable project (classifier, Makefile, README), measured
