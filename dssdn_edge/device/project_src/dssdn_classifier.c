@@ -66,11 +66,46 @@ static int window_is_silent(const dssdn_classifier_t *c, int32_t s)
     return c->last_nonzero[last % DSSDN_CLASSIFIER_SILENCE_RING] < (from > 0 ? from : 0);
 }
 
+/* The rows the next window shares with this one, moved out of the model's input before an invoke (park = 1)
+ * and back to the start of the input after it (park = 0), into memory idle while the model runs: the front
+ * end's FFT work space (nothing in it carries from one frame to the next) and then either the row buffer
+ * (while streaming, a front-end call gives at most one row, already taken when a window completes) or, once
+ * the front end is flushed, its sample buffer (the stream is over; the row buffer may still hold rows of
+ * the next window). The classifier's own keep buffer only when those are too small. */
+#if DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE
+static void park_shared_rows(dssdn_classifier_t *c, int park)
+{
+    int8_t *input = dssdn_model_input();
+#if DSSDN_CLASSIFIER_OWN_KEEP
+    if (park) {
+        memcpy(c->keep, input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES,
+               DSSDN_CLASSIFIER_KEEP_BYTES);
+    } else {
+        memcpy(input, c->keep, DSSDN_CLASSIFIER_KEEP_BYTES);
+    }
+#else
+    const size_t first = (size_t)DSSDN_CLASSIFIER_KEEP_BYTES < sizeof(c->features.fe.scratch)
+                             ? (size_t)DSSDN_CLASSIFIER_KEEP_BYTES : sizeof(c->features.fe.scratch);
+    const size_t rest = (size_t)DSSDN_CLASSIFIER_KEEP_BYTES - first;
+    unsigned char *scratch = (unsigned char *)c->features.fe.scratch;
+    unsigned char *more = c->features.flushed ? (unsigned char *)c->features.fe.buf : (unsigned char *)&c->row[0][0];
+    if (park) {
+        const int8_t *shared = input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES;
+        memcpy(scratch, shared, first);
+        memcpy(more, shared + first, rest);
+    } else {
+        memcpy(input, scratch, first);
+        memcpy(input + first, more, rest);
+    }
+#endif
+}
+#endif
+
 static void complete_window(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
 {
     dssdn_window_t w;
     int8_t *input = dssdn_model_input();
-    const size_t keep_bytes = (size_t)DSSDN_CLASSIFIER_KEEP_ROWS * DSSDN_CLASSIFIER_ROW_BYTES;
+    const int8_t *out;
     int i;
     memset(&w, 0, sizeof(w));
     w.index = c->windows++;
@@ -78,12 +113,10 @@ static void complete_window(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
     w.first_sample = c->next_start * DSSDN_HOP;
     w.silent = window_is_silent(c, c->next_start);
     w.label = -1;
-#if DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE
-    /* the rows the next window shares with this one: the model may reuse its input buffer while it runs */
-    memcpy(c->keep, input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES, keep_bytes);
-#endif
     if (!w.silent) {
-        const int8_t *out;
+#if DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE
+        park_shared_rows(c, 1); /* the model may reuse its input buffer while it runs */
+#endif
         DSSDN_CLASSIFIER_BEFORE_INVOKE(input);
         out = dssdn_model_invoke();
         DSSDN_CLASSIFIER_AFTER_INVOKE();
@@ -93,12 +126,13 @@ static void complete_window(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
             c->sums[i] += w.scores[i];
         }
         c->classified++;
-    }
 #if DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE
-    memcpy(input, c->keep, keep_bytes);
-#else
-    (void)keep_bytes;
+        park_shared_rows(c, 0);
+    } else {
+        memmove(input, input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES,
+                DSSDN_CLASSIFIER_KEEP_BYTES);
 #endif
+    }
     c->next_start += DSSDN_CLASSIFIER_STRIDE;
     if (on_window != NULL) {
         on_window(&w, user);
