@@ -146,9 +146,13 @@ _IN_REST = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
 
 
 def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
-    """(output section, input section, size, object) of every placed input section of a GNU ld map."""
+    """(output section, input section, size, object) of every placed input section of a GNU ld map.
+
+    The size is what the section occupies in the image: a mergeable string section whose strings ld folded
+    into another one is listed with its input size at the address of the next section, so a size is cut to
+    the distance to the next section of the same output section."""
     start = map_text.find("Linker script and memory map")
-    out: list[tuple[str, str, int, str]] = []
+    found: list[tuple[str, str, int, int, str]] = []  # output, input, address, size, object
     current, pending = "", None
     for line in map_text[start:].splitlines():
         m = _OUT_SECTION.match(line)
@@ -157,7 +161,7 @@ def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
             continue
         m = _IN_SECTION.match(line)
         if m:
-            out.append((current, m.group(1), int(m.group(3), 16), m.group(4).strip()))
+            found.append((current, m.group(1), int(m.group(2), 16), int(m.group(3), 16), m.group(4).strip()))
             pending = None
             continue
         m = _IN_NAME_ONLY.match(line)
@@ -166,8 +170,14 @@ def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
             continue
         m = _IN_REST.match(line)
         if m and pending is not None:
-            out.append((current, pending, int(m.group(2), 16), m.group(3).strip()))
+            found.append((current, pending, int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()))
         pending = None
+    out: list[tuple[str, str, int, str]] = []
+    for k, (out_sec, in_sec, addr, size, obj) in enumerate(found):
+        nxt = found[k + 1] if k + 1 < len(found) else None
+        if nxt is not None and nxt[0] == out_sec and size and addr <= nxt[2] < addr + size:
+            size = nxt[2] - addr
+        out.append((out_sec, in_sec, size, obj))
     return out
 
 
