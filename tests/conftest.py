@@ -66,3 +66,26 @@ def shared_small_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shared-export") / "dssdn-small"
     export_model("small", out)
     return out
+
+
+@pytest.fixture(scope="session")
+def shared_int8_tflite(request):
+    """``get(size)`` → the int8 ``.tflite`` bytes of a shipped size, made once per session: dssdn-small's
+    from ``shared_small_export``, the others with ``int8_tflite`` alone (no ONNX, phone file or scoring)."""
+    from dssdn_edge.export.pipeline import int8_tflite
+    from dssdn_edge.pretrained import pretrained_path
+
+    made: dict[str, bytes] = {}
+
+    def get(size: str) -> bytes:
+        if size not in made:
+            if not pretrained_path(size).is_file():
+                pytest.skip(f"{pretrained_path(size)} is not shipped")
+            if size == "small":
+                export = request.getfixturevalue("shared_small_export")
+                made[size] = (export / "dssdn-small.int8.tflite").read_bytes()
+            else:
+                made[size] = int8_tflite(size)
+        return made[size]
+
+    return get

@@ -178,7 +178,7 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     lines += [
         "",
         "The `mcu/model_data.cc` row compares TFLite Micro with LiteRT on the same int8 model "
-        "(difference in output LSB); the `mcu/dssdn_model.h` row, the generated C with TFLite Micro on the same "
+        "(difference in output LSB); the `mcu/dssdn_model.c` row, the generated C with TFLite Micro on the same "
         "int8 inputs (0 LSB: bit-exact).",
         "",
         "## Complexity",
@@ -201,6 +201,9 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     mcu = artifacts.get("mcu/model_data.cc")
     if mcu is not None:
         lines += ["", "## TensorFlow Lite for Microcontrollers", ""] + _arena_text(mcu)
+    gen = artifacts.get("mcu/dssdn_model.c")
+    if gen is not None:
+        lines += ["", "## Generated C (mcu/dssdn_model.c)", ""] + _generated_text(gen)
     fw = (artifacts.get("mcu/dssdn_model.h") or {}).get("firmware_cortex_m4")
     if fw is not None:
         from ..device.mcu_project import render_measured
@@ -288,6 +291,19 @@ def _phone_text(a: dict[str, Any]) -> list[str]:
     if "size_over_int8_tflite_bytes" in a:
         out.append(f"- size over the int8 .tflite: {a['size_over_int8_tflite_bytes']:,} bytes")
     return out
+
+
+def _generated_text(gen: dict[str, Any]) -> list[str]:
+    g, q = gen["generated"], gen["quality"]
+    check = (f"identical int8 outputs to TFLite Micro on {q['windows']} check windows" if q.get("checked")
+             else f"not compared with TFLite Micro ({q.get('reason', 'no compiler')})")
+    return [
+        f"- activation arena: {g['arena_bytes']:,} bytes ({g['arena_bytes'] / KIB:.1f} KiB); TFLite Micro's "
+        f"arena for the same model: {g['tflm_arena_bytes']:,} bytes ({g['tflm_arena_bytes'] / KIB:.1f} KiB)",
+        f"- constants (weights, biases, per-channel multipliers and shifts, tables, op parameters): "
+        f"{g['const_bytes']:,} bytes for {g['weights']:,} weights",
+        f"- {check}",
+    ]
 
 
 def _arena_text(mcu: dict[str, Any]) -> list[str]:

@@ -38,7 +38,7 @@ from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
 from . import calibration as calib_mod
-from . import cpu_layout
+from . import cpu_layout, mcu_c
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
@@ -487,11 +487,7 @@ class _Builder:
             )
         if not self.int8:
             return fp32
-        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
-        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
-        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
-        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
-        int8 = cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
+        int8 = self.int8_tflite()
         self.bodies["int8"] = int8
         if write_files:
             rel8 = self.name(".int8.tflite")
@@ -512,6 +508,14 @@ class _Builder:
                  "quality": self.artifacts[rel8]["quality"]},
             )
         return int8
+
+    def int8_tflite(self) -> bytes:
+        """The int8 .tflite: the bias-corrected graph converted, calibrated, planned for TFLM and made lean."""
+        raw = tflite_mod.convert_fp32(self.fused_int8, self.example)  # biases corrected for weight rounding
+        int8 = tflite_mod.quantize_int8(raw, self._qsvs(raw))
+        tflite_mod.check_integer_only(int8, self.name(".int8.tflite"))
+        int8, _ = tflm_mod.add_offline_plan(int8)  # TFLM reads it, other runtimes ignore it
+        return cpu_layout.checked(tflite_mod.lean(int8), int8, self.ref.windows, "lean int8 .tflite")
 
     def _qsvs(self, raw: bytes) -> dict[str, Any]:
         if self.stats is not None:
@@ -551,12 +555,11 @@ class _Builder:
         inputs_are_real = len(windows) > 0
         if not inputs_are_real:
             windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
-        diffs, agree, qs, micro = [], [], [], []
+        diffs, agree, checked = [], [], []
         for x in progress(windows, "TFLite Micro"):
             q = tflite_mod.quantize(x[None].transpose(0, 2, 3, 1), litert.in_io)
             y_micro = runner(q)
-            qs.append(q)
-            micro.append(np.asarray(y_micro).reshape(-1))
+            checked.append((q, y_micro))
             litert.interpreter.set_tensor(litert.input["index"], q)
             litert.interpreter.invoke()
             y_lite = litert.interpreter.get_tensor(litert.output["index"])
@@ -570,8 +573,6 @@ class _Builder:
         i, o = tflite_mod.io_details(model)
         emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
                input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None)
-        if i.scale is not None:
-            self.mcu_model(model, np.concatenate(qs), np.stack(micro), inputs_are_real)
         unit = "LSB" if i.scale is not None else "abs"
         self.artifacts["mcu/model_data.cc"] = {
             "format": "c-array (.tflite flatbuffer)",
@@ -596,44 +597,13 @@ class _Builder:
                 "top1_agreement": float(np.mean(agree)),
             },
         }
+        if i.scale is not None:  # the model as generated C, checked against TFLM on the same windows
+            self.artifacts[mcu_c.ARTIFACT] = mcu_c.generated_c_entry(
+                model, self.staging / "mcu", self.ckpt.name, list(self.ckpt.labels), self.name(".int8.tflite"),
+                np.concatenate([q for q, _ in checked]), np.stack([y for _, y in checked]), report.arena_bytes,
+                {"input": i.to_dict(), "output": o.to_dict()},
+            )
         self.mcu_project()
-
-    def mcu_model(self, model: bytes, inputs: np.ndarray, tflm_out: np.ndarray, inputs_are_real: bool) -> None:
-        """The int8 model as generated C (``dssdn_model.c/.h`` + kernels) in mcu/: no interpreter on the device.
-        Its host build runs the windows TFLite Micro just ran: the int8 outputs must be identical."""
-        from ..mcu import generate_model_c
-        from ..mcu.host import HostModel
-
-        report = generate_model_c(model, self.staging / "mcu", self.ckpt.name, list(self.ckpt.labels),
-                                  label=self.name(".int8.tflite"))
-        with tempfile.TemporaryDirectory(prefix="dssdn-mcu-host-") as tmp:
-            got = HostModel(self.staging / "mcu", Path(tmp))(inputs)
-        diff = int(np.abs(got.astype(np.int32) - tflm_out.reshape(got.shape).astype(np.int32)).max())
-        if diff:
-            raise ExportError(f"{self.name('.int8.tflite')}: the generated C differs from TFLite Micro by "
-                              f"{diff} LSB (a code generator bug: please report it)")
-        i, o = tflite_mod.io_details(model)
-        self.artifacts["mcu/dssdn_model.h"] = {
-            "format": "c-header (generated int8 model: dssdn_model.c + dssdn_kernels.c)",
-            "runtime": "generated C",
-            "precision": "int8",
-            "layout": "NHWC (batch, frames, bands, channels)",
-            "input": i.to_dict(),
-            "output": o.to_dict(),
-            "model_bytes": report.const_bytes,
-            "arena_bytes": report.arena_bytes,
-            "const_bytes": report.const_bytes,
-            "weights": report.weights,
-            "const_bytes_per_weight": report.const_bytes / max(1, report.weights),
-            "generated_ops": report.ops,
-            "quality": {
-                "vs": "TFLite Micro on the same int8 inputs (host build of the generated C)",
-                "windows": len(inputs),
-                "inputs": "real windows" if inputs_are_real else "pseudo-random (no audio available)",
-                "max_abs_output_diff_LSB": diff,
-                "top1_agreement": float(np.mean(got.argmax(axis=1) == tflm_out.reshape(got.shape).argmax(axis=1))),
-            },
-        }
 
     def mcu_project(self) -> None:
         """With the generated model in mcu/: the buildable project (classifier, Makefile, README), measured
@@ -695,6 +665,29 @@ def export_model(
     ckpt = resolve_checkpoint(name_or_checkpoint)
     with _exclusive(out_dir):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
+
+
+def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
+    """Only the int8 ``.tflite`` of an export (the MCU model), calibrated from the shipped statistics when
+    they exist: no other artifact, no scoring. For tools and tests that need just that model, cheaply."""
+    import tempfile
+
+    ckpt = resolve_checkpoint(name_or_checkpoint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _seed()
+        stats = calib_mod.stats_path(ckpt) if ckpt.path is not None else None
+        if stats is not None and stats.is_file():
+            calib = calib_mod.CalibrationSet(np.zeros((0,), np.float32), f"shipped statistics {stats.name}",
+                                             "shipped", {"path": str(stats)})
+        else:
+            calib = calib_mod.choose_source(ckpt, None)
+        ref = build_reference(ckpt, None, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            return _Builder(ckpt, Path(tmp), True, calib, ref).int8_tflite()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _export(

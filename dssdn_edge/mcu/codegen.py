@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ExportError
 from .graph import Graph
 from .ops import LOWER, Array, Lowered, lower_copy
 from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
-STRUCT_BYTES = {"dssdn_conv_t": 4 * 24 + 4 * 4, "dssdn_fc_t": 4 * 9 + 4 * 4, "dssdn_binary_t": 4 * 24,
+STRUCT_BYTES = {"dssdn_conv_t": 4 * 2 + 2 * 22 + 4 * 4, "dssdn_fc_t": 4 * 3 + 2 * 6 + 4 * 4, "dssdn_binary_t": 4 * 24,
                 "dssdn_mean_t": 4 * 7, "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 
@@ -62,7 +63,15 @@ def _field(v: object) -> str:
     return str(v)
 
 
+INT32_FIELDS = {"in_row", "in_pix", "batches", "depth", "units"}  # the other fields of these structs are int16_t
+NARROW_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t")
+
+
 def _struct(struct_type: str, name: str, fields: dict[str, object]) -> str:
+    if struct_type in NARROW_STRUCTS:
+        for k, v in fields.items():
+            if isinstance(v, int) and k not in INT32_FIELDS and not -32768 <= v <= 32767:
+                raise ExportError(f"{name}: {k} = {v} does not fit the kernel's 16-bit field")
     body = ", ".join(f".{k} = {_field(v)}" for k, v in fields.items())
     return f"static const {struct_type} {name} = {{{body}}};\n"
 

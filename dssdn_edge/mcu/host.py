@@ -94,7 +94,8 @@ def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines:
                str(unity), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
-            first = (res.stderr.strip().splitlines() or ["(no output)"])[0]
+            lines = res.stderr.strip().splitlines() or ["(no output)"]
+            first = next((ln for ln in lines if "error" in ln), lines[0])
             raise ExportError(f"{c_dir}: the generated C does not compile on the host: {first}")
         tmp.replace(lib)
     finally:

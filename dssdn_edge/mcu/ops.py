@@ -86,18 +86,27 @@ def _act(graph: Graph, op: Op) -> tuple[int, int]:
                           "activation") from None
 
 
-def _bias(graph: Graph, op: Op, prefix: str) -> tuple[str, list[Array]]:
-    if len(op.inputs) < 3 or op.inputs[2] < 0:
+def _bias(graph: Graph, op: Op, prefix: str, wsum: np.ndarray, in_zp: int) -> tuple[str, list[Array]]:
+    """The kernels' bias: the model's int32 bias minus ``in_zp · Σw`` per output channel (exact in int32,
+    so the kernel's sum over raw inputs equals TFLM's sum over ``x − zp``). NULL when both are zero."""
+    bias = np.zeros(len(wsum), np.int64)
+    if len(op.inputs) >= 3 and op.inputs[2] >= 0:
+        b = graph.t(op.inputs[2])
+        if b.dtype != "INT32" or b.data is None:
+            raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) needs a constant int32 bias")
+        bias += np.asarray(b.data, np.int64).reshape(-1)
+    elif in_zp == 0:
         return "NULL", []
-    b = graph.t(op.inputs[2])
-    if b.dtype != "INT32" or b.data is None:
-        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) needs a constant int32 bias")
-    return f"{prefix}_b", [Array(f"{prefix}_b", "int32_t", np.asarray(b.data, np.int32).reshape(-1))]
+    folded = bias - int(in_zp) * wsum.astype(np.int64)
+    if folded.min() < -(2**31) or folded.max() >= 2**31:
+        raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): bias with the input zero point folded "
+                          "in overflows int32")
+    return f"{prefix}_b", [Array(f"{prefix}_b", "int32_t", folded.astype(np.int32))]
 
 
 def _requant_arrays(prefix: str, mults: list[int], shifts: list[int]) -> list[Array]:
     return [Array(f"{prefix}_m", "int32_t", np.asarray(mults, np.int64).astype(np.int32)),
-            Array(f"{prefix}_s", "int32_t", np.asarray(shifts, np.int32))]
+            Array(f"{prefix}_s", "int8_t", np.asarray(shifts, np.int8))]
 
 
 def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
@@ -122,7 +131,9 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
             raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): channels do not form groups")
     mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, oc)
     lo, hi = _act(graph, op)
-    bias, arrays = _bias(graph, op, prefix)
+    wv = np.asarray(w.data, np.int64)
+    wsum = wv.reshape(-1, oc).sum(0) if depthwise else wv.reshape(oc, -1).sum(1)
+    bias, arrays = _bias(graph, op, prefix, wsum, t_in.zero_point)
     arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
               *_requant_arrays(prefix, mults, shifts)]
     fields = {
@@ -132,7 +143,8 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         "k_h": geo["k_h"], "k_w": geo["k_w"], "k_c": k_c,
         "stride_h": geo["stride_h"], "stride_w": geo["stride_w"], "dil_h": geo["dil_h"], "dil_w": geo["dil_w"],
         "pad_t": geo["pad_t"], "pad_l": geo["pad_l"], "depth_mult": mult,
-        "per_channel": int(len(mults) > 1), "in_zp": t_in.zero_point, "out_zp": out.zero_point,
+        "per_channel": int(len(mults) > 1), "buffered": int(op.index in plan.buffered),
+        "in_zp": t_in.zero_point, "out_zp": out.zero_point,
         "act_min": lo, "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m",
         "shift": f"{prefix}_s",
     }
@@ -149,7 +161,8 @@ def lower_fc(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     batches = t_in.size // depth
     mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, units)
     lo, hi = _act(graph, op)
-    bias, arrays = _bias(graph, op, prefix)
+    wsum = (np.asarray(w.data, np.int64).reshape(units, depth) - w.zero_point).sum(1)
+    bias, arrays = _bias(graph, op, prefix, wsum, t_in.zero_point)
     arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
               *_requant_arrays(prefix, mults, shifts)]
     fields = {

@@ -24,6 +24,7 @@ from ..errors import ExportError
 from .graph import Graph, Op
 
 ALIGN = 4  # bytes: lets a word-wise kernel load four int8 at once
+MAX_PIXEL = 256  # DSSDN_MAX_PIXEL in dssdn_kernels.h
 STRIDED_READERS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 COPY_OPS = ("SLICE", "PAD", "CONCATENATION", "RESHAPE")
 
@@ -76,6 +77,7 @@ class Plan:
     pad_fold: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # pad out → (src, top, left)
     concat_copy: dict[int, list[int]] = field(default_factory=dict)  # concat op → input positions copied
     overlaps: dict[int, int] = field(default_factory=dict)  # op index → bytes its output shares with input
+    buffered: set[int] = field(default_factory=set)  # convs that store a pixel after computing it
     peak_live_bytes: int = 0  # the lower bound of a whole-tensor plan (sum of live buffers at the worst op)
 
     def addr(self, tensor: int) -> int:
@@ -146,6 +148,7 @@ class _Planner:
         self.pad_fold: dict[int, tuple[int, int, int]] = {}
         self.concat_copy: dict[int, list[int]] = {}
         self.producer: dict[int, int] = {}
+        self.buffered: set[int] = set()
 
     def own(self, t: int) -> None:
         s4 = shape4(self.g.t(t).shape)
@@ -285,15 +288,22 @@ class _Planner:
                 gap = _gap(g, op, j, pi, po, pad_t, pad_l)
                 if gap is None:
                     continue
+                if op.kind in STRIDED_READERS and shape4(g.t(out).shape)[3] <= MAX_PIXEL:
+                    gap_b = _gap(g, op, j, pi, po, pad_t, pad_l, buffered=True)
+                    if gap_b is not None and gap_b < gap:
+                        gap = gap_b
+                        self.buffered.add(op.index)
                 key = (bo.index, bi.index)
                 gaps[key] = max(gaps.get(key, gap), gap)
                 where[bo.index] = (op.index, bi.index)
         return gaps, where
 
 
-def _gap(graph: Graph, op: Op, j: int, pin: Place, pout: Place, pad_t: int, pad_l: int) -> int | None:
+def _gap(graph: Graph, op: Op, j: int, pin: Place, pout: Place, pad_t: int, pad_l: int, buffered: bool = False
+         ) -> int | None:
     """Smallest (input buffer start − output buffer start) for which writing ``op``'s output in raster
-    order never overwrites an input byte still to be read; None when the op cannot share at all."""
+    order never overwrites an input byte still to be read; None when the op cannot share at all.
+    ``buffered``: the kernel stores each output pixel only after computing all its channels."""
     out_t = graph.t(op.outputs[0])
     o4 = shape4(out_t.shape)
     if op.kind in ("ADD", "MUL", "LOGISTIC"):
@@ -318,21 +328,31 @@ def _gap(graph: Graph, op: Op, j: int, pin: Place, pout: Place, pad_t: int, pad_
     ok = (ky < geo["k_h"]) & (iy < geo["in_h"]) & (kx < geo["k_w"]) & (ix < geo["in_w"])
     first_byte = pin.offset + iy * pin.strides[1] + ix * pin.strides[2]
     first_byte = np.where(ok, np.broadcast_to(first_byte, ok.shape), np.iinfo(np.int64).max).reshape(-1)
-    rmin = np.minimum.accumulate(first_byte[::-1])[::-1]
+    big = np.iinfo(np.int64).max
+    rmin = np.minimum.accumulate(first_byte[::-1])[::-1]  # lowest byte read by pixel p or any later one
+    if buffered:  # pixel p is stored after all its reads: only later pixels' reads matter
+        rmin = np.append(rmin[1:], big)
     p = np.arange(len(rmin), dtype=np.int64)
     written = pout.offset + (p + 1) * o4[3]
-    live = rmin < np.iinfo(np.int64).max
+    live = rmin < big
     if not live.any():
         return -(1 << 40)
     return int((written[live] - rmin[live]).max())
 
 
-def _place(buffers: list[Buffer], order: list[int], gaps: dict[tuple[int, int], int]) -> tuple[int, dict[int, int]]:
+def _place(buffers: list[Buffer], order: list[int], gaps: dict[tuple[int, int], int], mode: int = 0
+           ) -> tuple[int, dict[int, int]]:
+    """Place buffers in ``order``: mode 0 at the lowest free offset (first fit); modes 1 and 2 at the free
+    candidate offset that raises the arena top least, the lowest (1) or the highest (2) of those. Candidates
+    include sliding just below a dying input (or just above the output overwriting it) by the allowed gap;
+    the highest choice leaves room below for a chain of such slides."""
     placed: list[int] = []
     offs: dict[int, int] = {}
+    top = 0
     for i in order:
         x = buffers[i]
         forbidden = []
+        candidates = {0}
         for k in placed:
             y = buffers[k]
             if y.first > x.last or x.first > y.last:
@@ -340,30 +360,51 @@ def _place(buffers: list[Buffer], order: list[int], gaps: dict[tuple[int, int], 
             oy = offs[k]
             if (i, k) in gaps:  # x is the output overlapping its dying input y
                 lo, hi = oy - min(x.size, gaps[(i, k)]) + 1, oy + y.size - 1
+                candidates.add((oy - gaps[(i, k)]) // ALIGN * ALIGN)
             elif (k, i) in gaps:  # y is the output, x its input
                 lo, hi = oy - x.size + 1, oy + min(y.size, gaps[(k, i)]) - 1
+                candidates.add(-(-(oy + gaps[(k, i)]) // ALIGN) * ALIGN)
             else:
                 lo, hi = oy - x.size + 1, oy + y.size - 1
             if lo <= hi:
                 forbidden.append((lo, hi))
-        forbidden.sort()
-        pos = 0
-        for lo, hi in forbidden:
-            if pos < lo:
-                continue
-            if pos <= hi:
-                pos = (hi + 1 + ALIGN - 1) // ALIGN * ALIGN
-        # a later interval may start below pos and still cover it: repeat until stable
-        changed = True
-        while changed:
-            changed = False
-            for lo, hi in forbidden:
-                if lo <= pos <= hi:
-                    pos = (hi + 1 + ALIGN - 1) // ALIGN * ALIGN
-                    changed = True
+                candidates.add(-(-(hi + 1) // ALIGN) * ALIGN)
+        free = sorted(c for c in candidates if c >= 0 and not any(lo <= c <= hi for lo, hi in forbidden))
+        if mode == 0:
+            pos = free[0]
+        else:
+            pos = min(free, key=lambda c: (max(top, c + x.size), c if mode == 1 else -c))
         offs[i] = pos
+        top = max(top, pos + x.size)
         placed.append(i)
-    return max((offs[i] + buffers[i].size for i in order), default=0), offs
+    return top, offs
+
+
+def _search(buffers: list[Buffer], ids: list[int], gaps: dict[tuple[int, int], int], tries: int = 300
+            ) -> tuple[int, dict[int, int]]:
+    """The best of a few orderings under both placers, then a seeded hill-climb over swaps of the best
+    order (deterministic, so an export is reproducible)."""
+    B = buffers
+    orders = [
+        sorted(ids, key=lambda i: (-B[i].size, B[i].first, i)),  # biggest first (TFLM's greedy)
+        sorted(ids, key=lambda i: (B[i].first, -B[i].size, i)),  # execution order
+        sorted(ids, key=lambda i: (-(B[i].last - B[i].first + 1) * B[i].size, i)),  # long and big
+        sorted(ids, key=lambda i: (-B[i].size, -(B[i].last - B[i].first), i)),
+        sorted(ids, key=lambda i: (-B[i].last, -B[i].size, i)),  # reverse execution order
+    ]
+    modes = (0, 1, 2)
+    scored = [(_place(B, o, gaps, fit)[0], n, o, fit) for n, o in enumerate(orders) for fit in modes]
+    best, _, order, fit = min(scored)
+    rng = np.random.default_rng(0)
+    for _ in range(tries if len(ids) > 1 else 0):
+        cand = list(order)
+        a, b = (int(v) for v in rng.integers(0, len(cand), 2))
+        cand[a], cand[b] = cand[b], cand[a]
+        for f in modes:
+            v = _place(B, cand, gaps, f)[0]
+            if v < best or (v == best and f == fit):
+                best, order, fit = v, cand, f
+    return _place(B, order, gaps, fit)
 
 
 def plan_memory(graph: Graph) -> Plan:
@@ -373,17 +414,8 @@ def plan_memory(graph: Graph) -> Plan:
     pl.buffer_lifetimes(life)
     gaps, _ = pl.gaps(life)
     bufs = [b for b in pl.buffers if b.size > 0]
-    ids = [b.index for b in bufs]
     B = pl.buffers
-    orders = [
-        sorted(ids, key=lambda i: (-B[i].size, B[i].first, i)),
-        sorted(ids, key=lambda i: (B[i].first, -B[i].size, i)),
-        sorted(ids, key=lambda i: (-(B[i].last - B[i].first + 1) * B[i].size, i)),
-        sorted(ids, key=lambda i: (-B[i].size, -(B[i].last - B[i].first), i)),
-        sorted(ids, key=lambda i: (-B[i].last, -B[i].size, i)),
-    ]
-    best = min((_place(B, o, gaps) for o in orders), key=lambda r: r[0])
-    total, offs = best
+    total, offs = _search(B, [b.index for b in bufs], gaps)
     for i, off in offs.items():
         B[i].offset = off
     overlaps = {}
@@ -397,4 +429,4 @@ def plan_memory(graph: Graph) -> Plan:
     for k in range(-1, len(graph.ops) + 1):
         peak = max(peak, sum(b.size for b in bufs if b.first <= k <= b.last))
     return Plan((total + ALIGN - 1) // ALIGN * ALIGN, pl.places, B, pl.action, pl.pad_fold, pl.concat_copy,
-                overlaps, peak)
+                overlaps, pl.buffered, peak)

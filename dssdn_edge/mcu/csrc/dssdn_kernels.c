@@ -2,6 +2,8 @@
  * TensorFlow Lite Micro's reference int8 kernel (tensorflow/lite/kernels/internal/reference/integer_ops). */
 #include "dssdn_kernels.h"
 
+#include <stddef.h>
+
 #define DSSDN_CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v)))
 
 #ifdef DSSDN_SINGLE_ROUNDING
@@ -45,14 +47,72 @@ int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift)
     return requantize(x, multiplier, shift);
 }
 
-static inline int8_t finish(int32_t acc, const int32_t *bias, int32_t ch, int32_t m, int32_t shift,
-                            int32_t zp, int32_t lo, int32_t hi)
+static inline void store_pixel(int8_t *dst, const int8_t *px, int32_t n)
 {
-    if (bias) {
-        acc += bias[ch];
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = px[i];
     }
-    acc = requantize(acc, m, shift) + zp;
-    return (int8_t)DSSDN_CLAMP(acc, lo, hi);
+}
+
+/* The accumulator of one output channel: bias' + sum over every tap of w * x, where a tap outside the input
+ * reads the input zero point. The generator folds -zp * sum(w) into bias', so this equals TFLM's
+ * bias + sum over in-bounds taps of w * (x - zp), integer for integer. */
+static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
+/* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
+ * input; NULL when a 1x1 window can be read in place. */
+static const int8_t *gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
+{
+    if (p->k_h == 1 && p->k_w == 1 && iy0 >= 0 && iy0 < p->in_h && ix0 >= 0 && ix0 < p->in_w) {
+        return in + iy0 * p->in_row + ix0 * p->in_pix;
+    }
+    int8_t *dst = patch;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (int32_t c = 0; c < p->in_c; ++c) {
+                    dst[c] = (int8_t)p->in_zp;
+                }
+            } else {
+                const int8_t *src = in + iy * p->in_row + ix * p->in_pix;
+                for (int32_t c = 0; c < p->in_c; ++c) {
+                    dst[c] = src[c];
+                }
+            }
+            dst += p->in_c;
+        }
+    }
+    return patch;
+}
+
+/* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
+static int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int32_t oc,
+                           int32_t c0, int32_t acc)
+{
+    const int8_t *wf = p->w + oc * p->k_h * p->k_w * p->k_c;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int8_t *wp = wf + (ky * p->k_w + kx) * p->k_c;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (int32_t ic = 0; ic < p->k_c; ++ic) {
+                    acc += (int32_t)wp[ic] * p->in_zp;
+                }
+            } else {
+                acc = dot(wp, in + iy * p->in_row + ix * p->in_pix + c0, p->k_c, acc);
+            }
+        }
+    }
+    return acc;
 }
 
 void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
@@ -60,67 +120,62 @@ void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
     const int32_t groups = p->in_c / p->k_c;
     const int32_t oc_per_group = p->out_c / groups;
     const int32_t filter_size = p->k_h * p->k_w * p->k_c;
+    const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
+    int8_t patch[DSSDN_MAX_PATCH];
+    int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            const int8_t *x = use_patch ? gather(p, in, iy0, ix0, patch) : NULL;
+            int8_t *dst = p->buffered ? pixel : out;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                const int8_t *wf = p->w + oc * filter_size;
-                const int32_t c0 = (oc / oc_per_group) * p->k_c;
-                int32_t acc = 0;
-                for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->in_h) {
-                        continue;
-                    }
-                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        if (ix < 0 || ix >= p->in_w) {
-                            continue;
-                        }
-                        const int8_t *ip = in + iy * p->in_row + ix * p->in_pix + c0;
-                        const int8_t *wp = wf + (ky * p->k_w + kx) * p->k_c;
-                        for (int32_t ic = 0; ic < p->k_c; ++ic) {
-                            acc += (int32_t)wp[ic] * ((int32_t)ip[ic] - p->in_zp);
-                        }
-                    }
-                }
+                const int32_t acc0 = p->bias ? p->bias[oc] : 0;
+                const int32_t acc = x ? dot(p->w + oc * filter_size, x, filter_size, acc0)
+                                      : conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c, acc0);
                 const int32_t q = p->per_channel ? oc : 0;
-                *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
+                const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
+                dst[oc] = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
             }
+            if (p->buffered) {
+                store_pixel(out, pixel, p->out_c);
+            }
+            out += p->out_c;
         }
     }
 }
 
 void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
+    int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
             for (int32_t ic = 0; ic < p->in_c; ++ic) {
                 for (int32_t m = 0; m < p->depth_mult; ++m) {
                     const int32_t oc = ic * p->depth_mult + m;
-                    int32_t acc = 0;
+                    int32_t acc = p->bias ? p->bias[oc] : 0;
                     for (int32_t ky = 0; ky < p->k_h; ++ky) {
                         const int32_t iy = iy0 + ky * p->dil_h;
-                        if (iy < 0 || iy >= p->in_h) {
-                            continue;
-                        }
+                        const int32_t row_in = iy >= 0 && iy < p->in_h;
                         for (int32_t kx = 0; kx < p->k_w; ++kx) {
                             const int32_t ix = ix0 + kx * p->dil_w;
-                            if (ix < 0 || ix >= p->in_w) {
-                                continue;
-                            }
-                            const int32_t x = in[iy * p->in_row + ix * p->in_pix + ic];
-                            acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * (x - p->in_zp);
+                            const int32_t x = row_in && ix >= 0 && ix < p->in_w
+                                                  ? in[iy * p->in_row + ix * p->in_pix + ic] : p->in_zp;
+                            acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
                         }
                     }
                     const int32_t q = p->per_channel ? oc : 0;
-                    *out++ = finish(acc, p->bias, oc, p->mult[q], p->shift[q], p->out_zp, p->act_min,
-                                    p->act_max);
+                    const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
+                    dst[oc] = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
                 }
             }
+            if (p->buffered) {
+                store_pixel(out, pixel, p->out_c);
+            }
+            out += p->out_c;
         }
     }
 }
@@ -131,12 +186,17 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
         const int8_t *x = in + b * p->depth;
         for (int32_t u = 0; u < p->units; ++u) {
             const int8_t *w = p->w + u * p->depth;
-            int32_t acc = 0;
-            for (int32_t d = 0; d < p->depth; ++d) {
-                acc += ((int32_t)w[d] - p->w_zp) * ((int32_t)x[d] - p->in_zp);
+            int32_t acc = p->bias ? p->bias[u] : 0;
+            if (p->w_zp == 0) {
+                acc = dot(w, x, p->depth, acc);
+            } else {
+                for (int32_t d = 0; d < p->depth; ++d) {
+                    acc += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
+                }
             }
             const int32_t q = p->per_channel ? u : 0;
-            *out++ = finish(acc, p->bias, u, p->mult[q], p->shift[q], p->out_zp, p->act_min, p->act_max);
+            const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
+            *out++ = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
         }
     }
 }

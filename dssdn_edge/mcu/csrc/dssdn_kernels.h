@@ -14,40 +14,47 @@
 
 #include <stdint.h>
 
+#define DSSDN_MAX_PIXEL 256 /* most output channels of a buffered conv (bytes of stack it uses) */
+#define DSSDN_MAX_PATCH 512 /* the biggest conv window (k_h*k_w*in_c) gathered on the stack */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* CONV_2D and DEPTHWISE_CONV_2D. The input is a view: element (y, x, c) is at in[y*in_row + x*in_pix + c],
- * so a slice along H or W of a bigger tensor is read in place. Taps outside the input are skipped (the
- * same as padding with the input zero point). conv filter: [out_c][k_h][k_w][k_c] (k_c = in_c / groups);
+ * so a slice along H or W of a bigger tensor is read in place. Taps outside the input read the input zero
+ * point; bias holds bias - in_zp * sum(filter of that channel), so the sum needs no subtraction per tap. conv filter: [out_c][k_h][k_w][k_c] (k_c = in_c / groups);
  * depthwise filter: [k_h][k_w][out_c], out channel = in channel * depth_mult + m. */
 typedef struct {
-    int32_t in_h, in_w, in_c, in_row, in_pix;
-    int32_t out_h, out_w, out_c;
-    int32_t k_h, k_w, k_c;
-    int32_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
-    int32_t depth_mult;
-    int32_t per_channel; /* 0: mult[0], shift[0] for every channel */
-    int32_t in_zp, out_zp, act_min, act_max;
+    int32_t in_row, in_pix; /* byte strides of the input view */
+    int16_t in_h, in_w, in_c;
+    int16_t out_h, out_w, out_c;
+    int16_t k_h, k_w, k_c;
+    int16_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+    int16_t depth_mult;
+    int16_t per_channel; /* 0: mult[0], shift[0] for every channel */
+    int16_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
+                            output overwrite the input pixel it is computed from) */
+    int16_t in_zp, out_zp, act_min, act_max;
     const int8_t *w;
     const int32_t *bias; /* may be NULL */
     const int32_t *mult;
-    const int32_t *shift;
+    const int8_t *shift;
 } dssdn_conv_t;
 
 void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
 void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
 
-/* FULLY_CONNECTED: out[b][u] from in[b][0..depth), filter [units][depth]. */
+/* FULLY_CONNECTED: out[b][u] from in[b][0..depth), filter [units][depth]; bias holds
+ * bias - in_zp * sum(filter row - w_zp), as for the convolutions. */
 typedef struct {
     int32_t batches, depth, units;
-    int32_t per_channel;
-    int32_t in_zp, w_zp, out_zp, act_min, act_max;
+    int16_t per_channel;
+    int16_t in_zp, w_zp, out_zp, act_min, act_max;
     const int8_t *w;
     const int32_t *bias; /* may be NULL */
     const int32_t *mult;
-    const int32_t *shift;
+    const int8_t *shift;
 } dssdn_fc_t;
 
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
