@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dssdn_edge.export import calibration, load_eval_set, measure_gains  # noqa: E402
+from dssdn_edge.export import measure_gains, sources  # noqa: E402
 from dssdn_edge.export.fuse import equalizable, equalize, fuse_model  # noqa: E402
 from dssdn_edge.export.int8sim import BudgetRow, error_budget  # noqa: E402
 from dssdn_edge.model import resolve_name  # noqa: E402
@@ -84,11 +84,11 @@ def main() -> int:
     torch.set_num_threads(1)
     name = resolve_name(args.size)
     ckpt = load_pretrained(name)
-    evalset = load_eval_set(ckpt, None)
+    evalset = sources.source_windows(ckpt, "evaluation")
     if evalset is None:
         print("error: ../shared/data (fold 5) is needed for the error budget", file=sys.stderr)
         return 1
-    calib = calibration.fold4_windows(ckpt)
+    calib = sources.fold4_windows(ckpt)
     fused = fuse_model(ckpt.model)
     if equalizable(fused):  # the graph the real export quantises
         fused = equalize(fused, measure_gains(fused, calib.windows))

@@ -48,10 +48,9 @@ def single_op_models(data: bytes) -> list[tuple[str, bytes]]:
 
 
 def time_us(model: bytes, runs: int) -> float:
-    from ai_edge_litert.interpreter import Interpreter
+    from dssdn_edge import runtime
 
-    it = Interpreter(model_content=model, num_threads=1)
-    it.allocate_tensors()
+    it = runtime.load(model, kind="tflite").interpreter
     for d in it.get_input_details():
         it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
     for _ in range(20):

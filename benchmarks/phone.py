@@ -47,13 +47,13 @@ if str(ROOT) not in sys.path:
 from dssdn_edge.audio import load_audio  # noqa: E402
 from dssdn_edge.bench.runner import time_calls  # noqa: E402
 from dssdn_edge.bench.sysinfo import collect_local  # noqa: E402
-from dssdn_edge.data import pad_to_window  # noqa: E402
 from dssdn_edge.export import export_model  # noqa: E402
 from dssdn_edge.export import phone as phone_mod  # noqa: E402
 from dssdn_edge.export.manifest import load_manifest  # noqa: E402
 from dssdn_edge.fileio import write_text  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.model import resolve_name  # noqa: E402
+from dssdn_edge.windows import context_windows, pad_to_window  # noqa: E402
 
 AUDIO_DIR = ROOT.parent / "shared" / "data" / "esc50_16k" / "audio"
 FRONTEND_MS = 2.0  # issue 14: the front-end part per 1-s window, one core
@@ -66,10 +66,9 @@ class Model:
     """One .tflite in LiteRT with one prepared input; ``time(n)`` appends n invoke times in ms."""
 
     def __init__(self, data: bytes, x: np.ndarray) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from dssdn_edge import runtime
 
-        self.it = Interpreter(model_content=data, num_threads=1)
-        self.it.allocate_tensors()
+        self.it = runtime.load(data, kind="tflite").interpreter
         d = self.it.get_input_details()[0]
         self.it.set_tensor(d["index"], _as_input(x, d))
         self.samples: list[float] = []
@@ -114,7 +113,7 @@ def pick_audio(cfg: FrontendConfig, norm: Normalization) -> tuple[np.ndarray, np
                 break
     if clip is None:
         clip = phone_mod.probe_signal(cfg, 3 * cfg.segment_samples)
-    x = phone_mod.context_windows(clip, [s], cfg)[0]
+    x = context_windows(clip, [s], cfg)[0]
     feats = norm.apply(Frontend(cfg).features(clip)[:, s : s + cfg.segment_frames])
     return x, feats[None].transpose(0, 2, 3, 1), source  # NHWC, as the bodies take
 

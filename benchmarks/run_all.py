@@ -3,7 +3,7 @@
     python benchmarks/run_all.py [--runs 200] [--warmup 20] [--threads 1] [--exports exports]
                                  [--models dssdn-small,dssdn-middle,dssdn-large,resnet] [--out benchmarks/results]
 
-Why one script: the README's latency table and its targets must be regenerated the same way every time —
+Why one script: the latency table of docs/benchmarks.md and its targets must be regenerated the same way every time —
 same export folders (exported from the shipped weights when exports/<name> is missing or stale), same
 runtimes, medians over >= 100 runs after warm-up, ratios taken inside one run. Writes bench_cpu.json,
 bench_cpu.md, bench_cpu_latency.png and bench_cpu_tradeoff.png into --out and prints PASS/FAIL per target;

@@ -4,16 +4,16 @@ The data flow, top to bottom: ``load_audio`` → ``Frontend`` (split log-mel) �
 ``load_checkpoint`` → ``export`` (ONNX, TFLite, TFLM C array) → ``bench``.
 """
 
-__version__ = "0.1.0"
-
 from .audio import load_audio
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import AudioError, CheckpointError, DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
 from .model import ModelConfig, build_model, model_names
 from .pretrained import create_model, load_pretrained
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "AudioError",
     "Checkpoint",
     "CheckpointError",

@@ -66,7 +66,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``path`` (.safetensors) and its sidecar atomically. ``dtype=float16`` halves the file
     for large baselines; loading always returns float32."""
-    from . import __version__
+    from .version import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

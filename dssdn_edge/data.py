@@ -2,7 +2,7 @@
 
 Features are computed once per clip with the project's own front end, so every number a model learns
 from is one a device computes. Clips may have any length; they are stored end to end (a ragged array)
-and a model sees 1-s windows cut from them by the one window cutter of the project, ``window_starts``,
+and a model sees 1-s windows cut from them by the one window cutter of the project (``windows.window_starts``),
 which ``predict`` uses too. Windows that are entirely digital silence (ESC-50 pads short sounds with
 zeros) are never training targets nor scored.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,130 +26,18 @@ from .errors import DssdnError
 from .fileio import temp_name
 from .frontend import Frontend, FrontendConfig
 from .progress import progress
+from .userdata import REPO_ROOT, SPLITS, Clip, Dataset, default_data_root
+from .windows import pad_to_window, silent_frames, window_starts
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# Clip, Dataset and the data root live in userdata (with the loaders that make them); data is their public door
+__all__ = ["SPLITS", "Clip", "ClipFeatures", "Dataset", "clip_features", "default_cache_dir", "default_data_root"]
+
 FEATURES_VERSION = 2  # bump when the cached arrays change meaning
-SPLITS = ("train", "val", "test")
-
-
-def default_data_root() -> Path:
-    """``$DSSDN_DATA`` or ../shared/data/esc50_16k beside the checkout."""
-    env = os.environ.get("DSSDN_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "esc50_16k"
 
 
 def default_cache_dir() -> Path:
     env = os.environ.get("DSSDN_CACHE")
     return Path(env) if env else REPO_ROOT / ".cache"
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    target: int
-    label: str
-    split: str = "train"  # train / val / test
-    fold: int | None = None
-    group: str | None = None  # clips of one source recording share a group (and so a split)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Clips with labels and a train / val / test assignment; ``labels[target]`` names a class."""
-
-    root: Path
-    clips: tuple[Clip, ...]
-    labels: tuple[str, ...]
-    kind: str = "esc50"  # esc50 | folder | csv
-    licence: str | None = None
-    description: str = ""
-    load_args: tuple[tuple[str, object], ...] = ()  # how to load it again (split fractions, seed ...)
-
-    def reload_spec(self) -> dict:
-        """What a checkpoint records so that export can find the same data and the same split."""
-        return {"root": str(self.root), "kind": self.kind, **dict(self.load_args)}
-
-    @classmethod
-    def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
-        """ESC-50 (a folder with its metadata.csv) or a user's data (class folders, or a CSV).
-
-        Keyword arguments go to the user-data loader (``split``, ``seed``, ``skip_bad`` ...)."""
-        from .userdata import is_esc50, load_esc50, load_user_data
-
-        root = Path(root) if root else default_data_root()
-        if is_esc50(root):
-            return load_esc50(root)
-        if root == default_data_root() and not root.exists():
-            raise DssdnError(f"{root}: ESC-50 not found (set DSSDN_DATA or pass --data)")
-        return load_user_data(root, **kwargs)
-
-    @classmethod
-    def reload(cls, spec: dict) -> Dataset:
-        """The dataset a ``reload_spec`` describes, with the same split."""
-        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in ("split", "seed",
-                                                                                               "skip_bad")}
-        return cls.load(spec["root"], **args)
-
-    def split(self, name: str) -> list[Clip]:
-        return [c for c in self.clips if c.split == name]
-
-    def with_folds(self, train: tuple[int, ...], val: int | None, test: int | None) -> Dataset:
-        """Reassign splits from folds (ESC-50 protocol): e.g. train (1, 2, 3), val 4, test 5."""
-        def which(c: Clip) -> str:
-            if c.fold in train:
-                return "train"
-            return "val" if c.fold == val else "test" if c.fold == test else "unused"
-
-        if any(c.fold is None for c in self.clips):
-            raise DssdnError(f"{self.root}: this dataset has no folds")
-        parts = [f"folds {', '.join(map(str, train))} train"]
-        parts += [f"fold {val} val"] if val is not None else []
-        parts += [f"fold {test} test"] if test is not None else []
-        name = self.description.split(":")[0] if self.description else str(self.root)
-        return replace(self, clips=tuple(replace(c, split=which(c)) for c in self.clips),
-                       description=f"{name}: {', '.join(parts)}")
-
-    def subset(self, limit_per_class: int | None) -> Dataset:
-        """At most ``limit_per_class`` clips of each class in each split (tests, quick runs)."""
-        if limit_per_class is None:
-            return self
-        seen: dict[tuple[str, int], int] = {}
-        keep = []
-        for c in self.clips:
-            key = (c.split, c.target)
-            if seen.get(key, 0) < limit_per_class:
-                seen[key] = seen.get(key, 0) + 1
-                keep.append(c)
-        return replace(self, clips=tuple(keep))
-
-    def summary(self) -> str:
-        counts = {s: len(self.split(s)) for s in SPLITS}
-        parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        return f"{self.root}: {len(self.labels)} classes, {len(self.clips)} clips ({parts})"
-
-
-# ---------------------------------------------------------------------------------------- windows
-def window_starts(silent: np.ndarray, seg: int, stride: int) -> list[int]:
-    """First frames of the ``seg``-frame windows of one clip, every ``stride`` frames, skipping windows
-    whose frames all saw only digital zeros. A clip with no window left keeps none."""
-    n = len(silent)
-    return [s for s in range(0, max(n - seg, 0) + 1, stride) if not silent[s : s + seg].all()]
-
-
-def pad_to_window(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """A clip shorter than one model window is zero-padded to one window (as ESC-50 pads short sounds)."""
-    if len(audio) < cfg.segment_samples:
-        return np.pad(audio, (0, cfg.segment_samples - len(audio)))
-    return audio
-
-
-def silent_frames(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """Per frame: did its analysis window contain only exact zeros?"""
-    padded = np.pad(np.abs(audio) > 0, cfg.n_fft // 2)
-    counts = np.concatenate([[0], np.cumsum(padded)])
-    n = 1 + len(audio) // cfg.hop_length
-    starts = np.arange(n) * cfg.hop_length
-    return (counts[starts + cfg.n_fft] - counts[starts]) == 0
 
 
 @dataclass

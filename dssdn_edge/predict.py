@@ -15,26 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime
 from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
 from .errors import DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
 from .stream import HopResult, StreamClassifier, softmax
+from .windows import WINDOW_STRIDE
 
-WINDOW_STRIDE = 25  # frames (0.5 s at the default hop), as clip-level evaluation in training and export
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
-
-
-def clip_windows(
-    path: str | Path, frontend: Frontend, stride: int = WINDOW_STRIDE, allow_silent: bool = False
-) -> np.ndarray:
-    """Unnormalised (k, channels, frames, bands) 1-s windows of one audio file (all in memory: for
-    calibration sets and tests; ``Predictor`` streams instead)."""
-    cfg = frontend.config
-    parts = [b.windows for b in file_windows(path, frontend, stride, allow_silent=allow_silent)]
-    if not parts:
-        return np.zeros((0, cfg.channels, cfg.segment_frames, cfg.n_mels), np.float32)
-    return np.concatenate(parts)
 
 
 @dataclass
@@ -89,7 +78,7 @@ class Predictor:
 
     @classmethod
     def _from_export(cls, path: Path) -> Predictor:
-        from .export.manifest import MANIFEST, load_manifest
+        from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
         manifest_file = path.parent / MANIFEST
         if not manifest_file.is_file():
@@ -97,7 +86,10 @@ class Predictor:
                 f"{manifest_file}: no {MANIFEST} beside {path.name} (labels and front end come from it; "
                 "use the whole export folder)"
             )
-        manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        try:
+            manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+        except ManifestError as exc:
+            raise ExportError(str(exc)) from None
         entry = manifest["artifacts"].get(path.name)
         if entry is None:
             raise ExportError(f"{path}: not listed in {manifest_file} (not part of this export)")
@@ -107,29 +99,18 @@ class Predictor:
             )
         args = (FrontendConfig.from_dict(manifest["frontend"]), Normalization.from_dict(manifest["normalization"]),
                 list(manifest["labels"]), str(path))
-        if path.name.endswith(".audio.tflite"):  # the phone file: front end inside the model (export/phone.py)
-            return AudioInPredictor(_audio_runner(path), *args)
-        return cls(_onnx_runner(path) if path.suffix == ".onnx" else _tflite_runner(path), *args)
+        model = _open(path)
+        if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
+            return AudioInPredictor(model, *args)
+        return cls(model, *args)
 
     @classmethod
     def _from_checkpoint(cls, path: Path) -> Predictor:
-        import torch
-
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = ckpt.model.eval()
-
-        def run(x: np.ndarray) -> np.ndarray:
-            # a clip is a handful of windows: one thread is fastest and never oversubscribes a small CPU
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with torch.inference_mode():
-                    return model(torch.from_numpy(x)).float().numpy()
-            finally:
-                torch.set_num_threads(threads)
-
+        # a clip is a handful of windows: one thread (the runtime's default) is fastest on a small CPU
+        run = runtime.load(ckpt.model, kind="torch")
         return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
 
     # -- one file ------------------------------------------------------------------------------------
@@ -199,35 +180,19 @@ class AudioInPredictor(Predictor):
 
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
                       allow_silent: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        from .export.phone import log_scores
-
         for batch in file_windows(audio_path, self.frontend, stride, allow_silent=allow_silent, with_audio=True):
-            yield batch.starts, log_scores(self.run(batch.audio))
+            yield batch.starts, runtime.log_scores(self.run(batch.audio))
 
     def stream(self, audio_path: str | Path, hop_seconds: float = 0.5) -> Iterator[HopResult]:
         raise ExportError(f"{self.source}: --stream runs the features-in models of the export (.tflite, .onnx); "
                           "the phone file classifies whole 1-s windows (each with its context)")
 
 
-def _audio_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.phone import AudioRunner
-
+def _open(path: Path) -> runtime.Runtime:
+    """The export file in the runtime layer; a file the runtime refuses is a one-line ExportError."""
+    kind = runtime.kind_of(str(path))
+    what = {"audio-tflite": "waveform-in .tflite", "tflite": ".tflite model", "onnx": ".onnx model"}[kind]
     try:
-        return AudioRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable waveform-in .tflite ({exc})") from None
-
-
-def _tflite_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.tflite import LiteRTRunner
-
-    try:
-        return LiteRTRunner(path.read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{path}: not a loadable .tflite model ({exc})") from None
-
-
-def _onnx_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    from .export.onnx import OnnxRunner
-
-    return OnnxRunner.from_file(path)
+        return runtime.load(path, kind=kind)
+    except (runtime.ModelLoadError, ValueError) as exc:
+        raise ExportError(f"{path}: not a loadable {what} ({exc})") from None

@@ -14,8 +14,8 @@ last window of feature frames is kept.
     clf.flush()
 
 ``runner`` is any ``Callable[[np.ndarray], np.ndarray]`` taking normalised windows (N, C, T, F) and returning
-logits (N, classes), e.g. ``dssdn_edge.export.tflite.LiteRTRunner``, ``export.onnx.OnnxRunner`` or a torch
-model wrapped like ``export.pipeline.torch_runner``.
+logits (N, classes), e.g. any ``dssdn_edge.runtime.load(...)`` of a features-in model (.tflite, .onnx, a
+checkpoint).
 """
 
 from __future__ import annotations

@@ -17,15 +17,17 @@ counted).
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from .data import Clip, Dataset
 from .errors import DssdnError
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPLITS = ("train", "val", "test")
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".caf",
      ".rf64"}
@@ -36,6 +38,95 @@ MIN_CLIPS_PER_CLASS = 2
 ESC50_LICENCE = (
     "ESC-50 (K. J. Piczak, ACM MM 2015), 16 kHz copy: CC BY-NC 3.0 as a whole, ESC-10 subset CC BY 3.0"
 )
+
+
+def default_data_root() -> Path:
+    """``$DSSDN_DATA`` or ../shared/data/esc50_16k beside the checkout."""
+    env = os.environ.get("DSSDN_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "esc50_16k"
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    target: int
+    label: str
+    split: str = "train"  # train / val / test
+    fold: int | None = None
+    group: str | None = None  # clips of one source recording share a group (and so a split)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Clips with labels and a train / val / test assignment; ``labels[target]`` names a class."""
+
+    root: Path
+    clips: tuple[Clip, ...]
+    labels: tuple[str, ...]
+    kind: str = "esc50"  # esc50 | folder | csv
+    licence: str | None = None
+    description: str = ""
+    load_args: tuple[tuple[str, object], ...] = ()  # how to load it again (split fractions, seed ...)
+
+    def reload_spec(self) -> dict:
+        """What a checkpoint records so that export can find the same data and the same split."""
+        return {"root": str(self.root), "kind": self.kind, **dict(self.load_args)}
+
+    @classmethod
+    def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
+        """ESC-50 (a folder with its metadata.csv) or a user's data (class folders, or a CSV).
+
+        Keyword arguments go to the user-data loader (``split``, ``seed``, ``skip_bad`` ...)."""
+        root = Path(root) if root else default_data_root()
+        if is_esc50(root):
+            return load_esc50(root)
+        if root == default_data_root() and not root.exists():
+            raise DssdnError(f"{root}: ESC-50 not found (set DSSDN_DATA or pass --data)")
+        return load_user_data(root, **kwargs)
+
+    @classmethod
+    def reload(cls, spec: dict) -> Dataset:
+        """The dataset a ``reload_spec`` describes, with the same split."""
+        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in ("split", "seed",
+                                                                                               "skip_bad")}
+        return cls.load(spec["root"], **args)
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def with_folds(self, train: tuple[int, ...], val: int | None, test: int | None) -> Dataset:
+        """Reassign splits from folds (ESC-50 protocol): e.g. train (1, 2, 3), val 4, test 5."""
+        def which(c: Clip) -> str:
+            if c.fold in train:
+                return "train"
+            return "val" if c.fold == val else "test" if c.fold == test else "unused"
+
+        if any(c.fold is None for c in self.clips):
+            raise DssdnError(f"{self.root}: this dataset has no folds")
+        parts = [f"folds {', '.join(map(str, train))} train"]
+        parts += [f"fold {val} val"] if val is not None else []
+        parts += [f"fold {test} test"] if test is not None else []
+        name = self.description.split(":")[0] if self.description else str(self.root)
+        return replace(self, clips=tuple(replace(c, split=which(c)) for c in self.clips),
+                       description=f"{name}: {', '.join(parts)}")
+
+    def subset(self, limit_per_class: int | None) -> Dataset:
+        """At most ``limit_per_class`` clips of each class in each split (tests, quick runs)."""
+        if limit_per_class is None:
+            return self
+        seen: dict[tuple[str, int], int] = {}
+        keep = []
+        for c in self.clips:
+            key = (c.split, c.target)
+            if seen.get(key, 0) < limit_per_class:
+                seen[key] = seen.get(key, 0) + 1
+                keep.append(c)
+        return replace(self, clips=tuple(keep))
+
+    def summary(self) -> str:
+        counts = {s: len(self.split(s)) for s in SPLITS}
+        parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        return f"{self.root}: {len(self.labels)} classes, {len(self.clips)} clips ({parts})"
 
 
 @dataclass

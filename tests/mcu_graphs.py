@@ -12,7 +12,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from dssdn_edge.export.tflite import _pack_aligned
-from dssdn_edge.export.tflm import TflmRunner
+from dssdn_edge.export.tflm import open_tflm
 from dssdn_edge.mcu import generate_model_c
 from dssdn_edge.mcu.host import HostModel, build_library
 
@@ -125,13 +125,13 @@ def run_cases(cases: Sequence[Case], work: Path, defines: Sequence[str] = ()
     for case, sym in zip(cases, symbols, strict=True):
         host = HostModel(c_dir, symbol=sym, library=lib)
         mine = host(np.concatenate([x.reshape(-1) for x in case.inputs]))
-        runner = TflmRunner(case.model, case.name)
+        micro = open_tflm(case.model, case.name)
         theirs = []
         for sample in case.tflm_inputs:
             for k, x in enumerate(sample):
-                runner.interpreter.set_input(np.ascontiguousarray(x), k)
-            runner.interpreter.invoke()
-            theirs.append(np.array(runner.interpreter.get_output(0)).reshape(-1))
+                micro.interpreter.set_input(np.ascontiguousarray(x), k)
+            micro.interpreter.invoke()
+            theirs.append(np.array(micro.interpreter.get_output(0)).reshape(-1))
         out[case.name] = (mine, np.stack(theirs))
     return out
 

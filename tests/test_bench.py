@@ -24,6 +24,7 @@ from sshd_server import SshdUnavailable, free_port, keygen, start_sshd
 from dssdn_edge.bench import BenchOptions, run_bench, runner, stats
 from dssdn_edge.cli import main
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
+from dssdn_edge.runtime import logmel
 
 SSHD = Path("/usr/sbin/sshd")
 RUNTIMES = "litert,onnxruntime"
@@ -173,7 +174,7 @@ def test_runner_frontend_equals_frontend_features(cfg: FrontendConfig) -> None:
     n = int(1.3 * cfg.sample_rate)
     t = np.arange(n) / cfg.sample_rate
     audio = (0.4 * np.sin(2 * np.pi * (200 + 2000 * t) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
-    ours = runner.LogMel(json.loads(json.dumps(cfg.to_dict()))).features(audio)
+    ours = logmel.LogMel(json.loads(json.dumps(cfg.to_dict()))).features(audio)
     ref = Frontend(cfg).features(audio)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-5)
@@ -186,7 +187,7 @@ def test_runner_frontend_on_real_audio(real_clips: list[Path]) -> None:
     for path in real_clips[:4]:
         audio = load_audio(path, fe.config.sample_rate)
         np.testing.assert_allclose(
-            runner.LogMel(fe.config.to_dict()).features(audio), fe.features(audio), rtol=0, atol=1e-5
+            logmel.LogMel(fe.config.to_dict()).features(audio), fe.features(audio), rtol=0, atol=1e-5
         )
 
 
@@ -521,13 +522,12 @@ def test_remote_no_python(export_dir: Path, sshd: dict) -> None:
 # ------------------------------------------------------------------------ int8 file rewrites (issue 11)
 def _int8_outputs(model: bytes, xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
     """Raw int8 outputs of LiteRT (XNNPACK) and of TFLite Micro, and LiteRT's delegate partition count."""
+    from dssdn_edge import runtime
     from dssdn_edge.export.cpu_layout import outputs
-    from dssdn_edge.export.tflite import _interpreter
-    from dssdn_edge.export.tflm import TflmRunner
 
-    micro = TflmRunner(model)
-    parts = sum(op["op_name"] == "DELEGATE" for op in _interpreter(model, delegates=True)._get_ops_details())
-    return outputs(model, xs), np.stack([micro(x) for x in xs[:3]]), parts
+    micro = runtime.load(model, kind="tflm")
+    parts = runtime.load(model, kind="tflite").info()["delegate_partitions"]
+    return outputs(model, xs), np.stack([micro.invoke(x) for x in xs[:3]]), parts
 
 
 def _raw_inputs(model: bytes) -> list[np.ndarray]:
@@ -565,9 +565,9 @@ def test_packed_cpu_layout_is_bit_identical(export_dir: Path) -> None:
 
 def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     manifest = runner.load_manifest(str(export_dir))
-    pipe = runner.Pipeline(manifest)
+    pipe = logmel.Pipeline(manifest)
     path = str(export_dir / "dssdn-small.int8.tflite")
-    res = runner.bench_backend(lambda: runner.TFLiteBackend("litert", path, 1, 2, "NHWC"), pipe, 5, 1)
+    res = runner.bench_backend(lambda: runner.open_runtime(path, "litert", path, 1, 2, "NHWC"), pipe, 5, 1)
     stages = res["stages_ms"]
     assert set(stages) == {*runner.STAGES, "total"}
     parts = sum(stages[k]["mean"] for k in runner.STAGES)

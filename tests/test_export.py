@@ -18,11 +18,12 @@ from click.testing import CliRunner
 
 os.environ.setdefault("DSSDN_PROGRESS", "0")
 
+from dssdn_edge import runtime  # noqa: E402
 from dssdn_edge.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from dssdn_edge.cli import main  # noqa: E402
 from dssdn_edge.data import Dataset, default_data_root  # noqa: E402
 from dssdn_edge.errors import CheckpointError, ExportError  # noqa: E402
-from dssdn_edge.export import calibration, export_model, measure_gains, save_calibration  # noqa: E402
+from dssdn_edge.export import calibration, export_model, measure_gains, save_calibration, sources  # noqa: E402
 from dssdn_edge.export.fuse import (  # noqa: E402
     channel_ranges,
     equalizable,
@@ -32,10 +33,8 @@ from dssdn_edge.export.fuse import (  # noqa: E402
 )
 from dssdn_edge.export.int8sim import Int8Sim  # noqa: E402
 from dssdn_edge.export.manifest import MANIFEST, list_files, load_manifest  # noqa: E402
-from dssdn_edge.export.onnx import OnnxRunner  # noqa: E402
-from dssdn_edge.export.tflite import LiteRTRunner, clip_inputs, float_leftovers  # noqa: E402
-from dssdn_edge.export.tflite import quantize as quantize_input  # noqa: E402
-from dssdn_edge.export.tflm import TflmRunner  # noqa: E402
+from dssdn_edge.export.tflite import clip_inputs, float_leftovers  # noqa: E402
+from dssdn_edge.export.tflm import arena  # noqa: E402
 from dssdn_edge.frontend import FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.model import config_for  # noqa: E402
 from dssdn_edge.pretrained import create_model, pretrained_path  # noqa: E402
@@ -134,8 +133,8 @@ def test_fp32_artifacts_match_torch(small_export, small_ckpt):
     with torch.no_grad():
         ref = small_ckpt.model(torch.from_numpy(x)).numpy()
     for runner in (
-        LiteRTRunner(artifact(small_export, ".tflite").read_bytes()),
-        OnnxRunner.from_file(artifact(small_export, ".onnx")),
+        runtime.load(artifact(small_export, ".tflite")),
+        runtime.load(artifact(small_export, ".onnx")),
     ):
         assert np.abs(runner(x) - ref).max() <= 1e-4
 
@@ -151,18 +150,16 @@ def test_int8_is_fully_integer_and_fits(small_export):
 
 def test_tflm_runs_int8_within_arena_budget(small_export):
     int8 = artifact(small_export, ".int8.tflite").read_bytes()
-    micro, lite = TflmRunner(int8), LiteRTRunner(int8)
+    micro, lite = runtime.load(int8, kind="tflm"), runtime.load(int8, kind="tflite")
     for x in real_windows(4):
-        q = quantize_input(x[None].transpose(0, 2, 3, 1), lite.in_io)
-        lite.interpreter.set_tensor(lite.input["index"], q)
-        lite.interpreter.invoke()
-        expected = lite.interpreter.get_tensor(lite.output["index"]).astype(int)
+        q = lite.prepare(x[None])
+        expected = lite.invoke(q).astype(int)
         # reference (TFLM) and optimised (LiteRT) int8 kernels round differently; a few LSB after 99 ops
-        assert np.abs(micro(q).astype(int) - expected).max() <= 4
-    arena = micro.arena().arena_bytes
-    assert arena <= 256 * KIB
+        assert np.abs(micro.invoke(q).astype(int) - expected).max() <= 4
+    arena_bytes = arena(micro).arena_bytes
+    assert arena_bytes <= 256 * KIB
     mcu = load_manifest(small_export)["artifacts"]["mcu/model_data.cc"]
-    assert mcu["tflm"]["arena_bytes"] == arena
+    assert mcu["tflm"]["arena_bytes"] == arena_bytes
     text = (small_export / "mcu" / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_model_data[]" in text
     assert f"const unsigned int g_model_data_len = {len(int8)};" in text
@@ -188,7 +185,7 @@ def test_int8_simulation_matches_litert(small_export, small_ckpt):
     same logit error and the same top-1 disagreement with fp32 (statistically: its rounding noise is not
     bit-identical to LiteRT's, so individual logits differ)."""
     windows = real_windows(400)
-    calib = calibration.fold4_windows(small_ckpt)
+    calib = sources.fold4_windows(small_ckpt)
     fused = fuse_model(small_ckpt.model, n_bands=128)
     if equalizable(fused):
         fused = equalize(fused, measure_gains(fused, calib.windows))
@@ -197,7 +194,7 @@ def test_int8_simulation_matches_litert(small_export, small_ckpt):
         sim_model = Int8Sim(fused)
         sim_model.calibrate(torch.from_numpy(clip_inputs(calib.windows)))
         sim = sim_model(torch.from_numpy(clip_inputs(windows))).numpy()
-    real = LiteRTRunner(artifact(small_export, ".int8.tflite").read_bytes())(windows)
+    real = runtime.load(artifact(small_export, ".int8.tflite"))(windows)
     sim_err, real_err = np.abs(sim - fp32).mean(), np.abs(real - fp32).mean()
     # on the strided-stem graph the simulation sees ~2/3 of LiteRT's logit error: a ranking tool, not a twin
     assert 0.5 <= sim_err / real_err <= 1.25, (sim_err, real_err)
@@ -276,7 +273,7 @@ def test_stale_shipped_statistics_are_refused(tmp_path, monkeypatch):
     other.meta["weights_sha256"] = "0" * 64
     monkeypatch.setenv("DSSDN_DATA", str(tmp_path / "no-such-data"))
     with pytest.raises(ExportError, match="measured for other weights"):
-        calibration.choose_source(other, None)
+        sources.source_windows(other, "calibration")
 
 
 @pytest.mark.slow
@@ -309,8 +306,9 @@ def test_user_audio_calibration_windows(tmp_path):
     for clip in Dataset.load().split("val")[:8]:
         shutil.copy(clip.path, folder / clip.path.name)
     (folder / "notes.txt").write_text("not audio")
-    cal = calibration.audio_dir_windows(ckpt, tmp_path / "audio")
+    cal = sources.source_windows(ckpt, "calibration", tmp_path / "audio")
     assert cal.kind == "audio" and cal.windows.shape[1:] == (2, 51, 128) and len(cal.windows) >= 32
+    assert cal.index.shape == (len(cal.windows), 2) and set(cal.clip_of_window.tolist()) <= set(range(8))
     assert cal.details["files"] == 8 and cal.details["not_audio_files"] == 1 and cal.details["skipped_files"] == []
 
 

@@ -22,30 +22,21 @@ from click.testing import CliRunner
 
 os.environ.setdefault("DSSDN_PROGRESS", "0")
 
+from dssdn_edge import runtime  # noqa: E402
 from dssdn_edge.audio import load_audio  # noqa: E402
 from dssdn_edge.audio_stream import file_windows  # noqa: E402
 from dssdn_edge.bench import runner as bench_runner  # noqa: E402
 from dssdn_edge.cli import main  # noqa: E402
-from dssdn_edge.data import Dataset, pad_to_window  # noqa: E402
+from dssdn_edge.data import Dataset  # noqa: E402
 from dssdn_edge.errors import ExportError  # noqa: E402
 from dssdn_edge.export import metadata as md  # noqa: E402
 from dssdn_edge.export.manifest import load_manifest  # noqa: E402
-from dssdn_edge.export.phone import (  # noqa: E402
-    FEATURES_NAME,
-    FRONTEND_RANGE,
-    FRONTEND_TOL,
-    NORM_SLACK,
-    AudioRunner,
-    audio_windows,
-    clip_starts,
-    context_windows,
-    convert_frontend,
-    delta_gain,
-    edge_windows,
-    frontend_error,
-)
+from dssdn_edge.export.metadata import FEATURES_NAME  # noqa: E402
+from dssdn_edge.export.phone import convert_frontend  # noqa: E402
+from dssdn_edge.export.quality import FRONTEND_RANGE, FRONTEND_TOL, NORM_SLACK, delta_gain, frontend_error  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.predict import Predictor  # noqa: E402
+from dssdn_edge.windows import audio_windows, clip_starts, context_windows, edge_windows, pad_to_window  # noqa: E402
 
 NAME = "dssdn-small"
 MP_CLIPS = 60  # fold-5 clips whose windows are given to MediaPipe (up to 9 each, minus digital silence)
@@ -174,7 +165,7 @@ def test_mediapipe_cuts_a_recording_into_consecutive_inputs(phone_export, manife
     with audio.AudioClassifier.create_from_options(opts) as classifier:
         results = classifier.classify(audio_data.AudioData.create_from_array(signal, cfg.sample_rate))
     assert [r.timestamp_ms for r in results] == [0, 1000 * n // cfg.sample_rate]
-    ours = AudioRunner(model.read_bytes())(signal.reshape(2, -1))
+    ours = runtime.load(model)(signal.reshape(2, -1))
     for res, row in zip(results, ours, strict=True):
         assert np.abs(_scores(res, len(row)) - row).max() <= 1e-5
         assert abs(row.sum() - 1.0) <= 1e-5  # softmax scores
@@ -223,7 +214,8 @@ def test_in_graph_features_match_numpy_on_real_audio(phone_export, manifest, ent
     cfg = FrontendConfig.from_dict(manifest["frontend"])
     norm = Normalization.from_dict(manifest["normalization"])
     data = (phone_export / f"{NAME}.audio.tflite").read_bytes()
-    runner, fe = AudioRunner(data, preserve_all_tensors=True), Frontend(cfg)
+    runner = runtime.load(data, kind="audio-tflite", delegate="none", preserve_all_tensors=True)
+    fe = Frontend(cfg)
     w, seg = cfg.delta_width // 2, cfg.segment_frames
     std, mean = norm.std.astype(np.float64)[:, None, :], norm.mean.astype(np.float64)[:, None, :]
     worst = {"interior mel": 0.0, "interior delta": 0.0, "edge mel": 0.0, "edge delta": 0.0}

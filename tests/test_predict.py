@@ -18,8 +18,9 @@ from dssdn_edge.cli import main  # noqa: E402
 from dssdn_edge.data import Dataset, default_data_root  # noqa: E402
 from dssdn_edge.errors import AudioError, ExportError  # noqa: E402
 from dssdn_edge.frontend import Frontend, FrontendConfig  # noqa: E402
-from dssdn_edge.predict import Predictor, clip_windows  # noqa: E402
+from dssdn_edge.predict import Predictor  # noqa: E402
 from dssdn_edge.pretrained import pretrained_path  # noqa: E402
+from dssdn_edge.windows import clip_windows  # noqa: E402
 
 HAVE_DATA = (default_data_root() / "metadata.csv").is_file()
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dssdn_edge.audio import load_audio
-from dssdn_edge.bench import runner
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
 from dssdn_edge.pretrained import create_model
+from dssdn_edge.runtime import logmel
 from dssdn_edge.stream import StreamClassifier
 
 
@@ -69,8 +69,8 @@ def test_runner_streaming_features_equal_library_windows(real_clips) -> None:
     cfg = FrontendConfig()
     norm = _norm(cfg)
     audio = load_audio(real_clips[1], cfg.sample_rate)[: 3 * cfg.sample_rate]
-    fe = runner.LogMel(json.loads(json.dumps(cfg.to_dict())))
-    stream = runner.StreamingFeatures(fe, norm.mean[:, None, :], norm.std[:, None, :])
+    fe = logmel.LogMel(json.loads(json.dumps(cfg.to_dict())))
+    stream = logmel.StreamingFeatures(fe, norm.mean[:, None, :], norm.std[:, None, :])
     hop = cfg.sample_rate // 2
     got = []
     for k in range(len(audio) // hop):

@@ -1,6 +1,9 @@
-"""Print the README's tables of shipped models from what the runs and exports recorded (nothing typed by hand).
+"""Print the tables of shipped models from what the runs and exports recorded (nothing typed by hand).
 
-    python tools/models_table.py [--exports exports] [--artifacts]
+    python tools/models_table.py [--exports exports] [--artifacts] [--docs]
+
+The models table stands in README.md and docs/models-and-training.md (``--docs``: its links relative to
+docs/); the per-file table (``--artifacts``) in docs/export-and-int8.md.
 
 Reads models/<name>.json (the training sidecar: fold-5 accuracy, epochs, wall time) and
 exports/<name>/manifest.json (written by ``dssdn-edge export``: int8 accuracy, agreement, sizes, TFLM arena);
@@ -24,7 +27,7 @@ from dssdn_edge.pretrained import load_pretrained  # noqa: E402
 NAMES = ("dssdn-small", "dssdn-middle", "dssdn-large", "resnet")
 
 
-def row(name: str, exports: Path) -> str:
+def row(name: str, exports: Path, models_link: str = "models") -> str:
     ck = load_pretrained(name)
     c = measure(ck.model, ck.frontend_config)
     meta = json.loads((REPO / "models" / f"{name}.json").read_text())
@@ -38,7 +41,7 @@ def row(name: str, exports: Path) -> str:
     teacher = "AudioSet (EfficientAT mn04) logits" if t.get("teacher_logits") else (t.get("teacher") or "none")
     seconds = t.get("seconds")
     training = f"{t['epochs']} epochs, {seconds / 60:.0f} min" if seconds and t.get("epochs") else "see card"
-    return (f"| [{name}](models/{name}.md) | {design} | {c.params:,} | {c.macs / 1e6:.2f} M | "
+    return (f"| [{name}]({models_link}/{name}.md) | {design} | {c.params:,} | {c.macs / 1e6:.2f} M | "
             f"**{100 * meta['metrics']['test_accuracy']:.2f} %** | {100 * q['accuracy']['value']:.2f} % | "
             f"{100 * q['clip_top1_agreement']:.2f} % / {100 * q['top1_agreement']:.2f} % | "
             f"{art['bytes'] / 1024:.1f} KiB | {arena / 1024:.1f} KiB | {teacher} | {training} |")
@@ -69,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--exports", type=Path, default=REPO / "exports")
     ap.add_argument("--artifacts", action="store_true", help="the per-file table of the exports instead")
+    ap.add_argument("--docs", action="store_true", help="model-card links relative to docs/ (not the README)")
     args = ap.parse_args()
     if args.artifacts:
         print("\n".join(artifacts_table(args.exports)))
@@ -77,7 +81,7 @@ def main() -> None:
           "int8 = fp32 top-1, clips / windows | int8 .tflite | TFLM arena | teacher | training (1 CPU thread) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for name in NAMES:
-        print(row(name, args.exports))
+        print(row(name, args.exports, "../models" if args.docs else "models"))
 
 
 if __name__ == "__main__":

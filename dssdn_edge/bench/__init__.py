@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchError
+from ..runtime.manifest import MANIFEST, ManifestError, load_manifest, sha256_file
 from . import devices, report, runner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,23 +86,16 @@ def validate(opts: BenchOptions) -> None:
 
 
 def check_export(export_dir: Path) -> dict[str, Any]:
-    """The manifest of ``export_dir`` with every file verified: by the exporter's own strict check (hashes,
-    sizes, no unlisted files) here, and again by the runner wherever it runs, since a copy can break."""
-    from ..errors import ExportError
-
+    """The manifest of ``export_dir`` with every file verified: by the strict check (hashes, sizes, no
+    unlisted files) here, and again by the runner wherever it runs, since a copy can break."""
     if Path(export_dir).is_file():
         raise BenchError(f"{export_dir}: is a file; --export takes the export folder (the one with manifest.json)")
     if not Path(export_dir).is_dir():
         raise BenchError(f"{export_dir}: export folder not found")
     try:
-        from ..export.manifest import load_manifest
-    except ImportError:  # an install without the exporter still benches with the runner's check
-        load_manifest = None
-    try:
-        if load_manifest is not None:
-            load_manifest(export_dir, verify=True)
-        return runner.load_manifest(str(export_dir), verify=load_manifest is None)
-    except (ExportError, runner.RunnerError) as exc:
+        load_manifest(export_dir, verify=True)
+        return runner.load_manifest(str(export_dir), verify=False)
+    except (ManifestError, runner.RunnerError) as exc:
         raise BenchError(str(exc)) from None
 
 
@@ -117,7 +111,7 @@ def resolve_export(opts: BenchOptions, workdir: Path) -> tuple[Path, dict[str, A
     except ValueError as exc:
         raise BenchError(str(exc)) from None
     shipped = opts.exports_root / name
-    if (shipped / runner.MANIFEST).is_file():
+    if (shipped / MANIFEST).is_file():
         try:
             return shipped, check_export(shipped)
         except BenchError:
@@ -248,7 +242,7 @@ def _estimate(opts: BenchOptions, export_dir: Path, manifest: dict[str, Any]) ->
             "name": manifest.get("name"),
             "dir": str(Path(export_dir).resolve()),
             "verified": True,
-            "manifest_sha256": runner.sha256_file(str(Path(export_dir) / runner.MANIFEST)),
+            "manifest_sha256": sha256_file(Path(export_dir) / MANIFEST),
             "complexity": manifest.get("complexity", {}),
             "frontend": manifest["frontend"],
         },

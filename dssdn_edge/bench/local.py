@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .. import runtime
 from ..errors import BenchError
 from . import runner
-from .mcu import measure_arena, tflm_interpreter
+from .mcu import measure_arena
 
 RUNNER_PATH = Path(runner.__file__).resolve()
 LOCAL_ONLY = ("torch", "tflm")
@@ -91,50 +90,13 @@ def run_runner_process(
     return data, interrupted or proc.returncode == runner.EXIT_INTERRUPTED
 
 
-# ------------------------------------------------------------------------------- local backends
-class TorchBackend(runner.Backend):
-    """PyTorch eager on the checkpoint's network, ``torch.set_num_threads(threads)``, inference mode."""
-
-    runtime = "torch"
-
-    def __init__(self, model: Any, threads: int, input_shape: tuple[int, ...]) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
-        self._torch = torch
-        self.model = model.eval()
-        self.input_shape, self.input_dtype, self.layout = input_shape, np.dtype(np.float32), "NCHW"
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            return self.model(self._torch.from_numpy(x)).numpy()
-
-
-class TflmBackend(runner.Backend):
-    """The real TFLM interpreter (host reference kernels) with an arena of the measured size."""
-
-    runtime = "tflm"
-
-    def __init__(self, path: Path, arena: dict[str, int], manifest_arena: int | None) -> None:
-        self.arena, self.manifest_arena = arena, manifest_arena
-        self.interp = tflm_interpreter(Path(path).read_bytes(), arena["total"] + 1024)
-        inp, out = self.interp.get_input_details(0), self.interp.get_output_details(0)
-        self.input_shape, self.input_dtype = tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"])
-        q_in, q_out = inp["quantization_parameters"], out["quantization_parameters"]
-        self.input_scale, self.input_zero_point = float(q_in["scales"][0]), int(q_in["zero_points"][0])
-        self.output_scale, self.output_zero_point = float(q_out["scales"][0]), int(q_out["zero_points"][0])
-        self.layout = runner.infer_layout(self.input_shape, self.input_shape[-1], None)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.interp.set_input(x, 0)
-        self.interp.invoke()
-        return self.interp.get_output(0)
-
-    def activation_memory(self) -> dict[str, Any]:
-        method = "measured: TFLM arena total (RecordingMicroAllocator, tflite-micro host interpreter)"
-        if self.manifest_arena:
-            method += f"; manifest says {self.manifest_arena} bytes"
-        return {"bytes": self.arena["total"], "kind": "measured TFLM arena", "method": method}
+# ------------------------------------------------------------------------------- local runtimes
+def tflm_memory(arena: dict[str, int], manifest_arena: int | None) -> dict[str, Any]:
+    """TFLM's activation memory is its measured arena (the runtime itself has no planner estimate)."""
+    method = "measured: TFLM arena total (RecordingMicroAllocator, tflite-micro host interpreter)"
+    if manifest_arena:
+        method += f"; manifest says {manifest_arena} bytes"
+    return {"bytes": arena["total"], "kind": "measured TFLM arena", "method": method}
 
 
 def load_torch_model(manifest: dict[str, Any], checkpoint: Path | None) -> tuple[Any, str]:
@@ -247,7 +209,7 @@ def _bench_extra(
     warmup: int,
     checkpoint: Path | None,
 ) -> dict[str, Any]:
-    pipeline = runner.Pipeline(manifest)
+    pipeline = runtime.logmel.Pipeline(manifest)
     fe = pipeline.frontend
     entry: dict[str, Any] = {"runtime": name, "error": None}
     try:
@@ -256,7 +218,8 @@ def _bench_extra(
                 model, weights = load_torch_model(manifest, checkpoint)
                 shape = (1, fe.channels, 1 + fe.segment_samples // fe.hop, fe.n_mels)
                 entry.update(artifact="torch eager", precision="fp32", weights=weights)
-                entry.update(runner.bench_backend(lambda: TorchBackend(model, threads, shape), pipeline, runs, warmup))
+                model_rt = lambda: runtime.load(model, kind="torch", threads=threads, input_shape=shape)  # noqa: E731
+                entry.update(runner.bench_backend(model_rt, pipeline, runs, warmup))
             else:
                 from .mcu import int8_tflite, manifest_arena_bytes
 
@@ -271,12 +234,13 @@ def _bench_extra(
                 n = min(runs, TFLM_MAX_RUNS)
                 entry.update(
                     runner.bench_backend(
-                        lambda: TflmBackend(export_dir / rel, arena, manifest_arena),
+                        lambda: runtime.load(export_dir / rel, kind="tflm", arena_size=arena["total"] + 1024),
                         pipeline,
                         n,
                         min(warmup, 2),
                     )
                 )
+                entry["activation_memory"] = tflm_memory(arena, manifest_arena)
     except KeyboardInterrupt:
         raise
     except BenchError as exc:

@@ -17,14 +17,13 @@ allocations), as the reference a TFLM user would see.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import runtime
 from ..errors import BenchError
 from .devices import McuBoard
 
@@ -160,30 +159,6 @@ def frontend_ram_bytes(fe: dict[str, Any]) -> tuple[int, str]:
 
 
 # ------------------------------------------------------------------------------------------ TFLM
-def _capture_fds(fn: Any) -> tuple[Any, str]:
-    """Run ``fn`` with the C-level stdout and stderr captured (TFLM prints its allocations there)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as tmp:
-        try:
-            for fd in saved:
-                os.dup2(tmp.fileno(), fd)
-            value = fn()
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-        tmp.seek(0)
-        return value, tmp.read().decode(errors="replace")
-
-
-def tflm_interpreter(model: bytes, arena_size: int) -> Any:
-    from tflite_micro.python.tflite_micro import runtime
-
-    return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-
-
 def measure_arena(tflite_path: Path) -> dict[str, int]:
     """Arena bytes the real TFLM interpreter allocates (RecordingMicroAllocator total, head, tail). The
     interpreter is built in an arena large enough, then asked what it used; TFLM rejects unsupported ops
@@ -198,11 +173,10 @@ def measure_arena(tflite_path: Path) -> dict[str, int]:
     size, last_error = max(1 << 20, 10 * len(model)), ""
     while size <= 1 << 28:
         try:
-            interp, _ = _capture_fds(lambda s=size: tflm_interpreter(model, s))
-            _, text = _capture_fds(interp.print_allocations)
-        except RuntimeError as exc:
-            last_error = str(exc).strip().splitlines()[-1] if str(exc).strip() else "RuntimeError"
-            if "arena" not in str(exc).lower() and "allocate" not in str(exc).lower():
+            text = runtime.load(model, kind="tflm", arena_size=size, quiet=True).allocations()
+        except runtime.ModelLoadError as exc:
+            last_error = exc.detail.strip().splitlines()[-1] if exc.detail.strip() else "RuntimeError"
+            if "arena" not in exc.detail.lower() and "allocate" not in exc.detail.lower():
                 raise BenchError(f"{tflite_path}: TFLM cannot load it ({last_error})") from None
             size *= 4
             continue
@@ -216,11 +190,11 @@ def measure_arena(tflite_path: Path) -> dict[str, int]:
 
 def tflite_ops(tflite_path: Path) -> list[str]:
     """Distinct builtin ops of the .tflite (for the code-size allowance)."""
-    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.python.tflite_micro import runtime as tflm
 
-    model = runtime.convert_bytearray_to_object(bytearray(Path(tflite_path).read_bytes()))
-    names = {runtime.get_builtin_code_from_operator_code(op) for op in model.operatorCodes}
-    inverse = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
+    model = tflm.convert_bytearray_to_object(bytearray(Path(tflite_path).read_bytes()))
+    names = {tflm.get_builtin_code_from_operator_code(op) for op in model.operatorCodes}
+    inverse = {v: k for k, v in vars(tflm.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
     return sorted(inverse.get(code, str(code)) for code in names)
 
 
@@ -245,7 +219,7 @@ def measured_frontend(
     from ..device import cortex_m
     from ..errors import DeviceError
     from ..frontend import Frontend, FrontendConfig
-    from .runner import LogMel, test_audio
+    from ..runtime.logmel import LogMel, test_audio
 
     try:
         cortex_m.toolchain()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -214,7 +215,8 @@ def run_remote(
     try:
         probe = probe_remote(ssh, python)
         chosen = check_runtimes(probe, runtimes, python, target)
-        ssh.copy(str(export_dir), str(runner.__file__), ssh.remote(tmp + "/"))
+        with tempfile.TemporaryDirectory(prefix="dssdn-bench-files-") as files:
+            ssh.copy(str(export_dir), *runner_files(Path(files)), ssh.remote(tmp + "/"))
         name = Path(export_dir).name
         cmd = (
             f"cd {shlex.quote(tmp)} && exec {shlex.quote(python)} runner.py {shlex.quote(name)} "
@@ -249,6 +251,18 @@ def run_remote(
     result["remote"] = {"target": str(target), "python": python, "probe": probe, "device": device}
     result.setdefault("warnings", []).extend(device_warnings(device, expect_machine, python, target))
     return result
+
+
+def runner_files(folder: Path) -> list[str]:
+    """What the device runs: ``runner.py`` and the runtime package (its ``.py`` files), staged in ``folder``
+    under the name the runner imports it by."""
+    from .. import runtime
+
+    staged = folder / runner.DEVICE_RUNTIME_NAME
+    staged.mkdir()
+    for source in Path(runtime.__file__).parent.glob("*.py"):
+        shutil.copyfile(source, staged / source.name)
+    return [str(runner.__file__), str(staged)]
 
 
 def device_warnings(device: dict[str, Any], expect: str | None, python: str, target: Target) -> list[str]:

@@ -22,9 +22,7 @@ Exit status: 0 ok, 2 bad input (message on stderr, JSON error on stdout), 3 runt
 
 from __future__ import annotations
 
-import abc
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -44,8 +42,41 @@ try:  # the probe must work on a device without numpy, to say so
 except ImportError:  # pragma: no cover - exercised on the remote side only
     np = None  # type: ignore[assignment]
 
+
+def _runtime_package() -> Any:
+    """The one runtime layer: ``dssdn_edge.runtime`` in the package; run as a script, the same package
+    copied beside this file as ``dssdn_runtime/`` (a device) or read from the checkout. None when it cannot
+    load (no numpy, or the probe sent alone on stdin): the probe still answers."""
+    try:
+        from .. import runtime
+
+        return runtime
+    except ImportError:
+        pass
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or "."))
+    for folder in (os.path.join(here, DEVICE_RUNTIME_NAME), os.path.join(here, os.pardir, "runtime")):
+        init = os.path.join(folder, "__init__.py")
+        if os.path.isfile(init):
+            spec = importlib.util.spec_from_file_location(DEVICE_RUNTIME_NAME, init,
+                                                          submodule_search_locations=[folder])
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[DEVICE_RUNTIME_NAME] = module
+            try:
+                spec.loader.exec_module(module)  # type: ignore[union-attr]
+            except ImportError:
+                del sys.modules[DEVICE_RUNTIME_NAME]
+                return None
+            return module
+    return None
+
+
+DEVICE_RUNTIME_NAME = "dssdn_runtime"  # the runtime package's name beside runner.py on a device
+rt = _runtime_package()
+
 RUNNER_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # as dssdn_edge.runtime.manifest.MANIFEST
 # runtime name -> (python module to import, artifact format it runs)
 RUNTIMES: dict[str, tuple[str, str]] = {
     "litert": ("ai_edge_litert.interpreter", "tflite"),
@@ -85,302 +116,13 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-# ------------------------------------------------------------------------------------- front end
-class LogMel:
-    """The shipped front end re-derived from the manifest's numbers only: periodic Hann window, HTK mel
-    filterbank without area normalisation, centre-padded STFT power, log10(x + eps), regression delta.
-    It must equal ``dssdn_edge.frontend.Frontend.features`` (checked by tests/test_bench.py)."""
-
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.sample_rate = int(cfg["sample_rate"])
-        self.n_fft = int(cfg["n_fft"])
-        self.hop = int(cfg["hop_length"])
-        self.n_mels = int(cfg["n_mels"])
-        self.log_eps = float(cfg["log_eps"])
-        self.delta_width = int(cfg.get("delta_width", 0))
-        self.segment_seconds = float(cfg.get("segment_seconds", 1.0))
-        self.window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.n_fft) / self.n_fft)
-        self.bands = band_groups(self._filterbank(float(cfg["fmin"]), float(cfg["fmax"])))
-
-    def _filterbank(self, fmin: float, fmax: float) -> np.ndarray:
-        def hz_to_mel(f: Any) -> Any:
-            return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-        def mel_to_hz(m: Any) -> Any:
-            return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
-
-        n_bins = self.n_fft // 2 + 1
-        fft_freqs = np.linspace(0.0, self.sample_rate / 2.0, n_bins)
-        mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), self.n_mels + 2))
-        fdiff = np.diff(mel_f)
-        ramps = mel_f[:, None] - fft_freqs[None, :]
-        lower = -ramps[:-2] / fdiff[:-1, None]
-        upper = ramps[2:] / fdiff[1:, None]
-        return np.maximum(0.0, np.minimum(lower, upper))
-
-    @property
-    def channels(self) -> int:
-        return 2 if self.delta_width else 1
-
-    @property
-    def segment_samples(self) -> int:
-        return int(round(self.segment_seconds * self.sample_rate))
-
-    @property
-    def segment_frames(self) -> int:
-        return 1 + self.segment_samples // self.hop
-
-    def logmel_frames(self, frames: np.ndarray) -> np.ndarray:
-        """(n, n_fft) windows of samples -> (n, n_mels) log10 mel power (``Frontend.logmel_frames``)."""
-        spec = np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)
-        mel = sparse_mel(spec.real**2 + spec.imag**2, self.bands, self.n_mels)
-        mel += self.log_eps
-        return np.log10(mel, out=mel)
-
-    def logmel(self, audio: np.ndarray) -> np.ndarray:
-        padded = np.zeros(len(audio) + self.n_fft)  # centre padding, as librosa center=True
-        padded[self.n_fft // 2 : self.n_fft // 2 + len(audio)] = audio
-        return self.logmel_frames(frame_view(padded, self.n_fft, self.hop))
-
-    def delta(self, mel_padded: np.ndarray) -> np.ndarray:
-        """Regression delta of the middle rows of ``mel_padded`` (w = delta_width // 2 extra rows each side)."""
-        w = self.delta_width // 2
-        n = len(mel_padded) - 2 * w
-        out = np.zeros((n, mel_padded.shape[1]))
-        for k in range(1, w + 1):
-            out += k * (mel_padded[w + k : w + k + n] - mel_padded[w - k : w - k + n])
-        return out / (2.0 * sum(k * k for k in range(1, w + 1)))
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        """Mono audio -> (channels, frames, n_mels) float32, unnormalised."""
-        mel = self.logmel(audio)
-        if not self.delta_width:
-            return mel[None].astype(np.float32)
-        w = self.delta_width // 2
-        out = np.empty((2, *mel.shape), np.float32)
-        out[0] = mel
-        out[1] = self.delta(np.concatenate([np.repeat(mel[:1], w, 0), mel, np.repeat(mel[-1:], w, 0)]))
-        return out
-
-
-BAND_GROUP = 16  # as dssdn_edge.frontend.BAND_GROUP
-
-
-def band_groups(dense: np.ndarray, size: int = BAND_GROUP) -> list:
-    """The mel filterbank as blocks of ``size`` bands over the one bin range each block touches (the sparse
-    product of ``dssdn_edge.frontend.band_groups``, same sums, ~1/7 of the dense matmul's work)."""
-    out = []
-    for b0 in range(0, dense.shape[0], size):
-        rows = dense[b0 : b0 + size]
-        nz = np.flatnonzero(rows.any(axis=0))
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
-        out.append((b0, b0 + len(rows), lo, hi, np.ascontiguousarray(rows[:, lo:hi].T)))
-    return out
-
-
-def sparse_mel(power: np.ndarray, groups: list, n_mels: int) -> np.ndarray:
-    out = np.empty((power.shape[0], n_mels))
-    for b0, b1, lo, hi, weights in groups:
-        np.matmul(power[:, lo:hi], weights, out=out[:, b0:b1])
-    return out
-
-
-def frame_view(padded: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """(frames, n_fft) view of every ``hop``-th window of a contiguous float64 array (no copy)."""
-    n = 0 if len(padded) < n_fft else 1 + (len(padded) - n_fft) // hop
-    step = padded.strides[0]
-    return np.ndarray((n, n_fft), dtype=padded.dtype, buffer=padded, strides=(hop * step, step))
-
-
-class StreamingFeatures:
-    """Audio in chunks -> the latest window of normalised model features, computing only the new frames.
-
-    The stream is centre-padded at its start like the offline path, so its frames are those of
-    ``LogMel.features`` over the whole stream; a delta frame needs ``delta_width // 2`` frames of look-ahead,
-    so the newest feature frame lags the audio by that much (40 ms at the defaults). Equals
-    ``dssdn_edge.stream.StreamClassifier``'s windows (tests/test_stream.py)."""
-
-    def __init__(self, frontend: LogMel, mean: np.ndarray, std: np.ndarray) -> None:
-        self.fe, self.mean, self.std = frontend, mean, std  # mean/std: (channels, 1, n_mels)
-        self.w = frontend.delta_width // 2
-        self.buf = np.zeros(frontend.n_fft // 2)
-        self.mel = np.zeros((0, frontend.n_mels))  # log-mel frames from index self.mel_start
-        self.mel_start = 0
-        self.ready = 0  # feature frames finished so far
-        self.frames = frontend.segment_frames
-        self.feats = np.zeros((frontend.channels, 0, frontend.n_mels), np.float32)  # last `frames` features
-
-    def push(self, chunk: np.ndarray) -> int:
-        """Add samples; return how many feature frames they finished."""
-        fe = self.fe
-        self.buf = np.concatenate([self.buf, np.asarray(chunk, dtype=np.float64)])
-        views = frame_view(self.buf, fe.n_fft, fe.hop)
-        if len(views):
-            self.mel = np.concatenate([self.mel, fe.logmel_frames(views)])
-            self.buf = self.buf[len(views) * fe.hop :].copy()
-        total = self.mel_start + len(self.mel)
-        last = total - self.w if fe.delta_width else total
-        if last <= self.ready:
-            return 0
-        rows = np.arange(self.ready - self.w, last + self.w)
-        hist = self.mel[np.clip(rows, 0, total - 1) - self.mel_start]
-        new = hist[self.w : len(hist) - self.w][None] if fe.delta_width else hist[None]
-        if fe.delta_width:
-            new = np.concatenate([new, self.fe.delta(hist)[None]])
-        new = ((new - self.mean) / self.std).astype(np.float32)
-        self.feats = np.concatenate([self.feats, new], axis=1)[:, -self.frames :]
-        done, self.ready = last - self.ready, last
-        keep = max(self.ready - self.w, 0) - self.mel_start
-        self.mel, self.mel_start = self.mel[keep:], self.mel_start + keep
-        return done
-
-    def window(self) -> np.ndarray | None:
-        """The latest (channels, frames, n_mels) window, or None before the first full one."""
-        return self.feats if self.feats.shape[1] == self.frames else None
-
-
-def test_audio(frontend: LogMel, seed: int = 0, n: int | None = None) -> np.ndarray:
-    """``n`` samples (default one model window) of deterministic audio (chirp + noise): real spectral
-    content, no data files."""
-    n = frontend.segment_samples if n is None else n
-    t = (np.arange(n) % frontend.segment_samples) / frontend.sample_rate  # the chirp repeats every window
-    chirp = 0.3 * np.sin(2 * np.pi * (100.0 + 3000.0 * t) * t)
-    return (chirp + 0.05 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-
-
 # -------------------------------------------------------------------------------------- manifest
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-FRONTEND_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "fmin", "fmax", "log_eps", "delta_width",
-                 "split_band", "segment_seconds")
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def frontend_problem(fe: Any) -> str | None:
-    """Why a manifest's ``frontend`` cannot describe a working front end, or None when it can."""
-    if not isinstance(fe, dict):
-        return "'frontend' is not an object"
-    missing = [k for k in FRONTEND_KEYS if k not in fe]
-    if missing:
-        return f"'frontend' lacks {', '.join(missing)}"
-    bad = [k for k in FRONTEND_KEYS if not _is_num(fe[k])]
-    if bad:
-        return f"'frontend' value {bad[0]} is not a finite number ({fe[bad[0]]!r})"
-    ints = ("sample_rate", "n_fft", "hop_length", "n_mels", "delta_width", "split_band")
-    if any(float(fe[k]) != int(fe[k]) for k in ints):
-        return f"'frontend' needs whole numbers for {', '.join(ints)}"
-    sr, n_fft, hop, n_mels = int(fe["sample_rate"]), int(fe["n_fft"]), int(fe["hop_length"]), int(fe["n_mels"])
-    checks = [
-        (1000 <= sr <= 384000, f"sample_rate {sr} is not 1000..384000"),
-        (n_fft >= 16 and n_fft & (n_fft - 1) == 0, f"n_fft {n_fft} is not a power of two >= 16"),
-        (0 < hop <= n_fft, f"hop_length {hop} is not in 1..n_fft"),
-        (1 <= n_mels <= 1024, f"n_mels {n_mels} is not in 1..1024"),
-        (0 <= fe["fmin"] < fe["fmax"] <= sr / 2,
-         f"need 0 <= fmin < fmax <= sample_rate/2, got {fe['fmin']}..{fe['fmax']}"),
-        (fe["log_eps"] > 0, f"log_eps {fe['log_eps']} is not > 0"),
-        (fe["delta_width"] == 0 or (fe["delta_width"] >= 3 and fe["delta_width"] % 2 == 1),
-         f"delta_width {fe['delta_width']} is not 0 or an odd number >= 3"),
-        (0 < fe["split_band"] < n_mels, f"split_band {fe['split_band']} is not in 1..n_mels-1"),
-        (0 < fe["segment_seconds"] <= 60 and fe["segment_seconds"] * sr >= n_fft,
-         f"segment_seconds {fe['segment_seconds']} is not a window of at least n_fft samples (and <= 60 s)"),
-    ]
-    for ok, why in checks:
-        if not ok:
-            return f"'frontend' {why}"
-    return None
-
-
-def manifest_problem(manifest: Any) -> str | None:
-    """The one manifest validator (``predict``, ``bench`` and this runner use it): schema, types, label count
-    = model output size, sane front-end values. None when the manifest is usable."""
-    if not isinstance(manifest, dict):
-        return "not a JSON object"
-    for key in ("labels", "frontend", "normalization", "artifacts"):
-        if key not in manifest:
-            return f"lacks {key!r}"
-    labels = manifest["labels"]
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-        return "'labels' must be a list of at least 2 non-empty strings"
-    why = frontend_problem(manifest["frontend"])
-    if why:
-        return why
-    fe = manifest["frontend"]
-    channels, n_mels = (2 if fe["delta_width"] else 1), int(fe["n_mels"])
-    norm = manifest["normalization"]
-    if not isinstance(norm, dict) or "mean" not in norm or "std" not in norm:
-        return "'normalization' needs 'mean' and 'std'"
-    for key in ("mean", "std"):
-        rows = norm[key]
-        if (not isinstance(rows, list) or len(rows) != channels
-                or any(not isinstance(r, list) or len(r) != n_mels for r in rows)):
-            return f"'normalization' {key} is not {channels} x {n_mels} numbers (channels x mel bands)"
-        if not all(_is_num(v) for r in rows for v in r):
-            return f"'normalization' {key} holds a value that is not a finite number"
-    if any(v <= 0 for r in norm["std"] for v in r):
-        return "'normalization' std holds a value <= 0"
-    arts = manifest["artifacts"]
-    if not isinstance(arts, dict) or not arts:
-        return "'artifacts' is empty or not an object"
-    for rel, art in arts.items():
-        if not isinstance(art, dict):
-            return f"artifact {rel!r} is not an object"
-        digest = art.get("sha256")
-        if not isinstance(digest, str) or len(digest) != 64:
-            return f"artifact {rel!r} has no sha256"
-        out = art.get("output")
-        if isinstance(out, dict) and isinstance(out.get("shape"), list) and out["shape"]:
-            if out["shape"][-1] != len(labels):
-                return f"artifact {rel!r} has {out['shape'][-1]} outputs but there are {len(labels)} labels"
-    return None
-
-
 def load_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
-    """Read manifest.json, validate it and check every listed artifact's size and SHA-256 before anything runs."""
-    path = os.path.join(export_dir, MANIFEST)
-    if os.path.isfile(export_dir):
-        raise RunnerError(f"{export_dir}: is a file; give the export folder that holds {MANIFEST}")
-    if not os.path.isdir(export_dir):
-        raise RunnerError(f"{export_dir}: export folder not found")
-    if not os.path.isfile(path):
-        raise RunnerError(f"{export_dir}: no {MANIFEST} (not an export folder; run dssdn-edge export)")
+    """The runtime layer's manifest check (schema, front end, every artifact's SHA-256), as a RunnerError."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise RunnerError(f"{path}: unreadable manifest ({exc})") from None
-    why = manifest_problem(manifest)
-    if why:
-        raise RunnerError(f"{path}: invalid manifest: {why}")
-    if verify:
-        for rel, art in manifest["artifacts"].items():
-            file = os.path.join(export_dir, rel)
-            if not os.path.isfile(file):
-                raise RunnerError(f"{file}: listed in {MANIFEST} but missing")
-            digest = sha256_file(file)
-            if digest != art.get("sha256"):
-                want = str(art.get("sha256"))[:12]
-                raise RunnerError(
-                    f"{file}: sha256 {digest[:12]}… does not match {MANIFEST} ({want}…);"
-                    " the export was modified or copied incompletely"
-                )
-    return manifest
-
-
-def artifact_format(rel: str, art: dict[str, Any]) -> str:
-    """'tflite' / 'onnx' / other, from the file name first (robust to wording of the 'format' field)."""
-    for ext in ("tflite", "onnx"):
-        if rel.endswith("." + ext):
-            return ext
-    return str(art.get("format", "")).lower()
+        return rt.manifest.read_manifest(export_dir, verify)
+    except rt.manifest.ManifestError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------- runtimes
@@ -468,186 +210,29 @@ def probe() -> dict[str, Any]:
     return out
 
 
-class Backend(abc.ABC):
-    """One loaded model in one runtime. Subclasses fill ``input_*`` and implement ``run``."""
-
-    runtime = "?"
-    input_shape: tuple[int, ...] = ()
-    input_dtype: Any = None
-    input_scale = 0.0
-    input_zero_point = 0
-    output_scale = 0.0
-    output_zero_point = 0
-    layout = "NCHW"  # of the input tensor
-
-    def prepare(self, features_chw: np.ndarray) -> np.ndarray:
-        """Normalised (C, T, M) features → the model's input tensor (layout, batch, int8 quantisation)."""
-        x = features_chw[None]
-        if self.layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        if self.input_dtype is not None and np.dtype(self.input_dtype).kind == "i":
-            info = np.iinfo(self.input_dtype)
-            x = np.clip(np.round(x / self.input_scale) + self.input_zero_point, info.min, info.max)
-        return np.ascontiguousarray(x, dtype=self.input_dtype or np.float32)
-
-    def feed(self, pipeline: Pipeline) -> np.ndarray:
-        """The model input for the pipeline's 1 s of test audio: its features, prepared (waveform-in models
-        take the audio itself)."""
-        return self.prepare(pipeline.features(pipeline.audio))
-
-    def logits(self, raw: np.ndarray) -> np.ndarray:
-        if np.dtype(raw.dtype).kind == "i" and self.output_scale:
-            return (raw.astype(np.float32) - self.output_zero_point) * self.output_scale
-        return raw.astype(np.float32)
-
-    @abc.abstractmethod
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Invoke the model on one prepared input tensor; return its raw output."""
-
-    def activation_memory(self) -> dict[str, Any]:
-        return {"bytes": None, "kind": "n/a", "method": "not available for this runtime"}
-
-    def info(self) -> dict[str, Any]:
-        """Runtime facts that explain a latency (e.g. how many delegate partitions the graph split into)."""
-        return {}
-
-
-def infer_layout(shape: tuple[int, ...], channels: int, declared: str | None) -> str:
-    """The manifest's layout ('NHWC (batch, frames, bands, channels)') or, without one, the tensor shape's."""
-    word = str(declared or "").split(" ")[0].upper()
-    if word in ("NHWC", "NCHW"):
-        return word
-    return "NHWC" if len(shape) == 4 and shape[-1] == channels and shape[1] != channels else "NCHW"
-
-
-class TFLiteBackend(Backend):
-    """ai_edge_litert or tflite_runtime: same Interpreter API; XNNPACK with ``num_threads`` threads."""
-
-    def __init__(self, runtime: str, path: str, threads: int, channels: int, declared_layout: str | None):
-        import importlib
-
-        self.runtime = runtime
-        self._module = importlib.import_module(RUNTIMES[runtime][0])
-        self.path = path
-        self.interp = self._module.Interpreter(model_path=path, num_threads=threads)
-        self.interp.allocate_tensors()
-        inp, out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
-        self._in, self._out = inp["index"], out["index"]
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self.input_dtype = np.dtype(inp["dtype"])
-        self.input_scale, self.input_zero_point = float(inp["quantization"][0]), int(inp["quantization"][1])
-        self.output_scale, self.output_zero_point = float(out["quantization"][0]), int(out["quantization"][1])
-        self.layout = infer_layout(self.input_shape, channels, declared_layout)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.interp.set_tensor(self._in, x)
-        self.interp.invoke()
-        return self.interp.get_tensor(self._out)
-
-    def activation_memory(self) -> dict[str, Any]:
-        return tflite_planner_estimate(self._module, self.path)
-
-    def info(self) -> dict[str, Any]:
-        """XNNPACK partitions: 1 means the whole graph runs in the delegate; more means ops it does not take
-        (each split costs a hand-over to the built-in kernels, which is where int8 can lose to fp32)."""
-        try:
-            ops = self.interp._get_ops_details()  # noqa: SLF001
-        except Exception:  # noqa: BLE001 - informative only
-            return {}
-        return {"delegate_partitions": sum(op["op_name"] == "DELEGATE" for op in ops)}
-
-
 AUDIO_SUFFIX = ".audio.tflite"
+AUDIO_LAYOUT = "audio (batch, samples): 1-s window + its context"
 
 
-class AudioTFLiteBackend(TFLiteBackend):
-    """A waveform-in ``.audio.tflite`` (the phone file): the front end is inside the graph, so it is fed raw
-    audio and one invoke is the whole pipeline, audio → scores (its latency is the end-to-end time for one
-    1-s window). Its input is a 1-s window plus the context its frames read (18304 samples at the defaults),
-    so the test audio is cut to the input tensor's own length rather than the pipeline's 1 s."""
-
-    def __init__(self, runtime: str, path: str, threads: int) -> None:
-        super().__init__(runtime, path, threads, 1, None)
-        self.layout = "audio (batch, samples): 1-s window + its context"
-        self._audio: np.ndarray | None = None
-
-    def feed(self, pipeline: Pipeline) -> np.ndarray:
-        n = int(self.input_shape[-1])
-        if self._audio is None or self._audio.shape[-1] != n:  # made once: not part of a timed stage
-            self._audio = np.ascontiguousarray(test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
-        return self._audio
+def open_runtime(rel: str, runtime: str, path: str, threads: int, channels: int, layout: str | None) -> Any:
+    """The artifact in the named runtime, through the one runtime layer (``dssdn_edge.runtime.core``)."""
+    if rt is None:
+        raise RunnerError(f"the runtime package ({DEVICE_RUNTIME_NAME}/) is missing beside runner.py", EXIT_NO_RUNTIME)
+    if runtime == "onnxruntime":
+        return rt.Onnx(path, threads=threads, layout=layout, channels=channels)
+    if rel.endswith(AUDIO_SUFFIX):
+        return rt.AudioLiteRT(path, threads=threads, engine=runtime)
+    return rt.LiteRT(path, threads=threads, engine=runtime, layout=layout, channels=channels)
 
 
-def tflite_planner_estimate(module: Any, path: str) -> dict[str, Any]:
-    """Peak of the summed sizes of tensors live at any op (produced earlier, consumed at or after it),
-    from the un-delegated graph. A lower bound for any arena planner: no alignment, no kernel scratch."""
-    try:
-        kwargs = {}
-        resolver = getattr(module, "OpResolverType", None)
-        if resolver is not None:
-            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        interp = module.Interpreter(model_path=path, **kwargs)
-        interp.allocate_tensors()
-        ops = interp._get_ops_details()  # noqa: SLF001 - public enough: the only op-level view offered
-        tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    except Exception as exc:  # noqa: BLE001 - the estimate is optional
-        return {
-            "bytes": None,
-            "kind": "n/a",
-            "method": f"planner estimate failed: {type(exc).__name__}: {exc}"[:200],
-        }
-    graph_in = {d["index"] for d in interp.get_input_details()}
-    graph_out = {d["index"] for d in interp.get_output_details()}
-    start: dict[int, int] = {i: -1 for i in graph_in}
-    end: dict[int, int] = {}
-    for k, op in enumerate(ops):
-        for t in op["outputs"]:
-            start.setdefault(int(t), k)
-        for t in op["inputs"]:
-            if int(t) in start:
-                end[int(t)] = k
-    for t in graph_out:
-        end[t] = len(ops)
-
-    def nbytes(i: int) -> int:
-        t = tensors[i]
-        return int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize if len(t["shape"]) else 0
-
-    peak, peak_op = 0, ""
-    for k, op in enumerate(ops):
-        live = sum(nbytes(i) for i, s in start.items() if s <= k <= end.get(i, s))
-        if live > peak:
-            peak, peak_op = live, f"#{k} {op['op_name']}"
-    return {
-        "bytes": int(peak),
-        "kind": "planner estimate",
-        "method": "planner estimate: max over ops of the summed live activation tensors "
-        f"(un-delegated graph, peak at op {peak_op}; excludes alignment and kernel scratch)",
-    }
-
-
-class OnnxBackend(Backend):
-    """onnxruntime CPU provider, sequential, ``intra_op_num_threads = threads``."""
-
-    runtime = "onnxruntime"
-
-    def __init__(self, path: str, threads: int, channels: int, declared_layout: str | None) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
-        inp = self.session.get_inputs()[0]
-        self._name = inp.name
-        self.input_shape = tuple(d if isinstance(d, int) else 1 for d in inp.shape)
-        self.input_dtype = np.dtype({"tensor(float)": "float32", "tensor(int8)": "int8"}.get(inp.type, "float32"))
-        self.layout = infer_layout(self.input_shape, channels, declared_layout)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._name: x})[0]
+def feed(model: Any, pipeline: Any) -> np.ndarray:
+    """The model input for the pipeline's 1 s of test audio: its features, prepared. A waveform-in file
+    takes a 1-s window plus the context its frames read (18304 samples at the defaults), so the test audio
+    is cut to the input tensor's own length."""
+    if not _feeds_features(model):
+        n = int(model.input_shape[-1])
+        return np.ascontiguousarray(rt.logmel.test_audio(pipeline.frontend, n=n)[None], dtype=np.float32)
+    return model.prepare(pipeline.features(pipeline.audio))
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -663,29 +248,6 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
     return out
 
 
-class Pipeline:
-    """The pieces shared by every backend: front end, normalisation, test audio, labels."""
-
-    def __init__(self, manifest: dict[str, Any]) -> None:
-        self.frontend = LogMel(manifest["frontend"])
-        norm = manifest["normalization"]
-        self.mean = np.asarray(norm["mean"], np.float32)[:, None, :]
-        self.std = np.asarray(norm["std"], np.float32)[:, None, :]
-        self.labels = list(manifest.get("labels") or [])
-        self.audio = test_audio(self.frontend)
-        self.seconds = len(self.audio) / self.frontend.sample_rate
-
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        return self.normalise(self.frontend.features(audio))
-
-    def normalise(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats - self.mean) / self.std).astype(np.float32)
-
-    def label(self, logits: np.ndarray) -> str:
-        k = int(np.argmax(logits))
-        return self.labels[k] if k < len(self.labels) else str(k)
-
-
 STAGES = ("frontend", "normalise_quantise", "invoke", "dequantise_softmax_average")
 STREAM_HOP_SECONDS = 0.5
 
@@ -696,12 +258,13 @@ def softmax_mean(logits: np.ndarray) -> np.ndarray:
     return (z / z.sum(axis=-1, keepdims=True)).mean(axis=0)
 
 
-def _feeds_features(backend: Backend) -> bool:
+def _feeds_features(model: Any) -> bool:
     """False for a waveform-in model, whose front end runs inside its graph (one invoke is everything)."""
-    return type(backend).feed is Backend.feed
+    return model.layout != "audio"
 
 
-def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+def stage_times(backend: Any, pipeline: Any, runs: int, warmup: int,
+                audio_input: np.ndarray | None = None) -> dict[str, Any]:
     """1 s of audio -> label, each stage timed in the same loop iteration: front end (log-mel + delta),
     normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
     average over windows + argmax. Summaries per stage and of the per-iteration total."""
@@ -711,11 +274,11 @@ def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) ->
         t0 = time.perf_counter()
         feats = pipeline.frontend.features(pipeline.audio) if feeds else None
         t1 = time.perf_counter()
-        x = backend.prepare(pipeline.normalise(feats)) if feeds else backend.feed(pipeline)
+        x = backend.prepare(pipeline.normalise(feats)) if feeds else audio_input
         t2 = time.perf_counter()
-        raw = backend.run(x)
+        raw = backend.invoke(x)
         t3 = time.perf_counter()
-        probs = softmax_mean(backend.logits(raw).reshape(1, -1))
+        probs = softmax_mean(backend.dequantize(raw).reshape(1, -1))
         pipeline.label(probs)
         t4 = time.perf_counter()
         if i >= warmup:
@@ -727,7 +290,7 @@ def stage_times(backend: Backend, pipeline: Pipeline, runs: int, warmup: int) ->
     return out
 
 
-def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
+def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
                 warmup: int = 4) -> dict[str, Any] | None:
     """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
     are computed (``StreamingFeatures``), the latest 1-s window is classified every hop. Per-hop stage times
@@ -739,8 +302,8 @@ def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: fl
     if hop < fe.hop:
         raise RunnerError(f"stream hop {hop_seconds} s is shorter than one frame hop")
     first = -(-fe.segment_samples // hop)  # hops until the first full window
-    audio = test_audio(fe, n=(first + warmup + hops) * hop)
-    stream = StreamingFeatures(fe, pipeline.mean, pipeline.std)
+    audio = rt.logmel.test_audio(fe, n=(first + warmup + hops) * hop)
+    stream = rt.logmel.StreamingFeatures(fe, pipeline.mean, pipeline.std)
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     done = 0
     for i in range(len(audio) // hop):
@@ -752,9 +315,9 @@ def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: fl
             continue
         x = backend.prepare(window)
         t2 = time.perf_counter()
-        raw = backend.run(x)
+        raw = backend.invoke(x)
         t3 = time.perf_counter()
-        pipeline.label(softmax_mean(backend.logits(raw).reshape(1, -1)))
+        pipeline.label(softmax_mean(backend.dequantize(raw).reshape(1, -1)))
         t4 = time.perf_counter()
         done += 1
         if done > warmup:
@@ -775,15 +338,15 @@ def stream_cost(backend: Backend, pipeline: Pipeline, hops: int, hop_seconds: fl
     }
 
 
-def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, warmup: int) -> dict[str, Any]:
+def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int) -> dict[str, Any]:
     """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
     streaming path."""
     t0 = time.perf_counter()
     backend = make()
     load_ms = (time.perf_counter() - t0) * 1e3
-    x = backend.feed(pipeline)
-    samples = time_calls(lambda: backend.run(x), runs, warmup)
-    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4))
+    x = feed(backend, pipeline)  # a waveform-in file's audio is made once here: not part of a timed stage
+    samples = time_calls(lambda: backend.invoke(x), runs, warmup)
+    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4), x)
     e2e = stages["total"]
     e2e_p50_s = e2e["p50"] / 1e3
     return {
@@ -791,8 +354,8 @@ def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, wa
         "input": {
             "shape": list(backend.input_shape),
             "dtype": str(np.dtype(backend.input_dtype or np.float32)),
-            "layout": backend.layout,
-            "scale": backend.input_scale,
+            "layout": backend.layout if _feeds_features(backend) else AUDIO_LAYOUT,
+            "scale": backend.input_scale or 0.0,
             "zero_point": backend.input_zero_point,
         },
         "latency_ms": summarize(samples),
@@ -802,23 +365,11 @@ def bench_backend(make: Callable[[], Backend], pipeline: Pipeline, runs: int, wa
         "audio_seconds": pipeline.seconds,
         "rtf": e2e_p50_s / pipeline.seconds,
         "x_realtime": pipeline.seconds / e2e_p50_s if e2e_p50_s > 0 else math.inf,
-        "label": pipeline.label(backend.logits(backend.run(backend.feed(pipeline)))),
+        "label": pipeline.label(backend.dequantize(backend.invoke(x))),
         "stream": stream_cost(backend, pipeline, hops=max(10, min(runs, 100))),
         "activation_memory": backend.activation_memory(),
         "runtime_info": backend.info(),
     }
-
-
-def precision_of(rel: str, art: dict[str, Any]) -> str:
-    """'int8' or 'fp32': the manifest's precision ('int8 QDQ' has float I/O), else I/O dtype, else name;
-    'audio-in int8' / 'audio-in fp32' for a waveform-in file, so tables never mix it with the features-in ones."""
-    if rel.endswith(AUDIO_SUFFIX):
-        return f"audio-in {art.get('body_precision') or 'fp32'}"
-    declared = str(art.get("precision", "")).split(" ")[0].lower()
-    if declared in ("int8", "fp32"):
-        return declared
-    dtype = str((art.get("input") or {}).get("dtype", ""))
-    return "int8" if "int8" in dtype or "int8" in rel else "fp32"
 
 
 def plan(manifest: dict[str, Any], runtimes: list[str]) -> list[tuple[str, str]]:
@@ -827,7 +378,7 @@ def plan(manifest: dict[str, Any], runtimes: list[str]) -> list[tuple[str, str]]
     for runtime in runtimes:
         fmt = RUNTIMES[runtime][1]
         for rel, art in sorted(manifest["artifacts"].items()):
-            if artifact_format(rel, art) == fmt:
+            if rt.manifest.artifact_format(rel, art) == fmt:
                 pairs.append((rel, runtime))
     return pairs
 
@@ -881,24 +432,13 @@ def run_benchmark(
     manifest = load_manifest(export_dir)
     info = probe()
     chosen = resolve_runtimes(runtimes, info["runtimes"])
-    pipeline = Pipeline(manifest)
+    pipeline = rt.logmel.Pipeline(manifest)
     channels = pipeline.frontend.channels
-    jobs: list[tuple[str, str, Callable[[], Backend]]] = []
+    jobs: list[tuple[str, str, Callable[[], Any]]] = []
     for rel, runtime in plan(manifest, chosen):
-        path, art = os.path.join(export_dir, rel), manifest["artifacts"][rel]
-        layout = art.get("layout")
-        if runtime == "onnxruntime":
-            jobs.append((rel, runtime, lambda p=path, lay=layout: OnnxBackend(p, threads, channels, lay)))
-        elif rel.endswith(AUDIO_SUFFIX):
-            jobs.append((rel, runtime, lambda r=runtime, p=path: AudioTFLiteBackend(r, p, threads)))
-        else:
-            jobs.append(
-                (
-                    rel,
-                    runtime,
-                    lambda r=runtime, p=path, lay=layout: TFLiteBackend(r, p, threads, channels, lay),
-                )
-            )
+        path, layout = os.path.join(export_dir, rel), manifest["artifacts"][rel].get("layout")
+        jobs.append((rel, runtime, lambda r=rel, n=runtime, p=path, lay=layout: open_runtime(
+            r, n, p, threads, channels, lay)))
 
     result: dict[str, Any] = {
         "runner_version": RUNNER_VERSION,
@@ -906,7 +446,7 @@ def run_benchmark(
             "name": manifest.get("name"),
             "dir": os.path.abspath(export_dir),
             "verified": True,
-            "manifest_sha256": sha256_file(os.path.join(export_dir, MANIFEST)),
+            "manifest_sha256": rt.manifest.sha256_file(os.path.join(export_dir, MANIFEST)),
             "complexity": manifest.get("complexity", {}),
             "frontend": manifest["frontend"],
         },
@@ -922,7 +462,7 @@ def run_benchmark(
         fe = time_calls(lambda: pipeline.features(pipeline.audio), runs, warmup)
         per_s = [s / pipeline.seconds for s in fe]
         result["frontend"] = {
-            "implementation": "numpy (runner.LogMel)",
+            "implementation": "numpy (runtime.logmel.LogMel)",
             "audio_seconds": pipeline.seconds,
             "ms_per_second": summarize(per_s),
             "samples_ms": [round(s, 6) for s in per_s],
@@ -933,7 +473,7 @@ def run_benchmark(
             entry: dict[str, Any] = {
                 "artifact": rel,
                 "runtime": runtime,
-                "precision": precision_of(rel, manifest["artifacts"].get(rel, {})),
+                "precision": rt.manifest.precision_of(rel, manifest["artifacts"].get(rel, {})),
             }
             try:
                 entry.update(bench_backend(factory, pipeline, runs, warmup))

@@ -2,9 +2,9 @@
 
 Why the reference is the *same* runtime and numpy version on x86 (installed beside the project with pip's
 ``--target``, run with ``python -S``): a difference then belongs to the CPU (its kernels and rounding), not
-to a version. Both sides run one script built on the device runner's own code (``runner.Pipeline``,
-``runner.TFLiteBackend``): the features from each side's numpy, and each feature-input .tflite of the
-export on (a) one shared input, computed here, and (b) the side's own features.
+to a version. Both sides run one script built on the device runner's own code (``Pipeline``,
+``runner.open_runtime``: the runtime layer's module): the features from each side's numpy, and each
+feature-input .tflite of the export on (a) one shared input, computed here, and (b) the side's own features.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArchiveUnreachable, DeviceError
+from ..runtime import logmel
+from ..runtime.manifest import read_manifest
 from .emulate import EmulatedPi
 from .userland import default_cache
 
@@ -35,15 +37,16 @@ import runner
 data = np.load(sys.argv[2])
 export, runtime, out = sys.argv[3], sys.argv[4], sys.argv[5]
 manifest = runner.load_manifest(export)  # every artifact's sha256 checked here, on this side
-pipe = runner.Pipeline(manifest)
+pipe = runner.rt.logmel.Pipeline(manifest)
 feats = np.stack([pipe.features(a) for a in data["audio"]])
 res = {"features": feats}
 for rel, art in sorted(manifest["artifacts"].items()):
-    if runner.artifact_format(rel, art) != "tflite" or len((art.get("input") or {}).get("shape") or []) != 4:
+    fmt = runner.rt.manifest.artifact_format(rel, art)
+    if fmt != "tflite" or len((art.get("input") or {}).get("shape") or []) != 4:
         continue  # the models that take features (not waveform-in variants)
-    b = runner.TFLiteBackend(runtime, export + "/" + rel, 1, pipe.frontend.channels, art.get("layout"))
-    res["same_input:" + rel] = np.stack([b.run(b.prepare(f)) for f in data["features"]])
-    res["own_features:" + rel] = np.stack([b.run(b.prepare(f)) for f in feats])
+    b = runner.open_runtime(rel, runtime, export + "/" + rel, 1, pipe.frontend.channels, art.get("layout"))
+    res["same_input:" + rel] = np.stack([b.invoke(b.prepare(f)) for f in data["features"]])
+    res["own_features:" + rel] = np.stack([b.invoke(b.prepare(f)) for f in feats])
 np.savez(out, **res)
 print(json.dumps(runner.probe()))
 """
@@ -114,13 +117,11 @@ def compare(dev: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str,
 def agreement(board: EmulatedPi, runtime: str, export: Path, clips: list[np.ndarray], workdir: Path) -> dict[str, Any]:
     """Run ``clips`` (1-s mono windows) through ``export`` on ``board`` with ``runtime`` and on this host
     with the same runtime and numpy versions; returns both probes and ``compare``'s statistics."""
-    from ..bench import runner
-
     stamp = board.userland.stamp
     requirement = dict(map(tuple, stamp["spec"]["wheels"]))[runtime]
     ref_dir = x86_reference([f"numpy=={stamp['versions']['numpy']}", requirement])
     workdir.mkdir(parents=True, exist_ok=True)
-    pipe = runner.Pipeline(runner.load_manifest(str(export)))
+    pipe = logmel.Pipeline(read_manifest(str(export)))
     inputs = workdir / "inputs.npz"
     np.savez(inputs, audio=np.stack(clips), features=np.stack([pipe.features(a) for a in clips]))
     dev_probe, dev = run_side([str(board.python_for(runtime))], runtime, export, inputs, workdir / "device.npz")

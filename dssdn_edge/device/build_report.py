@@ -35,8 +35,8 @@ def build_and_check(core: str, out: Path | None, audio_files: list[Path], run: b
     """Build for ``core`` into ``out`` (from ``src_dir``, else emitted for the default front end); with
     ``run``, run the loudest second of each clip (or a chirp) on qemu and compare with numpy. Returns the
     build, per-clip errors and printable lines."""
-    from ..bench import REPO_ROOT
-    from ..bench.runner import LogMel, test_audio
+    from ..runtime.logmel import LogMel, test_audio
+    from ..userdata import REPO_ROOT
 
     out = Path(out) if out is not None else REPO_ROOT / "runs" / f"{core}-frontend"
     build = cortex_m.build_frontend(None if src_dir else FrontendConfig(), core, out, src_dir=src_dir)
@@ -51,7 +51,7 @@ def build_and_check(core: str, out: Path | None, audio_files: list[Path], run: b
             names.append(str(path))
     else:
         clips.append(test_audio(LogMel(cfg.to_dict())))
-        names.append("chirp + noise (runner.test_audio)")
+        names.append("chirp + noise (runtime.logmel.test_audio)")
     errors: list[dict[str, Any]] = []
     if run:
         result = cortex_m.run_on_qemu(build, cfg, clips)

@@ -381,29 +381,21 @@ CHECK_WINDOWS = 32
 
 def outputs(model_bytes: bytes, inputs: list[np.ndarray]) -> np.ndarray:
     """Raw int8 outputs of LiteRT (XNNPACK, 1 thread) for raw int8 inputs."""
-    from .tflite import _interpreter
+    from .. import runtime
 
-    it = _interpreter(model_bytes, delegates=True)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    result = []
-    for x in inputs:
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        result.append(it.get_tensor(out["index"]).copy())
-    return np.stack(result)
+    model = runtime.load(model_bytes, kind="tflite")
+    return np.stack([model.invoke(x) for x in inputs])
 
 
 def check_inputs(model_bytes: bytes, windows_nchw: np.ndarray, n: int = CHECK_WINDOWS) -> list[np.ndarray]:
     """Raw int8 inputs to compare two int8 files on: up to ``n`` real windows spread over ``windows_nchw``
     (quantised as the runtime would) plus four full-range pseudo-random ones."""
-    from .tflite import _interpreter, _io, quantize
+    from .. import runtime
 
-    it = _interpreter(model_bytes)
-    detail = it.get_input_details()[0]
-    io_ = _io(detail)
-    shape = [int(v) for v in detail["shape"]]
+    model = runtime.load(model_bytes, kind="tflite", delegate="none")
+    shape = list(model.input_shape)
     picked = windows_nchw[:: max(1, len(windows_nchw) // n)][:n] if len(windows_nchw) else []
-    xs = [quantize(w[None].transpose(0, 2, 3, 1), io_) for w in picked]
+    xs = [model.prepare(w[None]) for w in picked]
     rng = np.random.default_rng(0)
     xs += [rng.integers(-128, 128, shape).astype(np.int8) for _ in range(4)]
     return xs

@@ -12,25 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import sha256_file
 from ..errors import ExportError
-
-MANIFEST = "manifest.json"
-FORMAT = 1
-
-
-BUILD_PRODUCTS = "mcu/build/"  # what `make -C mcu` writes: not part of the export
-
-
-def list_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of every regular file under ``folder`` except the manifest and ``make -C mcu``'s
-    build folder, sorted."""
-    out = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and rel != MANIFEST and not rel.startswith(BUILD_PRODUCTS):
-            out.append(rel)
-    return out
+from ..runtime import manifest
+from ..runtime.manifest import FORMAT, MANIFEST, list_files, sha256_file
 
 
 def file_entry(folder: Path, rel: str) -> dict[str, Any]:
@@ -63,46 +47,12 @@ def _kind(rel: str) -> str:
 
 
 def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Read ``folder/manifest.json``; with ``verify`` every listed file must exist with its SHA-256 and
-    size, and no unlisted file may be present. Raises ``ExportError`` naming the offending file."""
-    from ..bench.runner import manifest_problem
-
-    folder = Path(folder)
-    path = folder / MANIFEST
-    if folder.is_file():
-        raise ExportError(f"{folder}: is a file; give the export folder that holds {MANIFEST}")
-    if not path.is_file():
-        raise ExportError(f"{path}: manifest missing (not an export folder, or the export was interrupted)")
+    """``runtime.manifest.load_manifest`` (schema, and with ``verify`` every file's SHA-256 and size, no
+    unlisted file) with its refusal as an ``ExportError`` naming the offending file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path}: unreadable manifest ({exc})") from None
-    if (
-        not isinstance(data, dict)
-        or data.get("format") != FORMAT
-        or not isinstance(data.get("artifacts"), dict)
-    ):
-        raise ExportError(f"{path}: not a format-{FORMAT} dssdn-edge manifest")
-    why = manifest_problem(data)
-    if why:
-        raise ExportError(f"{path}: invalid manifest: {why}")
-    if verify:
-        verify_files(folder, data["artifacts"])
-    return data
-
-
-def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
-    for rel, entry in sorted(artifacts.items()):
-        target = folder / rel
-        if not target.is_file():
-            raise ExportError(f"{target}: listed in {MANIFEST} but missing")
-        if not entry.get("sha256"):
-            raise ExportError(f"{target}: {MANIFEST} gives no sha256 for it (damaged manifest)")
-        if target.stat().st_size != entry.get("bytes") or sha256_file(target) != entry.get("sha256"):
-            raise ExportError(f"{target}: does not match its sha256 in {MANIFEST} (modified or truncated)")
-    extra = [rel for rel in list_files(folder) if rel not in artifacts and not Path(rel).name.startswith(".")]
-    if extra:
-        raise ExportError(f"{folder / extra[0]}: not listed in {MANIFEST} (not part of this export)")
+        return manifest.load_manifest(folder, verify)
+    except manifest.ManifestError as exc:
+        raise ExportError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------- report

@@ -31,6 +31,10 @@ import numpy as np
 
 from ..errors import ExportError
 
+# Names of the phone file's tensors: its outward contract besides input and output (the quality checks and the
+# tests read these intermediate tensors by name).
+FEATURES_NAME = "features"  # the normalised NHWC features inside the graph
+LOGMEL_NAME = "logmel"  # the log10 mel power inside the graph, before delta and normalisation
 METADATA_NAME = "TFLITE_METADATA"
 FILE_IDENTIFIER = b"M001"
 # AudioProperties entered the schema in 1.3.0 (MediaPipe's metadata_version.cc); nothing newer is used, and a

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import runtime
 from ..errors import ExportError
 from .tflite import clip_inputs
 
@@ -156,7 +157,6 @@ PERCENTILE_NODES = {"Conv", "Relu", "Add", "Mul"}  # the spatial maps, as tflite
 def with_percentiles(fp32: bytes, windows: np.ndarray, cache: dict[str, Any], stride: int = 13) -> dict:
     """The calibration cache with the ranges of spatial maps set to their ``PERCENTILE`` percentiles."""
     import onnx
-    import onnxruntime as ort
 
     from .tflite import PERCENTILE
 
@@ -167,12 +167,10 @@ def with_percentiles(fp32: bytes, windows: np.ndarray, cache: dict[str, Any], st
     for name in names:
         if name not in known:
             proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
-    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = runtime.load(proto.SerializeToString(), kind="onnx")
     samples: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for x in windows:
-        outs = session.run(names, {INPUT_NAME: x[None]})
+        outs = session.outputs(names, x[None])
         for n, v in zip(names, outs, strict=True):
             samples[n].append(np.asarray(v).ravel()[::stride].copy())
     for n, parts in samples.items():
@@ -198,31 +196,9 @@ def op_counts(model_bytes: bytes) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-class OnnxRunner:
-    """onnxruntime session on float NCHW windows (fp32 and QDQ models both take and give float)."""
-
-    def __init__(self, model_bytes: bytes, label: str = "model.onnx") -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ExportError(
-                f"{label}: onnxruntime cannot load it ({str(exc).splitlines()[0][:200]})"
-            ) from None
-        self.input = self.session.get_inputs()[0].name
-
-    @classmethod
-    def from_file(cls, path: Path) -> OnnxRunner:
-        return cls(Path(path).read_bytes(), str(path))
-
-    def __call__(self, windows_nchw: np.ndarray) -> np.ndarray:
-        outs = [
-            self.session.run(None, {self.input: np.ascontiguousarray(windows_nchw[i : i + 1], np.float32)})[0]
-            for i in range(len(windows_nchw))
-        ]
-        return np.concatenate(outs).astype(np.float32)
+def open_onnx(model_bytes: bytes, label: str = "model.onnx") -> runtime.Onnx:
+    """The .onnx in onnxruntime (runtime layer, one thread); a file it refuses is an ExportError."""
+    try:
+        return runtime.load(model_bytes, kind="onnx")
+    except runtime.ModelLoadError as exc:
+        raise ExportError(f"{label}: onnxruntime cannot load it ({str(exc)[:200]})") from None

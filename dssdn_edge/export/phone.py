@@ -38,7 +38,6 @@ with_audio=True)``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -48,15 +47,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import pad_to_window, silent_frames, window_starts
 from ..errors import ExportError
-from ..frontend import Frontend, FrontendConfig, Normalization, frame_view
+from ..frontend import Frontend, FrontendConfig, Normalization
 from . import tflite as tflite_mod
+from .metadata import FEATURES_NAME, LOGMEL_NAME
+from .quality import (
+    CHECK_STRIDE,
+    FRONTEND_TOL,
+    PhoneEvaluation,
+    delta_gain,
+    feature_error,
+    measure_phone,
+    probe_signal,
+)
 
 AUDIO_SUFFIX = ".audio.tflite"
 INPUT_NAME, OUTPUT_NAME = "audio", "scores"
-FEATURES_NAME = "features"  # the normalised NHWC features inside the graph (tests read them)
-LOGMEL_NAME = "logmel"  # the log10 mel power inside the graph, before delta and normalisation
 # Versions of the ops the splice adds (TFLite's op_version rules: float->int8 QUANTIZE and int8->float
 # DEQUANTIZE are version 2, float SOFTMAX version 1).
 _ADDED_OP_VERSIONS = {"QUANTIZE": 2, "DEQUANTIZE": 2, "SOFTMAX": 1}
@@ -331,327 +337,6 @@ def _name_logmel(g: _Graph) -> None:
         g.tensors[_ints(users[0].outputs)[0]].name = LOGMEL_NAME
 
 
-# ------------------------------------------------------------------------------------------------ run
-class AudioRunner:
-    """Runs a waveform-in .tflite on (k, samples) float windows with LiteRT; returns (k, N) scores."""
-
-    def __init__(self, model_bytes: bytes, preserve_all_tensors: bool = False) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        with tflite_mod.native_quiet() as log:
-            try:
-                self.interpreter = Interpreter(
-                    model_content=model_bytes,
-                    num_threads=1,
-                    experimental_preserve_all_tensors=preserve_all_tensors,
-                    experimental_op_resolver_type=(
-                        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if preserve_all_tensors
-                        else OpResolverType.AUTO
-                    ),
-                )
-                self.interpreter.allocate_tensors()
-            except (RuntimeError, ValueError) as exc:
-                raise ValueError(str(exc).splitlines()[0] if str(exc) else log.getvalue()[:200]) from None
-        inp = self.interpreter.get_input_details()
-        out = self.interpreter.get_output_details()
-        if len(inp) != 1 or inp[0]["dtype"] != np.float32 or len(inp[0]["shape"]) != 2:
-            raise ValueError("not a waveform-in model (expected one float32 [1, samples] input)")
-        self._in, self._out = inp[0]["index"], out[0]["index"]
-        self.samples = int(inp[0]["shape"][1])
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        outs = []
-        for w in np.asarray(windows, np.float32).reshape(-1, self.samples):
-            self.interpreter.set_tensor(self._in, w[None])
-            self.interpreter.invoke()
-            outs.append(self.interpreter.get_tensor(self._out)[0].copy())
-        return np.stack(outs) if outs else np.zeros((0, 0), np.float32)
-
-    def tensor(self, name: str) -> np.ndarray:
-        """A named intermediate tensor of the last invoke (needs ``preserve_all_tensors``)."""
-        for d in self.interpreter.get_tensor_details():
-            if d["name"] == name:
-                return self.interpreter.get_tensor(d["index"])
-        raise KeyError(name)
-
-
-def log_scores(scores: np.ndarray) -> np.ndarray:
-    """Log of softmax scores: logits up to a per-window constant, so their mean over a clip's windows
-    ranks classes exactly as the mean of the logits does (what ``predict`` and the evaluation average)."""
-    return np.log(np.maximum(np.asarray(scores, np.float64), np.finfo(np.float32).tiny))
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = np.asarray(logits, np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
-def clip_starts(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> list[int]:
-    """First frames of the windows ``predict`` and the evaluation classify in a clip: every ``stride``
-    frames, all-silent windows skipped, a clip shorter than one window counted as zero-padded to one."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return window_starts(silent_frames(audio, cfg), cfg.segment_frames, stride)
-
-
-def audio_windows(audio: np.ndarray, cfg: FrontendConfig, stride: int) -> np.ndarray:
-    """(k, context samples): the phone file's inputs for a mono clip's windows at ``clip_starts``."""
-    audio = pad_to_window(np.asarray(audio, np.float32), cfg)
-    return context_windows(audio, clip_starts(audio, cfg, stride), cfg)
-
-
-def context_windows(audio: np.ndarray, starts: list[int] | np.ndarray, cfg: FrontendConfig) -> np.ndarray:
-    """(k, context samples): for the window whose first frame is s, the samples
-    [s·hop - context_offset, s·hop - context_offset + context_samples) of ``audio`` (the clip as the front end
-    sees it, ``pad_to_window``), zeros outside it. Those zeros are exactly the offline front end's centre
-    padding, so every frame's log-mel equals the whole clip's."""
-    n, lead, hop = cfg.context_samples, cfg.context_offset, cfg.hop_length
-    out = np.zeros((len(starts), n), np.float32)
-    for k, s in enumerate(starts):
-        a = int(s) * hop - lead
-        lo, hi = max(a, 0), min(a + n, len(audio))
-        if hi > lo:
-            out[k, lo - a : hi - a] = audio[lo:hi]
-    return out
-
-
-def edge_windows(starts: list[int] | np.ndarray, n_samples: int, cfg: FrontendConfig) -> np.ndarray:
-    """Per window: does its delta read past the clip's first or last frame (``n_samples`` after
-    ``pad_to_window``)? Only there the two paths differ: the offline front end replicates the edge frame,
-    the phone file reads the frame the context gives (audio on one side, zeros on the other)."""
-    w = cfg.delta_width // 2
-    frames = 1 + n_samples // cfg.hop_length
-    s = np.asarray(starts, np.int64)
-    return (s - w < 0) | (s + cfg.segment_frames + w > frames)
-
-
-# ------------------------------------------------------------------------------------------- checks
-FRONTEND_TOL = 1e-4  # log10 units: the C twin's float32 bound (tests/test_frontend_c.py)
-FRONTEND_RANGE = 6.0  # ... held on the bands within 6 log10 units (60 dB) of their frame's loudest band
-NORM_SLACK = 1e-6  # + the float32 rounding of (x - mean) / std, in log10 units
-
-
-def delta_gain(cfg: FrontendConfig) -> float:
-    """Largest |delta error| per unit of log-mel error in its frames: sum(k) / sum(k²) over k = 1..w
-    (0.6 for the 5-frame delta), the bound a delta inherits from the log-mel bound."""
-    w = cfg.delta_width // 2
-    return sum(range(1, w + 1)) / sum(k * k for k in range(1, w + 1)) if w else 0.0
-
-
-def frontend_error(model_bytes: bytes, cfg: FrontendConfig, windows: np.ndarray) -> dict[str, float]:
-    """In-graph log-mel (tensor ``logmel``: every frame of the input, window and context) vs the numpy front
-    end on the same samples framed the same way: the largest error on the bands within ``FRONTEND_RANGE`` of
-    their frame's peak (the C twin's float32 criterion) and over all values."""
-    runner = AudioRunner(model_bytes, preserve_all_tensors=True)
-    fe = Frontend(cfg)
-    near, overall = 0.0, 0.0
-    for w in np.asarray(windows, np.float32):
-        runner(w[None])
-        got = runner.tensor(LOGMEL_NAME)[0].astype(np.float64)
-        ref = valid_logmel(fe, w)
-        err = np.abs(got - ref)
-        near = max(near, float(err[ref >= ref.max(axis=1, keepdims=True) - FRONTEND_RANGE].max()))
-        overall = max(overall, float(err.max()))
-    return {"max_abs_log10_error_within_60db": near, "max_abs_log10_error": overall, "windows": len(windows)}
-
-
-def valid_logmel(fe: Frontend, audio: np.ndarray) -> np.ndarray:
-    """numpy log-mel of every full ``n_fft`` frame of ``audio`` (no padding), as the phone file frames it."""
-    cfg = fe.config
-    return fe.logmel_frames(frame_view(np.ascontiguousarray(audio, np.float64), cfg.n_fft, cfg.hop_length))
-
-
-def feature_error(
-    model_bytes: bytes, cfg: FrontendConfig, norm: Normalization, clips: Any, stride: int
-) -> dict[str, Any]:
-    """The phone file's features of each window of whole clips vs the features-in path's for that window.
-
-    Why both: the log-mel of every input frame (window and context) is compared with numpy on the same
-    samples (``frontend_error``); the normalised features the body gets (tensor ``features``, back in log10
-    units) are compared with the window cut from the whole clip's numpy features — what the features-in
-    files are given. Log-mel bands within 60 dB of their frame's peak must be within ``FRONTEND_TOL``, a
-    delta whose frames all are within ``delta_gain`` × that, on every window — except the delta of a clip's
-    first and last w frames, where the offline path replicates the edge frame and the phone file reads the
-    real context; that difference is measured apart (``clip_edge_delta``)."""
-    runner = AudioRunner(model_bytes, preserve_all_tensors=True)
-    fe = Frontend(cfg)
-    w, seg = cfg.delta_width // 2, cfg.segment_frames
-    std = np.asarray(norm.std, np.float64)[:, None, :]
-    mean = np.asarray(norm.mean, np.float64)[:, None, :]
-    worst = {"logmel_60db": 0.0, "logmel_all": 0.0, "interior_logmel": 0.0, "interior_delta": 0.0,
-             "edge_logmel": 0.0, "edge_delta": 0.0, "clip_edge_60db": 0.0, "clip_edge_max": 0.0}
-    counts = {"clips": 0, "interior": 0, "edge": 0}
-    edge_err, edge_ref = [], []
-    for clip in clips:
-        clip = pad_to_window(np.asarray(clip, np.float32), cfg)
-        starts = clip_starts(clip, cfg, stride)
-        if not starts:
-            continue
-        counts["clips"] += 1
-        with _one_blas_thread():  # a 2-thread BLAS on a small, busy CPU is 5-10x slower here
-            ref = fe.features(clip).astype(np.float64)  # (C, N, M): the whole clip, as the features-in path
-        mel, n = ref[0], ref.shape[1]
-        near = mel >= mel.max(axis=1, keepdims=True) - FRONTEND_RANGE
-        rows = np.clip(np.arange(n)[:, None] + np.arange(-w, w + 1)[None, :], 0, n - 1)
-        delta_near = near[rows].all(axis=1)  # every frame the offline delta reads is within 60 dB
-        at_edge = np.zeros(n, bool)
-        at_edge[:w], at_edge[n - w :] = True, True
-        edges = edge_windows(starts, len(clip), cfg)
-        for s, x, edge in zip(starts, context_windows(clip, starts, cfg), edges, strict=True):
-            runner(x[None])
-            got_mel = runner.tensor(LOGMEL_NAME)[0].astype(np.float64)
-            ref_mel = valid_logmel(fe, x)
-            e = np.abs(got_mel - ref_mel)
-            worst["logmel_60db"] = max(worst["logmel_60db"],
-                                       float(e[ref_mel >= ref_mel.max(axis=1, keepdims=True) - FRONTEND_RANGE].max()))
-            worst["logmel_all"] = max(worst["logmel_all"], float(e.max()))
-            got = runner.tensor(FEATURES_NAME)[0].transpose(2, 0, 1).astype(np.float64) * std + mean
-            win = slice(s, s + seg)
-            err = np.abs(got - ref[:, win])
-            kind = "edge" if edge else "interior"
-            counts[kind] += 1
-            worst[f"{kind}_logmel"] = max(worst[f"{kind}_logmel"], float(err[0][near[win]].max(initial=0.0)))
-            if w:
-                inner = ~at_edge[win]
-                ok = delta_near[win] & inner[:, None]
-                worst[f"{kind}_delta"] = max(worst[f"{kind}_delta"], float(err[1][ok].max(initial=0.0)))
-                if edge:
-                    outer = at_edge[win]
-                    edge_err.append(err[1][outer])
-                    edge_ref.append(np.abs(ref[1][win][outer]))
-                    worst["clip_edge_max"] = max(worst["clip_edge_max"], float(err[1][outer].max(initial=0.0)))
-                    worst["clip_edge_60db"] = max(
-                        worst["clip_edge_60db"], float(err[1][outer][delta_near[win][outer]].max(initial=0.0))
-                    )
-    edge_all = np.concatenate(edge_err) if edge_err else np.zeros((0, cfg.n_mels))
-    offline = np.concatenate(edge_ref) if edge_ref else np.zeros((0, cfg.n_mels))
-    out = {
-        "clips": counts["clips"],
-        "windows": counts["interior"] + counts["edge"],
-        "interior_windows": counts["interior"],
-        "clip_edge_windows": counts["edge"],
-        "logmel_every_input_frame": {"max_abs_within_60db": worst["logmel_60db"], "max_abs": worst["logmel_all"]},
-        "interior_windows_features": {"logmel_within_60db": worst["interior_logmel"],
-                                      "delta_within_60db": worst["interior_delta"]},
-        "clip_edge_windows_features": {"logmel_within_60db": worst["edge_logmel"],
-                                       "delta_within_60db_except_clip_edge_frames": worst["edge_delta"]},
-        "clip_edge_delta": {
-            "what": f"delta of a clip's first and last {w} frames: the phone file's (valid, from the context) vs "
-                    "the offline edge replication",
-            "frames": int(edge_all.shape[0]),
-            "max_abs": worst["clip_edge_max"],
-            "max_abs_within_60db": worst["clip_edge_60db"],
-            "mean_abs": float(edge_all.mean()) if edge_all.size else None,
-            "mean_abs_offline_delta": float(offline.mean()) if offline.size else None,
-        },
-        "unit": "log10 (power) units; delta in log10 units per frame",
-        "tolerance": {"logmel": FRONTEND_TOL, "delta": delta_gain(cfg) * FRONTEND_TOL, "normalisation": NORM_SLACK},
-    }
-    out["within_tolerance"] = feature_check_passes(out)
-    return out
-
-
-def feature_check_passes(check: dict[str, Any]) -> bool:
-    """Every bound ``feature_error`` documents (the clip-edge delta is measured, not bounded)."""
-    tol = check["tolerance"]
-    mel_tol, delta_tol = tol["logmel"] + tol["normalisation"], tol["delta"] + tol["normalisation"]
-    inner, edge = check["interior_windows_features"], check["clip_edge_windows_features"]
-    return bool(
-        check["logmel_every_input_frame"]["max_abs_within_60db"] <= tol["logmel"]
-        and inner["logmel_within_60db"] <= mel_tol and inner["delta_within_60db"] <= delta_tol
-        and edge["logmel_within_60db"] <= mel_tol and edge["delta_within_60db_except_clip_edge_frames"] <= delta_tol
-    )
-
-
-def _one_blas_thread() -> Any:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only speed depends on it
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def probe_signal(cfg: FrontendConfig, n: int | None = None) -> np.ndarray:
-    """``n`` samples (default: one phone-file input) of deterministic audio, chirp + noise as the benchmark
-    runner's (the chirp repeats every window): no data files needed."""
-    n = cfg.context_samples if n is None else n
-    t = (np.arange(n) % cfg.segment_samples) / cfg.sample_rate
-    chirp = 0.3 * np.sin(2 * np.pi * (100.0 + 3000.0 * t) * t)
-    return (chirp + 0.05 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------- evaluate
-CHECK_STRIDE = 25  # frames between checked windows (predict's stride)
-CHECK_CLIPS = 12  # evaluation clips whose every window's features are checked at export
-
-
-@dataclass
-class PhoneEvaluation:
-    """The evaluation windows as the phone file meets them: each window's audio with its context, cut from
-    its clip. ``reference`` is the export's own fp32 torch reference on the features-in windows (whole-clip
-    features), as log-probabilities: the phone file is held to the very numbers the .tflite files are."""
-
-    audio: np.ndarray  # (k, context samples)
-    edge: np.ndarray  # (k,) bool: the window's delta reads past its clip's first or last frame
-    reference: Any  # pipeline.Reference with log-softmax "logits"
-    check_clips: list[np.ndarray]  # a few clips' audio for ``feature_error``
-    check_source: str
-
-    @classmethod
-    def build(cls, ckpt: Any, ref: Any) -> PhoneEvaluation | None:
-        from ..audio import load_audio
-        from .pipeline import Reference
-
-        ev = ref.evalset
-        if ev is None or ev.index is None or not ev.clips:
-            return None
-        cfg = ckpt.frontend_config
-        audio = np.zeros((len(ev.index), cfg.context_samples), np.float32)
-        edge = np.zeros(len(ev.index), bool)
-        check: list[np.ndarray] = []
-        for clip in np.unique(ev.index[:, 0]):
-            rows = np.flatnonzero(ev.index[:, 0] == clip)
-            signal = pad_to_window(load_audio(ev.clips[clip].path, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
-            audio[rows] = context_windows(signal, ev.index[rows, 1], cfg)
-            edge[rows] = edge_windows(ev.index[rows, 1], len(signal), cfg)
-            if len(check) < CHECK_CLIPS:
-                check.append(signal)
-        source = (f"{ev.source}; the phone file gets each window's audio with its context "
-                  f"({cfg.context_samples} samples)")
-        iso = Reference(ref.windows, log_softmax(ref.logits), source, ev, ref.accuracy, ref.accuracy_source)
-        return cls(audio, edge, iso, check, f"every window (stride {CHECK_STRIDE}) of the first {len(check)} "
-                   f"clips of {ev.source}")
-
-
-def measure_phone(model_bytes: bytes, body: bytes, evaluation: PhoneEvaluation) -> dict[str, Any]:
-    """Quality of one phone candidate on the evaluation windows, and its top-1 agreement with the features-in
-    body it carries on the same windows — on all of them, on interior windows (identical features up to
-    float32) and on the windows whose delta reaches a clip's edge."""
-    from .pipeline import clip_accuracy, quality, run_all
-
-    ev = evaluation.reference.evalset
-    scores = run_all(AudioRunner(model_bytes), evaluation.audio, "phone file (fold 5 audio)")
-    mine = log_scores(scores)
-    q = quality(evaluation.reference, mine)
-    q["vs"] = ("fp32 torch on the features-in windows (whole-clip features), log-probabilities: the file "
-               "outputs softmax scores")
-    body_logits = run_all(tflite_mod.LiteRTRunner(body), evaluation.reference.windows, "features-in body (fold 5)")
-    body_acc = clip_accuracy(body_logits, ev)
-    same = mine.argmax(1) == body_logits.argmax(1)
-    edge = evaluation.edge
-    return {
-        "quality": q,
-        "features_in": {
-            "top1_agreement_same_windows": float(same.mean()),
-            "top1_agreement_interior_windows": float(same[~edge].mean()) if (~edge).any() else None,
-            "top1_agreement_clip_edge_windows": float(same[edge].mean()) if edge.any() else None,
-            "clip_edge_windows": int(edge.sum()),
-            "accuracy": body_acc,
-            "phone_minus_features_in_points": 100.0 * (q["accuracy"]["value"] - body_acc),
-        },
-    }
-
-
 # ------------------------------------------------------------------------------------------- export
 CHOICE_RULE = (
     "int8 body unless its clip accuracy is more than 0.5 pt below the fp32 body's: int8 is the smaller file "
@@ -690,7 +375,7 @@ def input_length(cfg: FrontendConfig) -> dict[str, Any]:
 
 
 def metadata_info(ckpt: Any, body: str) -> Any:
-    from .. import __version__
+    from ..version import __version__
     from .metadata import AudioClassifierInfo
 
     cfg = ckpt.frontend_config

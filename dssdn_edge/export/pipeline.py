@@ -10,16 +10,13 @@ depends on time or randomness, so exporting twice gives byte-identical files.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
-import os
 import platform
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +24,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .. import runtime
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..complexity import measure
-from ..data import Dataset, clip_features
-from ..errors import DssdnError, ExportError
-from ..evaluate import label_remap, mean_by_clip
+from ..errors import ExportError
 from ..fileio import refuse_overwrite
 from ..frontend_c import emit_c
 from ..model import SIZES, resolve_name
 from ..progress import progress
+from ..version import __version__
 from . import calibration as calib_mod
-from . import cpu_layout, mcu_c
+from . import cpu_layout, mcu_c, sources
 from . import manifest as manifest_mod
 from . import onnx as onnx_mod
 from . import phone as phone_mod
+from . import staging as staging_mod
 from . import tflite as tflite_mod
 from . import tflm as tflm_mod
 from .fuse import (
@@ -54,12 +51,12 @@ from .fuse import (
     equalize,
     fuse_model,
 )
+from .quality import Reference, Runner, build_reference, check_fp32, quality, run_all, torch_fp32
+from .sources import EVAL_STRIDE, WindowSet
 
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
 
 FORMATS = ("onnx", "tflite", "c", "phone")
-EVAL_STRIDE = 25  # frames between evaluation windows, as dssdn_edge.evaluate.clip_logits in training
-FP32_TOLERANCE = 1e-3  # an fp32 artifact further than this from torch is a broken conversion
 TFLM_WINDOWS = 16  # TFLM's reference kernels are slow in Python; a few windows prove agreement
 TOOLS = (
     "torch",
@@ -73,7 +70,6 @@ TOOLS = (
     "ai-edge-litert",
     "tflite-micro",
 )
-Runner = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -123,210 +119,6 @@ def normalise_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in items)
 
 
-@dataclass
-class EvalSet:
-    """Fold-5 windows (stride 25) with the clip each belongs to: what clip accuracy is measured on."""
-
-    windows: np.ndarray
-    clip_of_window: np.ndarray
-    targets: np.ndarray
-    source: str
-    index: np.ndarray | None = None  # (window, 2): clip and first frame; the phone file re-cuts the audio here
-    clips: tuple = ()  # the clips, for their audio
-
-
-def load_eval_set(ckpt: Checkpoint, eval_dir: str | Path | None) -> EvalSet | None:
-    """The test split the export is scored on: ``eval_dir``'s (any layout ``Dataset.load`` reads), else the
-    test split of the user's own data the model was trained on, else ESC-50 fold 5 from ../shared for a
-    model with ESC-50's labels. None when there is nothing to score on. Classes are matched by name."""
-    root = Path(eval_dir) if eval_dir is not None else None
-    try:
-        if root is not None:
-            dataset = Dataset.load(root)
-        else:
-            dataset = calib_mod.training_dataset(ckpt)
-            if dataset is None:
-                if not calib_mod.dataset_root_available():
-                    return None
-                dataset = Dataset.load()
-                if list(dataset.labels) != list(ckpt.labels):
-                    return None  # a model of other classes is not scored on ESC-50 by default
-        split = "test" if dataset.split("test") else "val"
-        clips = dataset.split(split)
-        if not clips:
-            raise ExportError(f"{dataset.root}: no clips in its test (or val) split to measure accuracy on")
-        remap = label_remap(dataset, list(ckpt.labels))
-        from ..frontend import Frontend
-
-        feats = clip_features(clips, Frontend(ckpt.frontend_config), desc=f"evaluation features ({split})")
-    except DssdnError as exc:
-        raise ExportError(f"evaluation data: {exc}") from None
-    seg = ckpt.frontend_config.segment_frames
-    index = feats.windows(seg, EVAL_STRIDE)
-    what = "fold 5" if dataset.kind == "esc50" and split == "test" else f"the {split} split"
-    where = "../shared" if root is None and dataset.kind == "esc50" else str(dataset.root)
-    return EvalSet(
-        ckpt.normalization.apply(feats.gather(index, seg)),
-        index[:, 0],
-        remap[feats.targets],
-        f"{what} of {where} ({len(clips)} clips, {len(index)} windows)",
-        index,
-        tuple(clips),
-    )
-
-
-# ---------------------------------------------------------------------------------------- quality
-def run_all(runner: Runner, windows: np.ndarray, desc: str, chunk: int = 64) -> np.ndarray:
-    starts = list(range(0, len(windows), chunk))
-    outs = [runner(windows[s : s + chunk]) for s in progress(starts, desc)]
-    return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
-
-
-def torch_runner(model: nn.Module) -> Runner:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
-
-    return run
-
-
-@dataclass
-class Reference:
-    """The fp32 torch model's logits on the evaluation windows and its clip accuracy."""
-
-    windows: np.ndarray
-    logits: np.ndarray
-    windows_source: str
-    evalset: EvalSet | None
-    accuracy: float | None
-    accuracy_source: str
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def clip_accuracy(logits: np.ndarray, ev: EvalSet) -> float:
-    clip = mean_by_clip(logits, ev.clip_of_window, len(ev.targets))
-    return float((clip.argmax(1) == ev.targets).mean())
-
-
-def quality(ref: Reference, logits: np.ndarray) -> dict[str, Any]:
-    """Logit error and top-1 agreement vs fp32 torch on real windows, and clip accuracy (drop in points)."""
-    out: dict[str, Any] = {
-        "vs": "fp32 torch",
-        "windows": int(len(logits)),
-        "windows_source": ref.windows_source,
-    }
-    if len(logits):
-        err = np.abs(logits.astype(np.float64) - ref.logits)
-        out.update(
-            max_abs_logit_error=float(err.max()),
-            mean_abs_logit_error=float(err.mean()),
-            top1_agreement=float((logits.argmax(1) == ref.logits.argmax(1)).mean()),
-        )
-    else:
-        out.update(max_abs_logit_error=None, mean_abs_logit_error=None, top1_agreement=None)
-    if ref.evalset is not None and len(logits):
-        ev = ref.evalset
-        mine = mean_by_clip(logits, ev.clip_of_window, len(ev.targets)).argmax(1)
-        theirs = mean_by_clip(ref.logits, ev.clip_of_window, len(ev.targets)).argmax(1)
-        out["clip_top1_agreement"] = float((mine == theirs).mean())
-        acc = clip_accuracy(logits, ev)
-        out["accuracy"] = {
-            "value": acc,
-            "torch_fp32": ref.accuracy,
-            "drop_points": 100.0 * (ref.accuracy - acc),
-            "source": ref.accuracy_source,
-        }
-    else:
-        out["accuracy"] = {
-            "value": None,
-            "torch_fp32": ref.accuracy,
-            "drop_points": None,
-            "source": ref.accuracy_source,
-        }
-    return out
-
-
-def build_reference(
-    ckpt: Checkpoint, evalset: EvalSet | None, calib: calib_mod.CalibrationSet | None
-) -> Reference:
-    model = ckpt.model.eval()
-    if evalset is not None:
-        logits = run_all(torch_runner(model), evalset.windows, "torch fp32 (fold 5)").astype(np.float64)
-        return Reference(
-            evalset.windows, logits, evalset.source, evalset, clip_accuracy(logits, evalset), evalset.source
-        )
-    card = ckpt.meta.get("metrics", {}).get("test_accuracy")
-    windows = calib.windows if calib is not None and calib.windows.ndim == 4 else np.zeros((0,), np.float32)
-    source = f"calibration windows ({calib.source})" if len(windows) else manifest_mod.NO_AUDIO
-    logits = run_all(torch_runner(model), windows, "torch fp32") if len(windows) else np.zeros((0,))
-    return Reference(windows, logits.astype(np.float64), source, None, card, "model card")
-
-
-def check_fp32(
-    label: str, runner: Runner, fused_ref: Callable[[np.ndarray], np.ndarray], shape: Sequence[int]
-) -> float:
-    """Max |logit difference| on fixed pseudo-random inputs: a conversion check that needs no data."""
-    x = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
-    err = float(np.abs(runner(x) - fused_ref(x)).max())
-    if not err <= FP32_TOLERANCE:
-        raise ExportError(f"{label}: fp32 artifact differs from torch by {err:.3g} (> {FP32_TOLERANCE})")
-    return err
-
-
-# ----------------------------------------------------------------------------------------- staging
-def _staging_dir(out_dir: Path, force: bool) -> Path:
-    """A hidden sibling folder unique to this process, where the export is built before it is renamed."""
-    if out_dir.exists() and not force:
-        raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir}: exists and is not a folder")
-    staging = out_dir.parent / f".{out_dir.name}.partial{os.getpid()}"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir()
-    except OSError as exc:
-        raise ExportError(
-            f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})"
-        ) from None
-    return staging
-
-
-@contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
-    except OSError as exc:
-        raise ExportError(f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExportError(f"{out_dir}: another export into this folder is running; wait for it") from None
-        yield
-    finally:
-        fh.close()
-        lock_path.unlink(missing_ok=True)
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    old = out_dir.parent / f".{out_dir.name}.old{os.getpid()}"
-    try:
-        if out_dir.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            out_dir.rename(old)
-        staging.rename(out_dir)
-    except OSError as exc:
-        raise ExportError(f"{out_dir}: cannot move the finished export into place ({exc.strerror})") from None
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
@@ -352,7 +144,7 @@ class _Builder:
         ckpt: Checkpoint,
         staging: Path,
         int8: bool,
-        calib: calib_mod.CalibrationSet | None,
+        calib: WindowSet | None,
         ref: Reference,
     ) -> None:
         self.ckpt, self.staging, self.int8, self.calib, self.ref = ckpt, staging, int8, calib, ref
@@ -365,7 +157,7 @@ class _Builder:
         self.gains = self._equalize() if int8 else {}
         self.biases = self._bias_corrections() if int8 else {}
         self.fused_int8 = correct_biases(self.fused, self.biases) if int8 else self.fused
-        self.fused_run = torch_runner(self.fused)
+        self.fused_run = torch_fp32(self.fused)
         self.graph_macs: dict[str, int] | None = None
         self.bodies: dict[str, bytes] = {}
         self._check_fusion()
@@ -395,7 +187,7 @@ class _Builder:
 
     def _check_fusion(self) -> None:
         x = np.random.default_rng(1).standard_normal((4, *self.shape[1:])).astype(np.float32)
-        err = float(np.abs(torch_runner(self.ckpt.model)(x) - self.fused_run(x)).max())
+        err = float(np.abs(torch_fp32(self.ckpt.model)(x) - self.fused_run(x)).max())
         if not err <= 1e-4:
             raise ExportError(f"{self.ckpt.path}: fused export graph differs from the model by {err:.3g}")
 
@@ -420,7 +212,7 @@ class _Builder:
         fp32 = onnx_mod.export_fp32(self.fused, self.example)
         rel = self.name(".onnx")
         self.write(rel, fp32)
-        runner = onnx_mod.OnnxRunner(fp32, rel)
+        runner = onnx_mod.open_onnx(fp32, rel)
         io = {"shape": list(self.shape), "dtype": "float32", "scale": None, "zero_point": None}
         out = {"shape": [1, len(self.ckpt.labels)], "dtype": "float32", "scale": None, "zero_point": None}
         base = {
@@ -452,7 +244,7 @@ class _Builder:
             **base,
             "precision": "int8 QDQ (per-channel 7-bit-range weights, per-tensor activations)",
             "ops": onnx_mod.op_counts(int8),
-            "quality": self.measure(onnx_mod.OnnxRunner(int8, rel8), "onnx int8"),
+            "quality": self.measure(onnx_mod.open_onnx(int8, rel8), "onnx int8"),
         }
 
     def _onnx_calibrated(self, fp32: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -476,7 +268,7 @@ class _Builder:
         if write_files:
             rel = self.name(".tflite")
             self.write(rel, fp32)
-            runner = tflite_mod.LiteRTRunner(fp32)
+            runner = runtime.load(fp32, kind="tflite")
             self.artifacts[rel] = self._tflite_entry(
                 fp32,
                 "fp32",
@@ -496,7 +288,7 @@ class _Builder:
                 int8,
                 "int8 (full integer: weights, activations, I/O)",
                 {"float_tensors": 0, "size": tflite_mod.size_breakdown(int8),
-                 "quality": self.measure(tflite_mod.LiteRTRunner(int8), "tflite int8")},
+                 "quality": self.measure(runtime.load(int8, kind="tflite"), "tflite int8")},
             )
             packed, how = cpu_layout.pack_pixels(int8)
             rel_p = self.name(cpu_layout.SUFFIX)
@@ -549,26 +341,24 @@ class _Builder:
 
     # -- C / TFLM -----------------------------------------------------------------------------------
     def mcu(self, model: bytes) -> None:
-        runner = tflm_mod.TflmRunner(model, "TFLite Micro")
-        litert = tflite_mod.LiteRTRunner(model)
+        micro = tflm_mod.open_tflm(model, "TFLite Micro")
+        litert = runtime.load(model, kind="tflite")
         windows = self.ref.windows[:: max(1, len(self.ref.windows) // TFLM_WINDOWS)][:TFLM_WINDOWS]
         inputs_are_real = len(windows) > 0
         if not inputs_are_real:
             windows = np.random.default_rng(0).standard_normal((4, *self.shape[1:])).astype(np.float32)
         diffs, agree, checked = [], [], []
         for x in progress(windows, "TFLite Micro"):
-            q = tflite_mod.quantize(x[None].transpose(0, 2, 3, 1), litert.in_io)
-            y_micro = runner(q)
+            q = litert.prepare(x[None])
+            y_micro = tflm_mod.invoke(micro, q, "TFLite Micro")
             checked.append((q, y_micro))
-            litert.interpreter.set_tensor(litert.input["index"], q)
-            litert.interpreter.invoke()
-            y_lite = litert.interpreter.get_tensor(litert.output["index"])
+            y_lite = litert.invoke(q)
             diffs.append(float(np.abs(y_micro.astype(np.float64) - y_lite.astype(np.float64)).max()))
             agree.append(int(y_micro.argmax()) == int(y_lite.argmax()))
-        report = runner.arena()
-        default = tflm_mod.TflmRunner(tflm_mod.strip_offline_plan(model), "TFLite Micro")
-        default(tflite_mod.quantize(windows[:1].transpose(0, 2, 3, 1), litert.in_io))
-        default_arena = default.arena().arena_bytes
+        report = tflm_mod.arena(micro, "TFLite Micro")
+        default = tflm_mod.open_tflm(tflm_mod.strip_offline_plan(model), "TFLite Micro")
+        tflm_mod.invoke(default, litert.prepare(windows[:1]), "TFLite Micro")
+        default_arena = tflm_mod.arena(default, "TFLite Micro").arena_bytes
         tflm_mod.write_c_array(model, self.staging / "mcu")
         i, o = tflite_mod.io_details(model)
         emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
@@ -663,7 +453,7 @@ def export_model(
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
     ckpt = resolve_checkpoint(name_or_checkpoint)
-    with _exclusive(out_dir):
+    with staging_mod.exclusive(out_dir):
         return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
 
 
@@ -679,10 +469,9 @@ def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
         _seed()
         stats = calib_mod.stats_path(ckpt) if ckpt.path is not None else None
         if stats is not None and stats.is_file():
-            calib = calib_mod.CalibrationSet(np.zeros((0,), np.float32), f"shipped statistics {stats.name}",
-                                             "shipped", {"path": str(stats)})
+            calib = sources.cut(ckpt, sources.Source("calibration", "shipped", path=stats))
         else:
-            calib = calib_mod.choose_source(ckpt, None)
+            calib = sources.source_windows(ckpt, "calibration")
         ref = build_reference(ckpt, None, None)
         with tempfile.TemporaryDirectory() as tmp:
             return _Builder(ckpt, Path(tmp), True, calib, ref).int8_tflite()
@@ -694,13 +483,13 @@ def _export(
     ckpt: Checkpoint, out_dir: Path, formats: tuple[str, ...], int8: bool, calib_dir: str | Path | None,
     eval_dir: str | Path | None, force: bool,
 ) -> ExportResult:
-    staging = _staging_dir(out_dir, force)
+    staging = staging_mod.staging_dir(out_dir, force)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # deterministic and, on a busy small CPU, many times faster
     try:
         _seed()
-        calib = calib_mod.choose_source(ckpt, calib_dir) if int8 else None
-        evalset = load_eval_set(ckpt, eval_dir)
+        calib = sources.source_windows(ckpt, "calibration", calib_dir) if int8 else None
+        evalset = sources.source_windows(ckpt, "evaluation", eval_dir)
         ref = build_reference(ckpt, evalset, calib)
         builder = _Builder(ckpt, staging, int8, calib, ref)
         if "onnx" in formats:
@@ -716,7 +505,7 @@ def _export(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
         )
         manifest_mod.write_manifest(staging, manifest, builder.artifacts)
-        _publish(staging, out_dir)
+        staging_mod.publish(staging, out_dir)
     finally:
         torch.set_num_threads(threads)
         if staging.exists():
@@ -724,7 +513,7 @@ def _export(
     return ExportResult(out_dir, manifest_mod.load_manifest(out_dir))
 
 
-def _manifest(ckpt: Checkpoint, calib: calib_mod.CalibrationSet | None, builder: _Builder) -> dict[str, Any]:
+def _manifest(ckpt: Checkpoint, calib: WindowSet | None, builder: _Builder) -> dict[str, Any]:
     complexity = measure(ckpt.model, ckpt.frontend_config).to_dict()
     if builder.graph_macs is not None:
         complexity["graph_macs"] = int(sum(builder.graph_macs.values()))
@@ -804,7 +593,7 @@ def save_calibration(name_or_checkpoint: str | Path | Checkpoint, path: str | Pa
 
 
 def _save_calibration(ckpt: Checkpoint, target: Path) -> Path:
-    calib = calib_mod.fold4_windows(ckpt)
+    calib = sources.fold4_windows(ckpt)
     fe = ckpt.frontend_config
     example = torch.zeros(1, fe.channels, fe.segment_frames, fe.n_mels)
     fused = fuse_model(ckpt.model, n_bands=ckpt.frontend_config.n_mels)

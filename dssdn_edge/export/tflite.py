@@ -15,13 +15,9 @@ Why each step exists:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import io
 import json
-import os
-import sys
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -33,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import runtime
 from ..errors import ExportError
 
 SIGNATURE = "serving_default"
@@ -61,24 +58,8 @@ def quiet() -> Iterator[None]:
 def native_quiet() -> Iterator[io.StringIO]:
     """Also swallow what native code writes to file descriptors 1 and 2 (converter logs); the text is
     kept in the yielded buffer so that an error can still quote it."""
-    captured = io.StringIO()
-    libc = ctypes.CDLL(None)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
-        try:
-            for fd in saved:
-                os.dup2(tmp.fileno(), fd)
-            with quiet():
-                yield captured
-        finally:
-            libc.fflush(None)
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            tmp.seek(0)
-            captured.write(tmp.read().decode(errors="replace"))
+    with runtime.native_output() as captured, quiet():
+        yield captured
 
 
 # ------------------------------------------------------------------------------------------ convert
@@ -103,10 +84,8 @@ def convert_fp32(model: nn.Module, example_nchw: torch.Tensor) -> bytes:
 
 
 def signature_input_name(model_bytes: bytes) -> str:
-    from ai_edge_litert.interpreter import Interpreter
-
     with native_quiet():
-        sigs = Interpreter(model_content=model_bytes).get_signature_list()
+        sigs = runtime.load(model_bytes, kind="tflite").interpreter.get_signature_list()
     return sigs[SIGNATURE]["inputs"][0]
 
 
@@ -155,16 +134,8 @@ def calibrate(
 def percentile_ranges(fp32: bytes, nhwc: np.ndarray, keys: set[str], stride: int = 13) -> dict[str, tuple]:
     """(low, high) percentiles of the outputs of ``PERCENTILE_OPS`` over ``nhwc`` windows, estimated
     from every ``stride``-th value (deterministic), widened to include 0 as the quantizer requires."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     with native_quiet():
-        it = Interpreter(
-            model_content=fp32,
-            num_threads=1,
-            experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        it.allocate_tensors()
+        it = runtime.load(fp32, kind="tflite", delegate="none", preserve_all_tensors=True).interpreter
     details = it.get_tensor_details()
     wanted = {}
     for op in it._get_ops_details():
@@ -384,17 +355,9 @@ class TensorIO:
         return {"shape": self.shape, "dtype": self.dtype, "scale": self.scale, "zero_point": self.zero_point}
 
 
-def _interpreter(model_bytes: bytes, delegates: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    with native_quiet() as log:  # the runtime announces its XNNPACK delegate on stderr
-        try:
-            it = Interpreter(model_content=model_bytes, experimental_op_resolver_type=kind, num_threads=1)
-            it.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{str(exc).splitlines()[0] if str(exc) else log.getvalue()[:200]}") from None
-    return it
+def _interpreter(model_bytes: bytes) -> Any:
+    """The LiteRT interpreter on the built-in kernels, to read tensor facts (no delegate rewriting)."""
+    return runtime.load(model_bytes, kind="tflite", delegate="none").interpreter
 
 
 def _io(detail: dict[str, Any]) -> TensorIO:
@@ -505,39 +468,3 @@ def graph_macs(model_bytes: bytes) -> dict[str, int]:
             macs = out_elems
         out[name] += macs
     return dict(sorted(out.items()))
-
-
-# -------------------------------------------------------------------------------------------- run
-class LiteRTRunner:
-    """Runs a .tflite (fp32 or int8, NHWC or NCHW input) on float NCHW windows; returns float logits."""
-
-    def __init__(self, model_bytes: bytes) -> None:
-        self.interpreter = _interpreter(model_bytes, delegates=True)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.in_io, self.out_io = _io(self.input), _io(self.output)
-        self.nhwc = int(self.input["shape"][-1]) < int(self.input["shape"][1])
-
-    def __call__(self, windows_nchw: np.ndarray) -> np.ndarray:
-        outs = []
-        for x in windows_nchw:
-            x = x[None].transpose(0, 2, 3, 1) if self.nhwc else x[None]
-            self.interpreter.set_tensor(self.input["index"], quantize(x, self.in_io))
-            self.interpreter.invoke()
-            outs.append(dequantize(self.interpreter.get_tensor(self.output["index"]), self.out_io)[0])
-        return np.stack(outs)
-
-
-def quantize(x: np.ndarray, io_: TensorIO) -> np.ndarray:
-    """Float → the tensor's dtype with its scale and zero point (identity for float tensors)."""
-    if io_.scale is None:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    info = np.iinfo(np.dtype(io_.dtype))
-    q = np.round(np.asarray(x, np.float64) / io_.scale) + io_.zero_point
-    return np.clip(q, info.min, info.max).astype(io_.dtype)
-
-
-def dequantize(y: np.ndarray, io_: TensorIO) -> np.ndarray:
-    if io_.scale is None:
-        return np.asarray(y, np.float32)
-    return ((y.astype(np.float32) - io_.zero_point) * io_.scale).astype(np.float32)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import runtime
 from ..errors import ExportError
 
 ARRAY_NAME = "g_model_data"
@@ -38,52 +39,34 @@ class TflmReport:
         }
 
 
-def _capture_native_output(fn) -> str:
-    """Run ``fn`` and return what native code printed (TFLM's MicroPrintf bypasses sys.stdout)."""
-    from .tflite import native_quiet
+def open_tflm(model_bytes: bytes, label: str = "model") -> runtime.Tflm:
+    """The TFLM interpreter (runtime layer) on an int8 model; a model it refuses is an ExportError."""
+    try:
+        return runtime.load(model_bytes, kind="tflm")
+    except runtime.ModelLoadError as exc:
+        raise ExportError(f"{label}: TFLite Micro cannot load the model ({exc})") from None
 
-    with native_quiet() as captured:
-        fn()
-    return captured.getvalue()
+
+def invoke(micro: runtime.Tflm, x: np.ndarray, label: str = "model") -> np.ndarray:
+    """One raw input tensor (batch 1, model layout and dtype) → raw output tensor."""
+    try:
+        return micro.invoke(x)
+    except (RuntimeError, ValueError) as exc:
+        raise ExportError(f"{label}: TFLite Micro invoke failed ({str(exc).splitlines()[0]})") from None
 
 
-class TflmRunner:
-    """The TFLM interpreter on an int8 model; inputs and outputs in the model's own integer types."""
+def arena(micro: runtime.Tflm, label: str = "model") -> TflmReport:
+    """Arena bytes from TFLM's recording allocator (valid after the first invoke)."""
+    text = micro.allocations()
 
-    def __init__(self, model_bytes: bytes, label: str = "model") -> None:
-        from tflite_micro.python.tflite_micro import runtime
+    def grab(what: str) -> int:
+        m = re.search(rf"Arena allocation {what} (\d+) bytes", text)
+        if m is None:
+            raise ExportError(f"{label}: could not read the TFLM arena size from print_allocations")
+        return int(m.group(1))
 
-        self.label = label
-        try:
-            self.interpreter = runtime.Interpreter.from_bytes(model_bytes)
-        except (RuntimeError, ValueError) as exc:
-            raise ExportError(
-                f"{label}: TFLite Micro cannot load the model ({str(exc).splitlines()[0]})"
-            ) from None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """One raw input tensor (batch 1, model layout and dtype) → raw output tensor."""
-        try:
-            self.interpreter.set_input(np.ascontiguousarray(x), 0)
-            self.interpreter.invoke()
-        except (RuntimeError, ValueError) as exc:
-            raise ExportError(
-                f"{self.label}: TFLite Micro invoke failed ({str(exc).splitlines()[0]})"
-            ) from None
-        return np.array(self.interpreter.get_output(0))
-
-    def arena(self) -> TflmReport:
-        """Arena bytes from TFLM's recording allocator (valid after the first invoke)."""
-        text = _capture_native_output(self.interpreter.print_allocations)
-
-        def grab(what: str) -> int:
-            m = re.search(rf"Arena allocation {what} (\d+) bytes", text)
-            if m is None:
-                raise ExportError(f"{self.label}: could not read the TFLM arena size from print_allocations")
-            return int(m.group(1))
-
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        return TflmReport(grab("total"), grab("head"), grab("tail"), lines)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return TflmReport(grab("total"), grab("head"), grab("tail"), lines)
 
 
 # ----------------------------------------------------------------------------------- arena analysis

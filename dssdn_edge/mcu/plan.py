@@ -407,6 +407,73 @@ def _search(buffers: list[Buffer], ids: list[int], gaps: dict[tuple[int, int], i
     return _place(B, order, gaps, fit)
 
 
+def _conflicts(buffers: list[Buffer], ids: list[int]) -> list[tuple[int, int]]:
+    return [(i, j) for a, i in enumerate(ids) for j in ids[a + 1:]
+            if not (buffers[i].first > buffers[j].last or buffers[j].first > buffers[i].last)]
+
+
+def _extent(buffers: list[Buffer], gaps: dict[tuple[int, int], int], i: int, j: int) -> int:
+    """How far above ``i``'s start ``j`` must start when ``j`` is placed above ``i``."""
+    return min(buffers[i].size, gaps[(i, j)]) if (i, j) in gaps else buffers[i].size
+
+
+def _valid(buffers: list[Buffer], ids: list[int], gaps: dict[tuple[int, int], int], offs: dict[int, int]) -> bool:
+    for i, j in _conflicts(buffers, ids):
+        if not (offs[i] + _extent(buffers, gaps, i, j) <= offs[j] or offs[j] + _extent(buffers, gaps, j, i) <= offs[i]):
+            return False
+    return all(offs[i] >= 0 and offs[i] % ALIGN == 0 for i in ids)
+
+
+def _optimal(buffers: list[Buffer], ids: list[int], gaps: dict[tuple[int, int], int], upper: int
+             ) -> tuple[int, dict[int, int]] | None:
+    """The placement of least arena as a small MILP (HiGHS through scipy): an aligned offset per buffer and,
+    for every two buffers alive together, a binary for which one lies above. A node limit instead of a time
+    limit keeps the answer the same on every machine. None when it finds nothing better than ``upper``."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    pairs = _conflicts(buffers, ids)
+    if not pairs:
+        return None
+    idx = {i: k for k, i in enumerate(ids)}
+    nv = len(ids) + len(pairs) + 1
+    big = upper + ALIGN
+    rows, lo, hi = [], [], []
+    for p, (i, j) in enumerate(pairs):
+        z = len(ids) + p
+        r = np.zeros(nv)
+        r[idx[i]], r[idx[j]], r[z] = ALIGN, -ALIGN, -big  # z = 0: j above i
+        rows.append(r)
+        hi.append(-_extent(buffers, gaps, i, j))
+        r = np.zeros(nv)
+        r[idx[j]], r[idx[i]], r[z] = ALIGN, -ALIGN, big  # z = 1: i above j
+        rows.append(r)
+        hi.append(big - _extent(buffers, gaps, j, i))
+        lo += [-np.inf, -np.inf]
+    for i in ids:
+        r = np.zeros(nv)
+        r[idx[i]], r[-1] = ALIGN, -1
+        rows.append(r)
+        lo.append(-np.inf)
+        hi.append(-buffers[i].size)
+    cost = np.zeros(nv)
+    cost[-1] = 1
+    integrality = np.ones(nv)
+    integrality[-1] = 0
+    upper_k = [(upper - buffers[i].size) // ALIGN for i in ids]
+    if min(upper_k) < 0:
+        return None
+    bounds = Bounds(np.zeros(nv), np.concatenate([upper_k, np.ones(len(pairs)), [upper]]))
+    res = milp(cost, constraints=LinearConstraint(np.array(rows), lo, hi), integrality=integrality,
+               bounds=bounds, options={"node_limit": 20000, "disp": False})
+    if res.x is None:
+        return None
+    offs = {i: int(round(res.x[idx[i]])) * ALIGN for i in ids}
+    if not _valid(buffers, ids, gaps, offs):
+        return None
+    total = max(offs[i] + buffers[i].size for i in ids)
+    return (total, offs) if total < upper else None
+
+
 def plan_memory(graph: Graph) -> Plan:
     pl = _Planner(graph)
     pl.assign()
@@ -415,7 +482,11 @@ def plan_memory(graph: Graph) -> Plan:
     gaps, _ = pl.gaps(life)
     bufs = [b for b in pl.buffers if b.size > 0]
     B = pl.buffers
-    total, offs = _search(B, [b.index for b in bufs], gaps)
+    ids = [b.index for b in bufs]
+    total, offs = _search(B, ids, gaps, tries=60)
+    better = _optimal(B, ids, gaps, total)
+    if better is not None:
+        total, offs = better
     for i, off in offs.items():
         B[i].offset = off
     overlaps = {}
