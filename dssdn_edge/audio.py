@@ -6,6 +6,9 @@ the 160/441 filter rather than an FFT resample of the whole clip; downmixing is 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,20 +17,56 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from .errors import AudioError
+from .paths import file_problem
 
 
 def load_audio(path: str | Path, sample_rate: int, min_samples: int = 1) -> np.ndarray:
     """Read ``path`` as mono float32 at ``sample_rate``; raise ``AudioError`` naming the file otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    path = check_audio_file(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet_decoder():
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+        raise AudioError(f"{path}: {decode_problem(exc)}") from None
     return to_mono_at_rate(data, rate, sample_rate, name=str(path), min_samples=min_samples)
+
+
+def check_audio_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file: a FIFO would block soundfile forever and a device never ends."""
+    why = file_problem(path)
+    if why is not None:
+        raise AudioError(f"{path}: {why.replace('not a regular file', 'not an audio file')}")
+    return Path(path)
+
+
+def decode_problem(exc: BaseException) -> str:
+    """soundfile's error in words that fit a regular file: libsndfile says "does not exist or is not a regular
+    file" for any file whose header it cannot parse (an MP3 with a bad header), which misleads once we know
+    the file is there."""
+    text = _first_line(exc)
+    if "does not exist or is not a regular file" in text or "Format not recognised" in text:
+        return "unreadable or corrupt audio (bad header, or a format libsndfile does not decode)"
+    return f"unreadable or corrupt audio ({text})"
+
+
+@contextmanager
+def quiet_decoder() -> Iterator[None]:
+    """Keep libmpg123's notes ("Illegal Audio-MPEG-Header ...", written by C straight to file descriptor 2)
+    off the terminal: an error is our one line, not a page of decoder chatter."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def to_mono_at_rate(

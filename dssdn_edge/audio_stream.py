@@ -21,11 +21,13 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .audio import _first_line
+from .audio import check_audio_file, decode_problem, quiet_decoder
 from .errors import AudioError
 from .frontend import Frontend, FrontendConfig
+from .progress import progress_bar
 
 BLOCK_SECONDS = 10.0
+LONG_FILE_SECONDS = 120.0  # files at least this long get a progress bar
 
 
 class ChunkResampler:
@@ -103,25 +105,44 @@ class WindowBatch:
 
 def read_blocks(path: Path, block_seconds: float = BLOCK_SECONDS) -> tuple[int, Iterator[np.ndarray]]:
     """The file's rate and an iterator of mono float32 blocks; every problem is an ``AudioError``."""
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+    path = check_audio_file(path)
     try:
-        info = sf.info(str(path))
+        with quiet_decoder():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+        raise AudioError(f"{path}: {decode_problem(exc)}") from None
     rate = int(info.samplerate)
     block = max(1, int(block_seconds * rate))
+    seconds = info.frames / rate if rate > 0 else 0.0
 
-    def blocks() -> Iterator[np.ndarray]:
+    def mono() -> Iterator[np.ndarray]:
         try:
             for data in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
                 yield data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-            raise AudioError(f"{path}: unreadable or corrupt audio ({_first_line(exc)})") from None
+            raise AudioError(f"{path}: {decode_problem(exc)}") from None
+
+    def blocks() -> Iterator[np.ndarray]:
+        if seconds < LONG_FILE_SECONDS:
+            yield from mono()
+            return
+        with progress_bar() as bar:  # a long recording shows how far it is (an 18-h WAV takes minutes)
+            task = bar.add_task(path.name, total=round(seconds), info="s of audio")
+            for data in mono():
+                bar.advance(task, len(data) / rate)
+                yield data
 
     return rate, blocks()
+
+
+def audio_seconds(path: str | Path) -> float:
+    """The duration soundfile reads from the header (0 when unknown; errors surface when it is read)."""
+    try:
+        with quiet_decoder():
+            info = sf.info(str(check_audio_file(Path(path))))
+        return info.frames / info.samplerate if info.samplerate > 0 else 0.0
+    except (AudioError, sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return 0.0
 
 
 def resampled_blocks(path: str | Path, sample_rate: int, min_samples: int = 1,

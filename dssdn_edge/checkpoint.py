@@ -23,6 +23,8 @@ from .errors import CheckpointError
 from .fileio import atomic_path
 from .frontend import FrontendConfig, Normalization
 from .model import ModelConfig, build_model
+from .paths import regular_file
+from .validate import check_checkpoint
 
 FORMAT_VERSION = 1
 
@@ -115,8 +117,7 @@ def load_checkpoint(
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    regular_file(path, "checkpoint", CheckpointError)
     side = read_sidecar(path)
     digest = sha256_file(path)
     if digest != side["weights_sha256"]:
@@ -124,6 +125,7 @@ def load_checkpoint(
             f"{path}: weights do not match their sidecar (sha256 {digest[:12]}… != {side['weights_sha256'][:12]}…);"
             " the file is truncated, modified, or paired with another model's sidecar"
         )
+    check_checkpoint(path, side)  # labels, normalisation, architecture and shapes, before anything is built
     try:
         model_cfg = ModelConfig.from_dict(side["model_config"])
         fe_cfg = FrontendConfig.from_dict(side["frontend_config"])

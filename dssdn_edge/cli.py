@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -65,6 +66,21 @@ def main() -> None:
     """DSSDN acoustic scene classifiers: train, evaluate, export to int8 and benchmark on edge devices."""
 
 
+class Finite(click.FloatRange):
+    """A float option in its range and finite: ``nan`` passes every comparison and ``inf`` every lower bound,
+    so click's range alone lets both through."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
 def _csv_ints(value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -93,29 +109,29 @@ def _fractions(value: str) -> tuple[float, float, float]:
               "'none' trains from scratch [scratch for ESC-50, the shipped size for your own data].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="[400 from scratch, 60 fine-tuning]")
 @click.option("--batch-size", type=click.IntRange(2), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Finite(min=0, min_open=True), default=None,
               help="Peak learning rate [0.004 from scratch, 0.001 fine-tuning].")
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-2, show_default=True)
+@click.option("--weight-decay", type=Finite(0), default=1e-2, show_default=True)
 @click.option("--warmup-epochs", type=click.IntRange(0), default=None, help="[10 from scratch, 2 fine-tuning]")
 @click.option("--windows-per-clip", type=click.IntRange(1), default=1, show_default=True,
               help="Random 1-s crops of every clip per epoch.")
-@click.option("--mixup", "mixup_alpha", type=click.FloatRange(0), default=0.3, show_default=True,
+@click.option("--mixup", "mixup_alpha", type=Finite(0), default=0.3, show_default=True,
               help="Beta(a, a) mixing on every batch; 0 disables.")
-@click.option("--gain-db", type=click.FloatRange(0), default=6.0, show_default=True)
+@click.option("--gain-db", type=Finite(0), default=6.0, show_default=True)
 @click.option("--shift-frames", type=click.IntRange(0), default=5, show_default=True)
 @click.option("--freq-masks", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--freq-mask-max", type=click.IntRange(0), default=12, show_default=True)
 @click.option("--time-masks", type=click.IntRange(0), default=1, show_default=True)
 @click.option("--time-mask-max", type=click.IntRange(0), default=5, show_default=True)
-@click.option("--freq-mixstyle", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--freq-mixstyle", type=Finite(0, 1), default=0.0, show_default=True,
               help="Probability of Freq-MixStyle per batch.")
-@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
+@click.option("--ema-decay", type=Finite(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--teacher", default=None, help="'resnet' (shipped) or a checkpoint path to distil from.")
 @click.option("--teacher-logits", type=click.Path(path_type=Path), default=None,
               help="A teacher-outputs .npz (per-window logits), e.g. ../shared/data/esc50_16k/teacher/*.npz.")
-@click.option("--kd-lambda", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+@click.option("--kd-lambda", type=Finite(0, 1), default=0.1, show_default=True,
               help="Weight of the label loss (1 - lambda goes to the teacher).")
-@click.option("--kd-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True)
+@click.option("--kd-temperature", type=Finite(min=0.1), default=2.0, show_default=True)
 @click.option("--train-folds", default=None, help="ESC-50: folds to train on [1,2,3]; 1,2,3,4 for the shipped weights.")
 @click.option("--val-fold", type=int, default=4, show_default=True, help="ESC-50: fold scored during training.")
 @click.option("--split", "split_fractions", default="0.8,0.1,0.1", show_default=True,
@@ -140,6 +156,7 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
           skip_bad: bool, teacher_logits: Path | None, **kwargs) -> None:
     """Train a DSSDN size on ESC-50 or on your own labelled audio (fine-tuning the shipped weights)."""
     from .data import Dataset
+    from .runlock import exclusive
     from .train import TrainConfig
     from .train import train as run
 
@@ -147,17 +164,20 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
     if resume_dir is not None:
         result = run(TrainConfig(), resume_dir, resume=True, stop_after=stop_after, log=click.echo)
         sys.exit(130 if result.interrupted else 0)
-    dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
-    name, init = _train_model(size, init, dataset.kind)
-    for key, scratch, tune in (("epochs", 400, 60), ("lr", 4e-3, 1e-3), ("warmup_epochs", 10, 2)):
-        if kwargs[key] is None:
-            kwargs[key] = tune if init else scratch
-    cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
-                      teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    click.echo(dataset.summary())
-    result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
-                 stop_after=stop_after, command=command)
+    if out is not None and out.exists() and not out.is_dir():
+        raise DssdnError(f"{out}: exists and is a file, not a run folder")
+    with exclusive(out, "training") if out is not None else nullcontext():
+        dataset = Dataset.load(data, split=_fractions(split_fractions), seed=kwargs["seed"], skip_bad=skip_bad)
+        name, init = _train_model(size, init, dataset.kind)
+        for key, scratch, tune in (("epochs", 400, 60), ("lr", 4e-3, 1e-3), ("warmup_epochs", 10, 2)):
+            if kwargs[key] is None:
+                kwargs[key] = tune if init else scratch
+        cfg = TrainConfig(model=name, init=init, train_folds=_csv_ints(train_folds),
+                          teacher_logits=str(teacher_logits) if teacher_logits else None, **kwargs)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        click.echo(dataset.summary())
+        result = run(cfg, out or Path("runs") / f"{name}-{stamp}", dataset, log=click.echo, force=force,
+                     stop_after=stop_after, command=command, lock=out is None)
     sys.exit(130 if result.interrupted else 0)
 
 
@@ -244,6 +264,12 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
 
     if checkpoint is not None:  # the checkpoint names and sizes itself; its metrics are its own
         ckpt = _load(size, checkpoint)
+        source = click.get_current_context().get_parameter_source("size")
+        if source != click.core.ParameterSource.DEFAULT and ckpt.name != resolve_name(size):
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: checkpoint is a {ckpt.name}, not a {resolve_name(size)} "
+                                  "(--size describes shipped weights; leave it out with --checkpoint)")
         name, model, fe_cfg, meta = ckpt.name, ckpt.model, ckpt.frontend_config, ckpt.meta
         whose = f"checkpoint {checkpoint}"
     else:
@@ -289,7 +315,9 @@ def info(size: str, checkpoint: Path | None, layers: bool, as_json: bool) -> Non
 def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: bool, emit_c_dir: Path | None,
              force: bool) -> None:
     """Compute the split log-mel features of AUDIO; print shape and stats, optionally save/plot them."""
-    from .features import describe, features_for_file, plot_bands, save_npy
+    from .audio_stream import audio_seconds
+    from .features import PLOT_FRAMES, describe_stats, plot_bands, stream_features
+    from .fileio import refuse_overwrite
     from .frontend import Frontend, FrontendConfig
 
     fe = Frontend(FrontendConfig())
@@ -301,13 +329,16 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
         return
     if audio is None:
         raise click.UsageError("give an AUDIO file (or --emit-c DIR)")
-    feats = features_for_file(audio, fe, normalize)
-    click.echo(describe(audio, feats, fe))
+    every = None
+    if png:
+        refuse_overwrite(png, force)
+        every = max(1, round(audio_seconds(audio) * fe.config.sample_rate / fe.config.hop_length / PLOT_FRAMES))
+    stats, thumb = stream_features(audio, fe, normalize, npy, force, keep_every=every)
+    click.echo(describe_stats(audio, stats, fe))
     if npy:
-        save_npy(npy, feats, force)
         click.echo(f"wrote {npy}")
     if png:
-        plot_bands(png, feats, fe, str(audio), force)
+        plot_bands(png, thumb, fe, str(audio), force, every=every or 1)
         click.echo(f"wrote {png}")
 
 
@@ -320,9 +351,9 @@ def features(audio: Path | None, npy: Path | None, png: Path | None, normalize: 
 @click.option("--hosts", "hosts_file", type=click.Path(path_type=Path), default=None,
               help="Fleet file: NAME USER@HOST[:PORT] [REMOTE_PYTHON] per line.")
 @click.option("--runtimes", default=None, help="Comma list of torch,onnxruntime,litert,tflite-runtime,tflm.")
-@click.option("--threads", type=int, default=1, show_default=True)
-@click.option("--runs", type=int, default=200, show_default=True)
-@click.option("--warmup", type=int, default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(1, 1_000_000), default=200, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 1_000_000), default=20, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[runs/bench/<name>-<device>]")
 @click.option("--estimate", is_flag=True, help="MAC-based latency ESTIMATE (rpi without --host, cortex-m).")
 @click.option("--ssh-config", type=click.Path(path_type=Path), default=None, help="ssh -F FILE.")
@@ -421,6 +452,12 @@ def export(size: str, checkpoint: Path | None, out: Path | None, save_calibratio
     if save_calibration:
         click.echo(f"wrote {save_stats(ckpt, force=kwargs['force'])}")
         return
+    spec = ckpt.meta.get("data") or {}
+    if (spec.get("kind") in ("folder", "csv") and spec.get("root") and not Path(spec["root"]).exists()
+            and (kwargs["eval_dir"] is None or kwargs["calib_dir"] is None)):
+        click.echo(f"warning: {spec['root']}: the data this checkpoint was trained on is not there (seen from "
+                   f"{Path.cwd()}); without --eval its accuracy is not measured and without --calib int8 "
+                   "calibration uses other audio", err=True)
     result = export_model(ckpt, out or Path("exports") / ckpt.name, **kwargs)
     _print_export(result)
 
@@ -450,22 +487,27 @@ def _print_export(result) -> None:
 @click.argument("audio", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
               help=".onnx or .tflite inside an export folder, or a .safetensors checkpoint.")
-@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--stream", "stream", is_flag=True, help="A label per hop while the audio plays, as a device would.")
-@click.option("--hop", type=click.FloatRange(min=0.02), default=0.5, show_default=True,
+@click.option("--hop", type=Finite(min=0.02, max=60), default=0.5, show_default=True,
               help="With --stream: seconds between classified 1-s windows.")
+@click.option("--frontend", "frontend", type=click.Choice(["auto", "c", "numpy"]), default=None,
+              help="Front end: the C one (auto: if a C compiler exists, else numpy), or numpy, the reference. "
+                   "Default: $DSSDN_FRONTEND, else auto.")
 @friendly_errors
-def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float) -> None:
+def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool, stream: bool, hop: float,
+            frontend: str | None) -> None:
     """Classify audio files: mean of 1-s window logits, top-k labels with softmax scores.
 
     A file that cannot be classified gets an error line (an "error" field with --json) and the others go
     on; the exit status is 1 if any file failed."""
     import json
 
+    from .labels import safe_label
     from .predict import Predictor
 
-    predictor = Predictor.from_path(model_path)
+    predictor = Predictor.from_path(model_path, frontend)
     if stream:
         failed = _predict_stream(predictor, audio, hop, as_json)
     else:
@@ -476,7 +518,7 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
             if p.error is not None:
                 click.echo(f"error: {p.error}", err=True)
             elif not as_json:
-                top = ", ".join(f"{lab} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
+                top = ", ".join(f"{safe_label(lab)} {s:.1%}" for lab, s in zip(p.labels, p.scores, strict=True))
                 click.echo(f"{p.path}: {top}")
         if as_json:
             click.echo(json.dumps([p.to_dict() for p in predictions], indent=1, ensure_ascii=False))
@@ -487,6 +529,8 @@ def predict(audio: tuple[Path, ...], model_path: Path, top_k: int, as_json: bool
 
 def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: bool) -> int:
     import json
+
+    from .labels import safe_label
 
     failed = 0
     for path in audio:
@@ -500,7 +544,7 @@ def _predict_stream(predictor, audio: tuple[Path, ...], hop: float, as_json: boo
                                            "end_s": round(start + seg, 3), "label": h.label,
                                            "score": round(h.score, 5)}, ensure_ascii=False))
                 else:
-                    click.echo(f"{path} {start:7.2f}-{start + seg:.2f} s: {h.label} {h.score:.1%}")
+                    click.echo(f"{path} {start:7.2f}-{start + seg:.2f} s: {safe_label(h.label)} {h.score:.1%}")
         except DssdnError as exc:
             failed += 1
             click.echo(f"error: {exc}", err=True)
@@ -520,7 +564,7 @@ def device() -> None:
 @click.option("--runtime", type=click.Choice(["tflite-runtime", "litert"]), default="tflite-runtime",
               show_default=True, help="What OUT_DIR/python3 imports (python3-<runtime> exist for both).")
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
-              help="Where the shared userland is built [$DSSDN_CACHE or .cache/].")
+              help="Where the shared userland is built [$DSSDN_CACHE or ~/.cache/dssdn-edge].")
 @click.option("--force", is_flag=True, help="Replace a non-empty OUT_DIR that is not an emulated device.")
 @friendly_errors
 def emulate(board: str, out_dir: Path, runtime: str, cache: Path | None, force: bool) -> None:

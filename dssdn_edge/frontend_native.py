@@ -1,9 +1,9 @@
 """The C front end (csrc/dssdn_features.c on the log-mel twin) as the production front end of the host and the Pi.
 
 One implementation on every target: the sources ``mcu/`` ships are compiled here into a shared library and
-called through ``ctypes`` (``frontend_ctypes``; no CPython extension, so the compiler that builds firmware
-builds this). numpy's ``Frontend`` stays the reference the tests hold the C to; where no compiler exists,
-everything falls back to it with one line on stderr.
+called through ``ctypes`` (``runtime.cfeatures``, which the device runs too; no CPython extension, so the
+compiler that builds firmware builds this). numpy's ``Frontend`` stays the reference the tests hold the C
+to; where no compiler exists, everything falls back to it with one line on stderr.
 
 - Built at first use into the user's cache directory (``platformdirs.user_cache_dir("dssdn-edge")``, or
   ``$DSSDN_CACHE``), under a key hashing the generated sources, the compiler's identity and the flags: a new
@@ -34,7 +34,7 @@ import numpy as np
 from .errors import DssdnError
 from .frontend import Frontend, FrontendConfig, Normalization
 from .frontend_c import CSRC, FEATURES_SOURCES, STATIC_SOURCES, TABLES_HEADER, render_tables_header
-from .frontend_ctypes import FeatureLibrary, FeatureStream, LibraryError
+from .runtime.cfeatures import FeatureLibrary, FeatureStream, LibraryError
 
 FRONTENDS = ("auto", "c", "numpy")
 ENV_FRONTEND = "DSSDN_FRONTEND"
@@ -188,6 +188,11 @@ class NativeFrontend(Frontend):
     def stream(self, model_input: ModelInput | None = None) -> FeatureStream:  # type: ignore[override]
         """Streaming features from C; with an int8 ``model_input`` also ``push_int8`` / ``flush_int8``."""
         return self.library.stream(None if model_input is None else self.params(model_input))
+
+    def int8_stream(self, normalization: Normalization, scale: float, zero_point: int) -> FeatureStream:
+        """A stream of one int8 model's input rows (``push_int8`` / ``flush_int8``): what
+        ``stream.StreamClassifier`` asks a front end for when the model takes int8 NHWC windows raw."""
+        return self.stream(ModelInput(normalization, scale, zero_point))
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:

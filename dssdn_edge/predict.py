@@ -5,6 +5,10 @@ model → mean of the window logits. Labels, front end and normalisation come fr
 ``manifest.json`` (or a checkpoint's sidecar), never from defaults, and a model file runs only if the
 manifest lists it with a matching SHA-256. Files stream through in blocks (``audio_stream``), so memory
 does not grow with the length of a recording; one bad file does not stop the others.
+
+The front end is the C one (``frontend_native``: the code ``mcu/`` ships, built once into the user's cache)
+unless ``frontend="numpy"`` or ``$DSSDN_FRONTEND`` says otherwise, or no C compiler exists (then numpy, with
+one line saying so). Streaming an int8 .tflite takes the C int8 rows straight into the model (``stream``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import numpy as np
 from . import runtime
 from .audio_stream import file_windows, resampled_blocks
 from .checkpoint import sha256_file
-from .errors import DssdnError, ExportError
+from .errors import AudioError, DssdnError, ExportError
 from .frontend import Frontend, FrontendConfig, Normalization
+from .frontend_native import make_frontend
+from .paths import regular_file
 from .stream import HopResult, StreamClassifier, softmax
 from .windows import WINDOW_STRIDE
 
@@ -54,30 +60,31 @@ class Predictor:
         normalization: Normalization,
         labels: list[str],
         source: str,
+        frontend_kind: str | None = None,
     ) -> None:
         self.run = run
-        self.frontend = Frontend(frontend)
+        self.frontend: Frontend = make_frontend(frontend, frontend_kind)  # "auto" | "c" | "numpy"
         self.normalization = normalization
         self.labels = labels
         self.source = source
 
     @classmethod
-    def from_path(cls, path: str | Path) -> Predictor:
+    def from_path(cls, path: str | Path, frontend: str | None = None) -> Predictor:
+        """The predictor of a model file; ``frontend`` "auto" (default), "c" or "numpy" (``make_frontend``)."""
         path = Path(path)
         if path.is_dir():
             models = sorted(p.name for p in path.iterdir() if p.suffix in MODEL_SUFFIXES)
             hint = f" (e.g. {path / models[0]})" if models else ""
             raise ExportError(f"{path}: is a folder; give a model file inside it{hint}")
-        if not path.is_file():
-            raise ExportError(f"{path}: model file not found")
+        regular_file(path, "model file", ExportError)  # a FIFO or a device would hang the hash
         if path.suffix == ".safetensors":
-            return cls._from_checkpoint(path)
+            return cls._from_checkpoint(path, frontend)
         if path.suffix not in (".onnx", ".tflite"):
             raise ExportError(f"{path}: unknown model type (expected .onnx, .tflite or .safetensors)")
-        return cls._from_export(path)
+        return cls._from_export(path, frontend)
 
     @classmethod
-    def _from_export(cls, path: Path) -> Predictor:
+    def _from_export(cls, path: Path, frontend: str | None = None) -> Predictor:
         from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
         manifest_file = path.parent / MANIFEST
@@ -101,17 +108,17 @@ class Predictor:
                 list(manifest["labels"]), str(path))
         model = _open(path)
         if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
-            return AudioInPredictor(model, *args)
-        return cls(model, *args)
+            return AudioInPredictor(model, *args, frontend)
+        return cls(model, *args, frontend)
 
     @classmethod
-    def _from_checkpoint(cls, path: Path) -> Predictor:
+    def _from_checkpoint(cls, path: Path, frontend: str | None = None) -> Predictor:
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
         # a clip is a handful of windows: one thread (the runtime's default) is fastest on a small CPU
         run = runtime.load(ckpt.model, kind="torch")
-        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path))
+        return cls(run, ckpt.frontend_config, ckpt.normalization, ckpt.labels, str(path), frontend)
 
     # -- one file ------------------------------------------------------------------------------------
     def window_logits(self, audio_path: str | Path, stride: int = WINDOW_STRIDE,
@@ -132,6 +139,8 @@ class Predictor:
 
     def predict_one(self, path: str | Path, top_k: int = 5) -> Prediction:
         logits, n = self.logits(path)
+        if len(logits) != len(self.labels):
+            raise ExportError(f"{self.source}: the model has {len(logits)} outputs but {len(self.labels)} labels")
         probs = softmax(logits)
         order = np.argsort(-probs, kind="stable")[:top_k]
         return Prediction(str(path), [self.labels[i] for i in order], [float(probs[i]) for i in order], n)
@@ -151,13 +160,45 @@ class Predictor:
         the audio arrives (``stream.StreamClassifier``); the file is read block by block."""
         cfg = self.frontend.config
         clf = StreamClassifier(self.run, self.frontend, self.normalization, self.labels, hop_seconds)
+        quiet = QuietWindows(cfg)
         total = 0
         for block in resampled_blocks(audio_path, cfg.sample_rate, cfg.hop_length):
             total += len(block)
             if 0 < cfg.segment_samples - total and len(block) == 0:  # the end of a clip shorter than 1 s
                 block = np.zeros(cfg.segment_samples - total, np.float32)
-            yield from clf.push(block)
-        yield from clf.flush()
+            quiet.push(block)
+            yield from quiet.audible(clf.push(block))
+        quiet.push(np.zeros(0, np.float32), final=True)
+        yield from quiet.audible(clf.flush())
+        if quiet.kept == 0:
+            raise AudioError(f"{audio_path}: audio is all digital silence (no non-zero 1-s window)")
+
+
+class QuietWindows:
+    """Drops the stream's hops whose 1-s window saw only digital zeros, as ``predict`` without ``--stream``
+    skips them (``data.window_starts``): a model has no answer for silence, and any label it gives is
+    noise. Per-frame silence flags are kept as a run-length count, so memory does not grow with the file."""
+
+    def __init__(self, cfg: FrontendConfig) -> None:
+        from .audio_stream import SilenceTracker
+
+        self.tracker = SilenceTracker(cfg)
+        self.seg = cfg.segment_frames
+        self.flags = np.zeros(0, bool)  # silence of frames [offset, offset + len(flags))
+        self.offset = 0
+        self.kept = 0
+
+    def push(self, audio: np.ndarray, final: bool = False) -> None:
+        self.flags = np.concatenate([self.flags, self.tracker.push(audio, final)])
+
+    def audible(self, hops: list[HopResult]) -> Iterator[HopResult]:
+        for h in hops:
+            lo, hi = h.first_frame - self.offset, h.first_frame + self.seg - self.offset
+            if lo < 0 or hi > len(self.flags) or not self.flags[lo:hi].all():  # unknown counts as sound
+                self.kept += 1
+                yield h
+            cut = max(0, min(lo, len(self.flags)))
+            self.flags, self.offset = self.flags[cut:], self.offset + cut
 
 
 class AudioInPredictor(Predictor):
@@ -169,8 +210,9 @@ class AudioInPredictor(Predictor):
     a phone app feeds MediaPipe the same pieces."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], frontend: FrontendConfig,
-                 normalization: Normalization, labels: list[str], source: str) -> None:
-        super().__init__(run, frontend, normalization, labels, source)
+                 normalization: Normalization, labels: list[str], source: str,
+                 frontend_kind: str | None = None) -> None:
+        super().__init__(run, frontend, normalization, labels, source, frontend_kind)
         takes = getattr(run, "samples", None)
         if takes is not None and takes != frontend.context_samples:
             raise ExportError(

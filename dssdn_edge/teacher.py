@@ -30,6 +30,7 @@ from .checkpoint import sha256_file
 from .data import Clip, ClipFeatures
 from .errors import DssdnError
 from .frontend import FrontendConfig, Normalization
+from .paths import regular_file
 
 DEFAULT_GRID = {"sample_rate": 16000, "hop_length": 320, "segment_frames": 51}
 
@@ -65,8 +66,12 @@ def load_teacher_file(
 ) -> TeacherTable:
     """Read a teacher-logits file and align it to the training windows (every one must be present)."""
     path = Path(path)
-    if not path.is_file():
-        raise DssdnError(f"{path}: teacher logits file not found")
+    regular_file(path, "teacher logits file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # np.load would call anything else "pickled data", which it is not
+        raise DssdnError(f"{path}: not a .npz teacher file (an .npz is a zip archive of arrays; this file is "
+                         f"{'empty' if not magic else 'something else'})")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}

@@ -31,13 +31,14 @@ from torch.nn import functional as F
 
 from .augment import freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import ClipFeatures, Dataset, clip_features
+from .data import ClipFeatures, Dataset, clip_features, silent_classes
 from .errors import DssdnError
 from .evaluate import clip_logits
 from .fileio import atomic_path, write_json
 from .frontend import Frontend, FrontendConfig, Normalization
 from .model import build_model, config_for, resolve_name
 from .progress import progress_bar
+from .runlock import exclusive
 from .teacher import TeacherTable, load_teacher_file, teacher_from_checkpoint
 
 STATE_FILE = "state.pt"
@@ -116,7 +117,8 @@ class Splits:
 
 
 # ----------------------------------------------------------------------------------------- setup
-def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tuple[Dataset, Splits]:
+def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend,
+                 log: Callable[[str], None] = print) -> tuple[Dataset, Splits]:
     if dataset.kind == "esc50":
         train_folds = cfg.train_folds or (1, 2, 3)
         val = None if cfg.val_fold in train_folds else cfg.val_fold
@@ -129,6 +131,8 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset, frontend: Frontend) -> tupl
         feats[name] = clip_features(clips, frontend, desc=f"features ({name})") if clips else None
     if feats["train"] is None:
         raise DssdnError(f"{dataset.root}: no training clips")
+    for label, n in silent_classes(feats["train"], dataset.labels, frontend.config.segment_frames).items():
+        log(f"warning: class {label!r}: all {n} training clip(s) are digital silence; it is never learned")
     return dataset, Splits(feats["train"], feats["val"], feats["test"], list(dataset.labels))
 
 
@@ -155,9 +159,24 @@ def resolve_init(cfg: TrainConfig) -> Checkpoint | None:
     return load_checkpoint(cfg.init)
 
 
-def fit_normalization(train: ClipFeatures, seg: int) -> Normalization:
+def fit_normalization(train: ClipFeatures, seg: int, chunk: int = 256) -> Normalization:
+    """``Normalization.fit`` over every non-overlapping window, in chunks of windows (two passes, float64
+    sums) so that an hour-long clip is never gathered at once; equal to the one-piece fit up to float64
+    rounding, which the float32 result does not see."""
     index = train.windows(seg, seg)
-    return Normalization.fit(train.gather(index, seg))
+    n, total = 0, None
+    for i in range(0, len(index), chunk):
+        x = train.gather(index[i : i + chunk], seg)
+        s = x.sum(axis=(0, 2), dtype=np.float64)
+        total, n = (s if total is None else total + s), n + x.shape[0] * x.shape[2]
+    mean = total / n
+    sq = None
+    for i in range(0, len(index), chunk):
+        x = train.gather(index[i : i + chunk], seg)
+        d = ((x - mean[None, :, None, :]) ** 2).sum(axis=(0, 2))
+        sq = d if sq is None else sq + d
+    std = np.maximum(np.sqrt(sq / n), 1e-3)
+    return Normalization(mean.astype(np.float32), std.astype(np.float32))
 
 
 def build_teacher(
@@ -335,6 +354,9 @@ def check_run_dir(out_dir: Path, resume: bool, force: bool) -> None:
     if resume:
         if not (out_dir / STATE_FILE).is_file():
             raise DssdnError(f"{out_dir}: no {STATE_FILE} to resume from (not a run folder, or it never saved)")
+        if (out_dir / STATE_FILE).stat().st_size == 0:
+            raise DssdnError(f"{out_dir / STATE_FILE}: empty training state (0 bytes); the run cannot be resumed, "
+                             "start it again with --force")
         return
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise DssdnError(f"{out_dir}: run folder already exists and is not empty "
@@ -350,15 +372,50 @@ def train(
     force: bool = False,
     stop_after: int | None = None,
     command: str | None = None,
+    lock: bool = True,
 ) -> TrainResult:
     """Train (or ``resume``) a run in ``out_dir``; write ``<model>.safetensors`` + sidecar when finished.
 
-    ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later)."""
-    out_dir = Path(out_dir)
+    ``stop_after`` ends this sitting after that many epochs (the state is saved; resume later). One run at a
+    time per folder (``runlock``): a second one fails at once with one line naming the first; ``lock=False``
+    when the caller already holds the folder's lock (the CLI takes it before reading the data)."""
+    if not lock:
+        return _train(cfg, Path(out_dir), dataset, log, resume, force, stop_after, command)
+    with exclusive(out_dir, "training"):
+        return _train(cfg, Path(out_dir), dataset, log, resume, force, stop_after, command)
+
+
+def read_run_config(out_dir: Path) -> dict[str, Any]:
+    """The run folder's ``train_config.json``; a truncated or foreign one is one line naming it."""
+    path = out_dir / CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DssdnError(f"{path}: missing (not a run folder, or it never started)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DssdnError(f"{path}: unreadable or truncated run config ({exc})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        raise DssdnError(f"{path}: not a dssdn-edge run config (no 'config' object)")
+    return saved
+
+
+def _train(
+    cfg: TrainConfig,
+    out_dir: Path,
+    dataset: Dataset | None,
+    log: Callable[[str], None],
+    resume: bool,
+    force: bool,
+    stop_after: int | None,
+    command: str | None,
+) -> TrainResult:
     check_run_dir(out_dir, resume, force)
     if resume:
-        saved = json.loads((out_dir / CONFIG_FILE).read_text())
-        cfg = TrainConfig.from_dict(saved["config"])
+        saved = read_run_config(out_dir)
+        try:
+            cfg = TrainConfig.from_dict(saved["config"])
+        except (TypeError, ValueError) as exc:
+            raise DssdnError(f"{out_dir / CONFIG_FILE}: invalid training options ({exc})") from None
         dataset = dataset or Dataset.reload(saved.get("data") or {"root": saved["data_root"]})
         command = command or saved.get("command")
     torch.set_num_threads(cfg.threads)
@@ -370,7 +427,7 @@ def train(
         raise DssdnError(f"{init.path}: --init is a {init.name}, the run trains a {name}")
     fe = init.frontend_config if init else FrontendConfig()
     frontend = Frontend(fe)
-    dataset, splits = prepare_data(cfg, dataset, frontend)
+    dataset, splits = prepare_data(cfg, dataset, frontend, log)
     seg = fe.segment_frames
     norm = init.normalization if init is not None and not cfg.renormalize else fit_normalization(splits.train, seg)
     teacher = build_teacher(cfg, dataset, splits, fe, log)
@@ -506,9 +563,10 @@ def finish(
     ckpt_path = out_dir / f"{name}.safetensors"
     model_cfg = final.config
     dtype = torch.float16 if model_cfg.arch == "resnet" else torch.float32
-    save_checkpoint(ckpt_path, name, final, model_cfg, fe, norm, splits.labels, meta, dtype)
     write_json(out_dir / "history.json", st["history"])
     plot_history(st["history"], out_dir / "history.png", name)
+    # the checkpoint last: it is what marks a finished run
+    save_checkpoint(ckpt_path, name, final, model_cfg, fe, norm, splits.labels, meta, dtype)
     log(summary(name, metrics, seconds, ckpt_path))
     return TrainResult(ckpt_path, st["history"], metrics["best_epoch"], metrics, seconds)
 
@@ -558,14 +616,14 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file: say which, never unpickle anything else
-        raise DssdnError(f"{path}: unreadable training state ({str(exc).splitlines()[0][:120]})") from None
-    if state.get("version") != STATE_VERSION:
+        raise DssdnError(f"{path}: unreadable training state ({first_line(exc)})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise DssdnError(f"{path}: training state of another format version")
     try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise DssdnError(f"{path}: state does not fit this model ({str(exc).splitlines()[0][:120]})") from None
+        raise DssdnError(f"{path}: state does not fit this model ({first_line(exc)})") from None
     sched.load_state_dict(state["scheduler"])
     if ema is not None and state["ema"] is not None:
         ema.model.load_state_dict(state["ema"]["model"])
@@ -578,6 +636,12 @@ def load_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: 
     st.update(loop)
     st["plan"] = None if state["plan"] is None else state["plan"].numpy()
     st["best_state"] = state["best_state"]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (an empty file gives an exception without one)."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:120] if lines else type(exc).__name__
 
 
 # -------------------------------------------------------------------------------------------- plot

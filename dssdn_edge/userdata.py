@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from .audio import check_audio_file, decode_problem, quiet_decoder
 from .errors import DssdnError
+from .labels import safe_label
+from .paths import file_problem, lexically_confined
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "val", "test")
@@ -70,7 +75,7 @@ class Dataset:
 
     def reload_spec(self) -> dict:
         """What a checkpoint records so that export can find the same data and the same split."""
-        return {"root": str(self.root), "kind": self.kind, **dict(self.load_args)}
+        return {"root": str(Path(self.root).resolve()), "kind": self.kind, **dict(self.load_args)}
 
     @classmethod
     def load(cls, root: str | Path | None = None, **kwargs) -> Dataset:
@@ -135,6 +140,11 @@ class LoadReport:
 
     skipped_not_audio: list[Path] = field(default_factory=list)
     skipped_bad: list[tuple[Path, str]] = field(default_factory=list)
+    empty_classes: list[Path] = field(default_factory=list)
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------ ESC-50
@@ -169,12 +179,24 @@ def load_esc50(root: Path) -> Dataset:
     order = sorted(names)  # a metadata.csv with only some classes keeps their order
     index = {t: i for i, t in enumerate(order)}
     split = {1: "train", 2: "train", 3: "train", 4: "val", 5: "test"}
+    bad_label = next((lab for _, _, lab, _ in parsed if not lab.isprintable()), None)
+    if bad_label is not None:
+        raise DssdnError(f"{meta}: class name {safe_label(bad_label)!r} holds a control character")
+    seen: dict[str, int] = {}
+    for i, (f, *_rest) in enumerate(parsed, start=2):
+        if f in seen:
+            raise DssdnError(f"{meta}: {f} is listed twice (lines {seen[f]} and {i}); the same audio would be "
+                             "scored in two places")
+        seen[f] = i
     clips = tuple(
-        Clip(root / f, index[t], lab, split.get(fold, "unused"), fold, None) for f, t, lab, fold in parsed
+        Clip(lexically_confined(root, f, meta), index[t], lab, split.get(fold, "unused"), fold, None)
+        for f, t, lab, fold in parsed
     )
-    missing_files = [c.path for c in clips if not c.path.is_file()]
+    missing_files = [c.path for c in clips if not c.path.exists()]
     if missing_files:
         raise DssdnError(f"{missing_files[0]}: listed in {meta} but not found ({len(missing_files)} missing)")
+    for c in clips:
+        check_audio_file(c.path)
     return Dataset(root, clips, tuple(names[t] for t in order), "esc50", ESC50_LICENCE,
                    "ESC-50 (16 kHz): folds 1-3 train, fold 4 val, fold 5 test")
 
@@ -186,21 +208,33 @@ def load_user_data(
     seed: int = 0,
     skip_bad: bool = False,
     report: LoadReport | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Dataset:
-    """Class folders or a CSV; see the module docstring for the layouts and rules."""
+    """Class folders or a CSV; see the module docstring for the layouts and rules. What is left out (empty
+    class folders, files skipped with ``skip_bad``, agreeing duplicate rows) is told to ``warn`` (default:
+    a ``warning:`` line on stderr)."""
     root = Path(root)
     report = report if report is not None else LoadReport()
+    warn = warn or _warn_stderr
     if not root.exists():
         raise DssdnError(f"{root}: no such file or folder")
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise DssdnError(f"{root}: expected a folder of class folders or a .csv file")
-        rows = read_csv(root)
+        rows = dedupe_rows(root, read_csv(root), warn)
         base = root.parent
     else:
         rows = scan_class_folders(root, report)
         base = root
+        for folder in report.empty_classes:
+            warn(f"{folder}: class folder has no audio files; class left out")
+        if len(report.empty_classes) > 1:
+            warn(f"{root}: {len(report.empty_classes)} empty class folders left out")
     rows = [r for r in rows if usable(r["path"], report, skip_bad)]
+    if report.skipped_bad:
+        shown = "; ".join(f"{p} ({why})" for p, why in report.skipped_bad[:3])
+        more = f"; and {len(report.skipped_bad) - 3} more" if len(report.skipped_bad) > 3 else ""
+        warn(f"{root}: skipped {len(report.skipped_bad)} unreadable audio file(s) (--skip-bad): {shown}{more}")
     labels = sorted({r["label"] for r in rows})
     check_classes(root, rows, labels)
     target = {lab: i for i, lab in enumerate(labels)}
@@ -231,6 +265,7 @@ def scan_class_folders(root: Path, report: LoadReport) -> list[dict]:
         raise DssdnError(f"{root}: no class sub-folders (put each class's files in ROOT/<label>/)")
     rows = []
     for folder in classes:
+        before = len(rows)
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
@@ -238,6 +273,8 @@ def scan_class_folders(root: Path, report: LoadReport) -> list[dict]:
                 report.skipped_not_audio.append(path)
                 continue
             rows.append({"path": path, "label": folder.name})
+        if len(rows) == before:
+            report.empty_classes.append(folder)
     if not rows:
         raise DssdnError(f"{root}: no audio files in its class folders (extensions: wav, flac, ogg, mp3 ...)")
     return rows
@@ -266,23 +303,61 @@ def read_csv(path: Path) -> list[dict]:
         r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
         if not r["filename"] or not r["label"]:
             raise DssdnError(f"{path}: line {i}: empty filename or label")
-        file = path.parent / r["filename"]
-        if not file.is_file():
+        file = lexically_confined(path.parent, r["filename"], f"{path}: line {i}")
+        if not file.exists() and not file.is_symlink():
             missing.append(file)
-        rows.append({**r, "path": file})
+        rows.append({**r, "path": file, "line": i})
     if missing:
         raise DssdnError(f"{missing[0]}: listed in {path} but not found ({len(missing)} missing)")
+    for r in rows:
+        why = file_problem(r["path"])
+        if why is not None:  # a FIFO, a device (/dev/zero) or a folder: say what it is
+            raise DssdnError(f"{r['path']}: listed in {path} (line {r['line']}) but "
+                             f"{why.replace('not a regular file', 'not an audio file')}")
     return rows
+
+
+def dedupe_rows(csv_path: Path, rows: list[dict], warn: Callable[[str], None]) -> list[dict]:
+    """One row per audio file. Rows naming the same file (after resolving ``./`` and links) that agree on
+    label, split, fold and group are merged and counted; rows that disagree are an error naming both
+    lines, because one recording in two classes or two splits leaks test audio into training."""
+    first: dict[Path, dict] = {}
+    out, dropped = [], 0
+    for r in rows:
+        key = r["path"].resolve()
+        seen = first.get(key)
+        if seen is None:
+            first[key] = r
+            out.append(r)
+            continue
+        same = all(seen.get(k, "") == r.get(k, "") for k in ("label", "split", "fold", "group"))
+        if not same:
+            what = "two labels" if seen["label"] != r["label"] else "two splits/folds/groups"
+            raise DssdnError(f"{csv_path}: {r['filename']} is listed under {what} (lines {seen['line']} and "
+                             f"{r['line']}: {safe_label(seen['label'])!r} / {safe_label(r['label'])!r}); "
+                             "the same audio would be trained on and scored")
+        dropped += 1
+    if dropped:
+        warn(f"{csv_path}: {dropped} duplicate row(s) (same file, same label and split) counted once")
+    return out
 
 
 def usable(path: Path, report: LoadReport, skip_bad: bool) -> bool:
     """Can soundfile read the header of this audio file? (Content errors surface when features are made.)"""
     try:
-        info = sf.info(str(path))
+        check_audio_file(path)
+        with quiet_decoder():
+            info = sf.info(str(path))
         if info.frames == 0:
             raise ValueError("empty audio (0 samples)")
+    except DssdnError as exc:  # not a regular file: that is the whole message
+        if not skip_bad:
+            raise
+        report.skipped_bad.append((path, str(exc).removeprefix(f"{path}: ")))
+        return False
     except Exception as exc:  # soundfile raises several types for a bad file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = decode_problem(exc) if isinstance(exc, sf.LibsndfileError) else (
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         if not skip_bad:
             raise DssdnError(f"{path}: unreadable audio ({reason}); fix or remove it, or pass --skip-bad") from None
         report.skipped_bad.append((path, reason))
@@ -293,6 +368,10 @@ def usable(path: Path, report: LoadReport, skip_bad: bool) -> bool:
 def check_classes(root: Path, rows: list[dict], labels: list[str]) -> None:
     if not labels:
         raise DssdnError(f"{root}: no usable audio clips")
+    bad = next((lab for lab in labels if not lab.isprintable()), None)
+    if bad is not None:  # a newline in a class name would forge lines in every later output
+        raise DssdnError(f"{root}: class name {safe_label(bad)!r} holds a control or non-printable character; "
+                         "rename it")
     if len(labels) < 2:
         raise DssdnError(f"{root}: only one class ({labels[0]!r}); a classifier needs at least 2")
     if len(labels) > MAX_CLASSES:

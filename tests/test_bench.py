@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from sshd_server import SshdUnavailable, free_port, keygen, start_sshd
 
 from dssdn_edge.bench import BenchOptions, run_bench, runner, stats
+from dssdn_edge.bench import report as bench_report
 from dssdn_edge.cli import main
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
 from dssdn_edge.runtime import logmel
@@ -575,3 +576,38 @@ def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     stream = res["stream"]
     assert stream["hop_seconds"] == 0.5 and stream["hops"] >= 10
     assert stream["ms_per_audio_second"] == pytest.approx(stream["stages_ms_per_hop"]["total"]["p50"] / 0.5)
+
+
+def test_runner_measures_both_front_ends_side_by_side(export_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """With the C library the host builds, every features-in model is measured with the numpy and the C front
+    end in one run; the C one checks out against numpy here and is the one the top-level figures use. Without a
+    library (or with one for another front end), numpy runs alone and one line says why."""
+    from dssdn_edge.bench.local import frontend_library
+
+    manifest = runner.load_manifest(str(export_dir))
+    lib, why = frontend_library(manifest["frontend"])
+    if lib is None:
+        pytest.skip(why)
+    res = runner.run_benchmark(str(export_dir), "litert", 1, 6, 1, frontend_lib=str(lib))
+    fe = res["frontend"]
+    assert fe["implementation"] == "c" and set(fe["implementations"]) == {"numpy", "c"}
+    assert fe["c_library"]["status"] == "loaded" and fe["check"]["ok"] and fe["check"]["int8_max_step"] <= 1
+    for e in res["results"]:
+        assert e["error"] is None and e["frontend"] == "c" and set(e["by_frontend"]) == {"numpy", "c"}
+        c, numpy = e["by_frontend"]["c"], e["by_frontend"]["numpy"]
+        assert c["stages_ms"]["total"]["n"] == numpy["stages_ms"]["total"]["n"] == 6
+        assert e["stages_ms"] == c["stages_ms"] and e["stream"] == c["stream"]
+        assert c["stream"]["hops"] >= 10 and c["e2e_over_invoke"] > 1
+        if e["input"]["dtype"] == "int8":  # the C rows are the input tensor: no numpy normalise/quantise
+            assert c["stages_ms"]["frontend"]["note"].startswith("C:")
+    md = bench_report.markdown({**res, "device": {"name": "x", "mode": "measured"}})
+    assert "| litert | dssdn-small.int8.tflite | c |" in md and "| litert | dssdn-small.int8.tflite | numpy |" in md
+    capsys.readouterr()
+    alone = runner.run_benchmark(str(export_dir), "litert", 1, 3, 1)
+    assert alone["frontend"]["implementation"] == "numpy" and set(alone["frontend"]["implementations"]) == {"numpy"}
+    assert all(set(e["by_frontend"]) == {"numpy"} for e in alone["results"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "numpy front end only" in err[0] and "no C library given" in err[0]
+    other = dict(manifest["frontend"], n_mels=64, split_band=32)
+    assert runner.load_c_front({"frontend": other}, str(lib))[0] is None

@@ -108,6 +108,14 @@ def test_bench_rpi_end_to_end_reports_the_devices_own_facts(
     assert env["device"]["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert result["runtimes_available"] == {"tflite-runtime": "2.14.0"}
     assert result["remote"]["device"] == env["device"]
+    # the C front end, cross-built for aarch64 and shipped with the runner, ran there and matched the device's numpy
+    fe = result["frontend"]
+    assert result["remote"]["frontend_lib"]["shipped"], result["remote"]["frontend_lib"]
+    assert fe["implementation"] == "c" and fe["c_library"]["status"] == "loaded"
+    assert fe["check"]["ok"] and fe["check"]["max_abs_within_60db"] <= 1e-4 and fe["check"]["int8_max_step"] <= 1
+    features_in = [e for e in result["results"] if e["precision"] in ("int8", "fp32")]
+    assert features_in and all(set(e["by_frontend"]) == {"numpy", "c"} and e["frontend"] == "c" for e in features_in)
+    assert "| tflite-runtime | dssdn-small.int8.tflite | c |" in (tmp_path / "bench.md").read_text()
     assert result["warnings"] == []  # aarch64, as --device rpi expects
     assert {e["artifact"] for e in result["results"]} == {
         r for r in json.loads((shared_small_export / "manifest.json").read_text())["artifacts"] if r.endswith(".tflite")

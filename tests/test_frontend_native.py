@@ -1,8 +1,8 @@
-"""The C front end as the host's production front end (frontend_native / frontend_ctypes, csrc/dssdn_features.c).
+"""The C front end as the host's production front end (frontend_native, runtime.cfeatures, csrc/dssdn_features.c).
 
 What must hold: the C stream's float features are numpy's (``Frontend.features``) to float32 round-off, frame for
 frame, in any chunking, with the same edge replication at both ends; given the same float features its int8 rows
-are numpy's ``Normalization.apply`` + ``export.tflite.quantize`` bit for bit (ties to even included); from audio,
+are numpy's ``Normalization.apply`` + ``runtime.quantize`` bit for bit (ties to even included); from audio,
 its int8 windows equal numpy's on every fold-5 window except where float32 round-off crosses a rounding boundary
 (counted and bounded). Without a compiler everything falls back to numpy with one line.
 
@@ -21,10 +21,8 @@ import pytest
 
 from dssdn_edge.audio import load_audio
 from dssdn_edge.data import pad_to_window, silent_frames, window_starts
-from dssdn_edge.export.tflite import TensorIO, quantize
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
 from dssdn_edge.frontend_c import CFLAGS, INPUT_TABLES_HEADER, emit_c
-from dssdn_edge.frontend_ctypes import FeatureLibrary, LibraryError
 from dssdn_edge.frontend_native import (
     AARCH64_CC,
     ModelInput,
@@ -34,6 +32,8 @@ from dssdn_edge.frontend_native import (
     frontend_name,
     make_frontend,
 )
+from dssdn_edge.runtime import quantize
+from dssdn_edge.runtime.cfeatures import FeatureLibrary, LibraryError
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) on PATH")
 
@@ -112,8 +112,7 @@ def _model_input(seed: int, scale: float, zero_point: int) -> ModelInput:
 
 
 def _numpy_rows(feats_nchw: np.ndarray, mi: ModelInput) -> np.ndarray:
-    io = TensorIO([1], "int8", mi.scale, mi.zero_point)
-    return quantize(mi.normalization.apply(feats_nchw).transpose(1, 2, 0), io)
+    return quantize(mi.normalization.apply(feats_nchw).transpose(1, 2, 0), mi.scale, mi.zero_point, np.int8)
 
 
 def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFrontend, audios: list) -> None:
@@ -137,6 +136,29 @@ def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFro
     assert (want == 127).any() and (want == -128).any()
 
 
+def test_window_stream_gives_the_newest_rows_every_hop(native: NativeFrontend, audios: list) -> None:
+    """What an always-on device classifies every hop: the newest 51 int8 rows, equal to the offline rows."""
+    from dssdn_edge.runtime.cfeatures import WindowStream
+
+    mi = _model_input(3, 0.047058824, 2)
+    audio = np.concatenate(audios[:2])
+    offline = native.features_int8(audio, mi)
+    ws = WindowStream(native.library, CFG.segment_frames, native.params(mi))
+    seen = 0
+    for hop in (8000, 100, 33000, 320, 7999, 20000):  # under a frame, over a window, across the buffer's wrap
+        for _ in range(3):
+            chunk, seen = audio[seen : seen + hop], seen + hop
+            ws.push(chunk)
+            window = ws.window()
+            if ws.total < CFG.segment_frames:
+                assert window is None
+            else:
+                assert np.array_equal(window, offline[ws.total - CFG.segment_frames : ws.total])
+    # before the end padding of a flush: the frames whose window is complete, less the delta's look-ahead
+    complete = 1 + (len(audio) + CFG.n_fft // 2 - CFG.n_fft) // CFG.hop_length
+    assert ws.total == complete - CFG.delta_width // 2 and seen > len(audio)
+
+
 def test_int8_windows_equal_numpys_on_every_fold5_window(
     native: NativeFrontend, data_root: Path, shared_small_export: Path
 ) -> None:
@@ -148,9 +170,8 @@ def test_int8_windows_equal_numpys_on_every_fold5_window(
 
     manifest = json.loads((shared_small_export / "manifest.json").read_text())
     entry = next(a for rel, a in manifest["artifacts"].items() if rel.endswith(".int8.tflite"))
-    io = TensorIO(entry["input"]["shape"], "int8", entry["input"]["scale"], entry["input"]["zero_point"])
     norm = Normalization.from_dict(manifest["normalization"])
-    mi = ModelInput(norm, io.scale, io.zero_point)
+    mi = ModelInput(norm, entry["input"]["scale"], entry["input"]["zero_point"])
     cfg, fe, seg = CFG, Frontend(CFG), CFG.segment_frames
     with (data_root / "metadata.csv").open() as fh:
         names = [r["filename"] for r in csv.DictReader(fh) if r["fold"] == "5"]
@@ -158,14 +179,14 @@ def test_int8_windows_equal_numpys_on_every_fold5_window(
     for name in names:
         audio = pad_to_window(load_audio(data_root / name, cfg.sample_rate, min_samples=cfg.hop_length), cfg)
         ref = norm.apply(fe.features(audio)).transpose(1, 2, 0)
-        want, got = quantize(ref, io), native.features_int8(audio, mi)
+        want, got = quantize(ref, mi.scale, mi.zero_point, np.int8), native.features_int8(audio, mi)
         assert got.shape == want.shape
         for s in window_starts(silent_frames(audio, cfg), seg, 25) or [0]:
             diff = want[s : s + seg].astype(np.int16) - got[s : s + seg]
             windows, values = windows + 1, values + diff.size
             bad = diff != 0
             if bad.any():
-                unrounded = np.asarray(ref[s : s + seg][bad], np.float64) / io.scale
+                unrounded = np.asarray(ref[s : s + seg][bad], np.float64) / mi.scale
                 assert np.abs(diff).max() == 1, name
                 assert np.abs(unrounded - np.floor(unrounded) - 0.5).max() <= 0.05, name
                 differing += int(bad.sum())
@@ -228,3 +249,56 @@ def test_emitted_mcu_sources_compile_strictly_with_the_input_tables(tmp_path: Pa
     assert subprocess.run([str(tmp_path / "prog")]).returncode == 0
     text = (tmp_path / INPUT_TABLES_HEADER).read_text()
     assert "GENERATED" in text and f"{np.float32(mi.scale):.8g}"[:6] in text
+
+
+# ------------------------------------------------------------------------------------ predict and stream
+def _int8_tflite(export: Path) -> Path:
+    return next(p for p in sorted(export.glob("*.int8.tflite")) if not p.name.endswith(".packed.tflite"))
+
+
+def test_stream_int8_path_gives_the_float_paths_bits(native: NativeFrontend, shared_small_export: Path,
+                                                    real_clips: list[Path]) -> None:
+    """The streaming classifier feeds an int8 .tflite the C int8 rows raw; the same C features normalised and
+    quantised by numpy and the runtime (the float path) must give the very same probabilities, hop by hop."""
+    from dssdn_edge.predict import Predictor
+    from dssdn_edge.stream import StreamClassifier
+
+    pred = Predictor.from_path(_int8_tflite(shared_small_export), frontend="c")
+    assert frontend_name(pred.frontend) == "c"
+    model = pred.run
+    fast = StreamClassifier(model, pred.frontend, pred.normalization, pred.labels)
+    slow = StreamClassifier(lambda x: model(x), pred.frontend, pred.normalization, pred.labels)  # no .invoke
+    assert fast.int8_path and not slow.int8_path
+    audio = load_audio(real_clips[5], CFG.sample_rate)
+    got, want = [], []
+    for i in range(0, len(audio), 7000):
+        got += fast.push(audio[i : i + 7000])
+        want += slow.push(audio[i : i + 7000])
+    got, want = got + fast.flush(), want + slow.flush()
+    assert len(got) == len(want) >= 8
+    for g, w in zip(got, want, strict=True):
+        assert (g.first_frame, g.class_index) == (w.first_frame, w.class_index)
+        assert np.array_equal(g.probabilities, w.probabilities)
+
+
+def test_predict_with_c_agrees_with_numpy_on_fold5_clips(shared_small_export: Path, data_root: Path,
+                                                         native_cache: Path) -> None:
+    """Two fold-5 clips per class (100): the C front end's clip labels are numpy's (the whole fold, 400 clips:
+    benchmarks/frontend_equality.py, 100 % top-1 agreement and the same accuracy, 68.25 %)."""
+    from dssdn_edge.predict import Predictor
+
+    with (data_root / "metadata.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["fold"] == "5"]
+    chosen: dict[str, list[str]] = {}
+    for r in rows:
+        if len(chosen.setdefault(r["target"], [])) < 2:
+            chosen[r["target"]].append(r["filename"])
+    names = [n for pair in chosen.values() for n in pair]
+    model = _int8_tflite(shared_small_export)
+    tops = {}
+    for kind in ("numpy", "c"):
+        pred = Predictor.from_path(model, frontend=kind)
+        assert frontend_name(pred.frontend) == kind
+        tops[kind] = [int(np.argmax(pred.logits(data_root / n)[0])) for n in names]
+    agree = np.mean(np.array(tops["numpy"]) == np.array(tops["c"]))
+    assert len(names) == 100 and agree >= 0.99, agree

@@ -93,3 +93,36 @@ def test_front_end_is_finite_bounded_and_streams_like_offline(n, scale, seed) ->
     parts = [stream.push(p) for p in np.split(audio, cuts)] + [stream.flush()]
     streamed = np.concatenate(parts).transpose(1, 0, 2)
     np.testing.assert_allclose(streamed, feats, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=1, max_size=40))
+def test_any_label_prints_on_one_line_and_only_printable_labels_pass_the_validator(text) -> None:
+    from dssdn_edge.validate import label_problem, safe_label
+
+    shown = safe_label(text)
+    assert shown.isprintable() and "\n" not in shown and "\r" not in shown
+    ok = label_problem([text, text + "x"]) is None
+    assert ok == (text.isprintable() and bool(text.strip()))
+
+
+PARTS = st.sampled_from(["a", "b", "..", ".", "", "/", "~", "x.tflite", "/etc/passwd", "../other"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(PARTS, min_size=1, max_size=6))
+def test_confined_names_never_leave_their_folder(parts) -> None:
+    from dssdn_edge.errors import DssdnError
+    from dssdn_edge.paths import confined, lexically_confined
+
+    rel = "/".join(parts)
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d) / "export"
+        base.mkdir()
+        for fn in (confined, lexically_confined):
+            try:
+                got = fn(base, rel, "manifest.json")
+            except DssdnError as exc:
+                assert "\n" not in str(exc) and str(exc).startswith("manifest.json:")
+            else:
+                assert got.resolve() == base.resolve() or base.resolve() in got.resolve().parents

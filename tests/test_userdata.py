@@ -210,7 +210,8 @@ def test_init_with_another_front_end_is_refused(user_folder: Path, tmp_path: Pat
     fe = FrontendConfig(n_mels=64, split_band=32)
     ckpt = tmp_path / "other" / "dssdn-small.safetensors"
     torch.manual_seed(0)
-    save_checkpoint(ckpt, "dssdn-small", build_model(config_for("small")), config_for("small"), fe,
+    cfg = config_for("small", n_classes=2)  # as many outputs as labels: the checkpoint validator insists
+    save_checkpoint(ckpt, "dssdn-small", build_model(cfg), cfg, fe,
                     Normalization.identity(fe), ["a", "b"])
     res = invoke("train", "--data", user_folder, "--init", ckpt, "--teacher", "resnet", "--epochs", "1",
                  "--out", tmp_path / "run", env=no_shared)

@@ -57,6 +57,8 @@ def validate(opts: BenchOptions) -> None:
         raise BenchError(f"--threads must be at least 1 (got {opts.threads})")
     if (opts.size is None) == (opts.export_dir is None):
         raise BenchError("give exactly one of --size and --export")
+    if opts.remote_python.startswith("-"):
+        raise BenchError(f"--remote-python {opts.remote_python!r}: may not begin with '-'")
     if opts.host:
         from .remote import Target
 

@@ -77,6 +77,8 @@ def fleet_devices(hosts: Sequence[str], hosts_file: Path | None, remote_python: 
     seen: set[str] = set()
     for d in devices:
         Target.parse(d.host)
+        if d.python.startswith("-"):
+            raise BenchError(f"device {d.name!r}: remote python {d.python!r} may not begin with '-'")
         if d.name in seen:
             raise BenchError(f"device {d.name!r} given twice; every device of a fleet needs its own name")
         seen.add(d.name)

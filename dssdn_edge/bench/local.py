@@ -135,6 +135,29 @@ def _single_thread_blas() -> Iterator[None]:
         yield
 
 
+def frontend_library(frontend: dict[str, Any], machine: str | None = None) -> tuple[Path | None, str]:
+    """The C front end for an export's front-end config, built for ``machine`` (None: this one; "aarch64":
+    cross-built with Debian's gcc-aarch64-linux-gnu): (the shared library, "built") or (None, why not).
+    The library comes from the user's cache when this exact build exists (``frontend_native.build_library``)."""
+    import platform
+    import shutil as sh
+
+    from ..frontend import FrontendConfig
+    from ..frontend_native import AARCH64_CC, NativeUnavailable, build_library
+
+    cc = None
+    if machine is not None and machine != platform.machine():
+        if machine != "aarch64":
+            return None, f"no cross-compiler for {machine} (the C front end is cross-built for aarch64 only)"
+        if sh.which(AARCH64_CC) is None:
+            return None, f"{AARCH64_CC} not found (apt-get install gcc-aarch64-linux-gnu)"
+        cc = AARCH64_CC
+    try:
+        return build_library(FrontendConfig.from_dict(frontend), cc), "built"
+    except (NativeUnavailable, ValueError) as exc:
+        return None, str(exc)
+
+
 def run_local(
     export_dir: Path,
     runtimes: list[str] | None,
@@ -169,6 +192,12 @@ def run_local(
             str(out),
             "--progress",
         ]
+        lib, why = frontend_library(runner.load_manifest(str(export_dir), verify=False)["frontend"])
+        if lib is None:
+            print(f"dssdn-edge: C front end unavailable ({why}); benchmarking the numpy front end only",
+                  file=sys.stderr)
+        else:
+            cmd += ["--frontend-lib", str(lib)]
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         totals = {"all": len(extras) + 1}
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import BenchError
 from . import runner, sysinfo
-from .local import Progress, run_runner_process
+from .local import Progress, frontend_library, run_runner_process
 
 CONNECT_TIMEOUT = 10
 _HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
@@ -37,6 +37,8 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
+        if text.strip().startswith("-") or "@-" in text:  # ssh would read it as an option
+            raise BenchError(f"--host {text!r}: a host or user may not begin with '-'")
         m = _HOST.match(text.strip())
         if not m:
             raise BenchError(f"--host {text!r}: expected USER@HOST[:PORT]")
@@ -79,11 +81,11 @@ class Ssh:
 
     def ssh(self, command: str) -> list[str]:
         port = ["-p", str(self.target.port)] if self.target.port else []
-        return ["ssh", *self._opts(), *port, self.target.dest, command]
+        return ["ssh", *self._opts(), *port, "--", self.target.dest, command]  # "--": never read as an option
 
     def scp(self, *paths: str) -> list[str]:
         port = ["-P", str(self.target.port)] if self.target.port else []
-        return ["scp", "-q", "-r", *self._opts(), *port, *paths]
+        return ["scp", "-q", "-r", *self._opts(), *port, "--", *paths]
 
     def remote(self, path: str) -> str:
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
@@ -215,13 +217,15 @@ def run_remote(
     try:
         probe = probe_remote(ssh, python)
         chosen = check_runtimes(probe, runtimes, python, target)
+        manifest = runner.load_manifest(str(export_dir), verify=False)  # the runner verifies it on the device
+        lib, why = frontend_library(manifest["frontend"], str(probe.get("machine") or "") or None)
         with tempfile.TemporaryDirectory(prefix="dssdn-bench-files-") as files:
-            ssh.copy(str(export_dir), *runner_files(Path(files)), ssh.remote(tmp + "/"))
+            ssh.copy(str(export_dir), *runner_files(Path(files), lib), ssh.remote(tmp + "/"))
         name = Path(export_dir).name
         cmd = (
             f"cd {shlex.quote(tmp)} && exec {shlex.quote(python)} runner.py {shlex.quote(name)} "
             f"--runtimes {','.join(chosen)} --threads {threads} --runs {runs} --warmup {warmup} "
-            "--out result.json --progress"
+            "--out result.json --progress" + (f" --frontend-lib ./{runner.FRONTEND_LIB}" if lib else "")
         )
 
         def stop(pid: int | None) -> None:
@@ -248,21 +252,26 @@ def run_remote(
         ssh.run(f"rm -rf {shlex.quote(tmp)}", timeout=60)
     result["sysinfo"] = {"before": before.to_dict(), "after": after.to_dict()}
     device = probe.get("device") or {}
-    result["remote"] = {"target": str(target), "python": python, "probe": probe, "device": device}
+    result["remote"] = {"target": str(target), "python": python, "probe": probe, "device": device,
+                        "frontend_lib": {"shipped": lib is not None, "status": why}}
     result.setdefault("warnings", []).extend(device_warnings(device, expect_machine, python, target))
     return result
 
 
-def runner_files(folder: Path) -> list[str]:
-    """What the device runs: ``runner.py`` and the runtime package (its ``.py`` files), staged in ``folder``
-    under the name the runner imports it by."""
+def runner_files(folder: Path, frontend_lib: Path | None = None) -> list[str]:
+    """What the device runs: ``runner.py``, the runtime package (its ``.py`` files) and the C front end built
+    for the device (when there is one), staged in ``folder`` under the names the runner uses."""
     from .. import runtime
 
     staged = folder / runner.DEVICE_RUNTIME_NAME
     staged.mkdir()
     for source in Path(runtime.__file__).parent.glob("*.py"):
         shutil.copyfile(source, staged / source.name)
-    return [str(runner.__file__), str(staged)]
+    files = [str(runner.__file__), str(staged)]
+    if frontend_lib is not None:
+        shutil.copyfile(frontend_lib, folder / runner.FRONTEND_LIB)
+        files.append(str(folder / runner.FRONTEND_LIB))
+    return files
 
 
 def device_warnings(device: dict[str, Any], expect: str | None, python: str, target: Target) -> list[str]:

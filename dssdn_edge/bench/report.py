@@ -113,6 +113,7 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Front end ({result.get('frontend', {}).get('implementation', 'numpy')}) per 1 s of audio: "
             f"p50 {_f(fe and fe.get('p50'))} ms, p90 {_f(fe and fe.get('p90'))} ms.",
+            *_frontend_lines(result.get("frontend", {})),
             "",
             "| runtime | artifact | prec | load ms | p50 ms | p90 ms | p99 ms | mean ± std | min | "
             "end to end p50 (1 s audio) | × real time | activation memory |",
@@ -154,6 +155,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         notes += [f"torch weights: {e['weights']}" for e in result.get("results", []) if e.get("weights")]
         lines += [""] + [f"- {n}" for n in notes]
+    lines += _stage_lines(result.get("results", []))
     if result.get("ratios"):
         lines += [
             "",
@@ -180,6 +182,56 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("mcu"):
         lines += _mcu_lines(result["mcu"])
     return "\n".join(lines) + "\n"
+
+
+def _frontend_lines(fe: dict[str, Any]) -> list[str]:
+    """Which front ends ran: both implementations' times, the C library's status and its check against numpy."""
+    impl = fe.get("implementations") or {}
+    out = []
+    if impl:
+        times = ", ".join(f"{n} {_f((v.get('ms_per_second') or {}).get('p50'))} ms" for n, v in impl.items())
+        out.append(f"Both front ends, interleaved (p50 per 1 s of audio, normalised floats out): {times}.")
+    lib = fe.get("c_library") or {}
+    if lib and lib.get("status") != "loaded":
+        out.append(f"C front end not used: {lib.get('status')}.")
+    check = fe.get("check")
+    if check:
+        int8 = (f"; int8 rows differing {check['int8_differing']} (max {check['int8_max_step']} step)"
+                if "int8_differing" in check else "")
+        out.append(f"C vs numpy here ({check.get('audio')}): max |diff| {check.get('max_abs', 0):.2e}, "
+                   f"{check.get('max_abs_within_60db', 0):.2e} within 60 dB of each frame's peak{int8}: "
+                   f"{'ok' if check.get('ok') else 'DIFFERS (C not used)'}.")
+    return out
+
+
+def _stage_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Audio -> label by stage for each front end measured (same run, interleaved), p50 ms per 1 s of audio."""
+    rows = []
+    for e in results:
+        for fe, b in (e.get("by_frontend") or {}).items():
+            st, stream = b.get("stages_ms") or {}, b.get("stream") or {}
+            p = {k: (v or {}).get("p50") for k, v in st.items()}
+            rows.append(
+                f"| {e['runtime']} | {e['artifact']} | {fe} | {_f(p.get('frontend'))} | "
+                f"{_f(p.get('normalise_quantise'))} | {_f(p.get('invoke'))} | "
+                f"{_f(p.get('dequantise_softmax_average'))} | {_f(p.get('total'))} | "
+                f"{_f(b.get('e2e_over_invoke'), 2)} | {_f(stream.get('ms_per_audio_second'))} | "
+                f"{_f(stream.get('hop_over_invoke'), 2)} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Audio → label by stage, per front end (p50 ms per 1 s of audio; streaming: 0.5-s hops)",
+        "",
+        "| runtime | artifact | front end | front end | normalise + quantise | invoke | dequantise + softmax + "
+        "average | sum | sum / invoke | streaming ms per s | hop / invoke |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "The C front end makes an int8 NHWC model's input rows itself (normalised and quantised in C), so its "
+        "normalise + quantise stage is only handing them over. The sum is the per-iteration total.",
+    ]
 
 
 def device_line(facts: dict[str, Any]) -> str:
@@ -426,7 +478,10 @@ def console_table(result: dict[str, Any]) -> None:
         console.print(table)
     fe = result.get("frontend", {}).get("ms_per_second")
     if fe:
-        console.print(f"front end per 1 s of audio: p50 {fe['p50']:.3f} ms")
+        impl = result.get("frontend", {}).get("implementations") or {}
+        both = ", ".join(f"{n} {v['ms_per_second']['p50']:.3f} ms" for n, v in impl.items())
+        console.print(f"front end per 1 s of audio ({result['frontend'].get('implementation', 'numpy')} ran): "
+                      f"p50 {fe['p50']:.3f} ms" + (f" [{both}]" if len(impl) > 1 else ""))
     for name, r in result.get("ratios", {}).items():
         console.print(f"ratio {name}: {r['ratio']:.2f}")
     for est in result.get("estimates", []):

@@ -7,12 +7,14 @@ same file runs locally (imported as ``dssdn_edge.bench.runner``), so both paths 
 
 What it measures, per artifact × runtime, with the runtime's thread count pinned to ``--threads``:
 load time, warm-up, model latency over ``--runs`` (set input → invoke → read output), the front end on
-1 s of audio (its own numpy log-mel, generated only from the manifest's ``frontend`` numbers), the end to
-end time audio → label and its real-time factor, and peak activation memory (labelled with how it was
-obtained). Before anything runs it checks every artifact against the SHA-256 in manifest.json.
+1 s of audio, the end to end time audio → label stage by stage and its real-time factor, streaming, and peak
+activation memory (labelled with how it was obtained). Before anything runs it checks every artifact against
+the SHA-256 in manifest.json. Front ends: the runtime package's numpy one (generated only from the manifest's
+``frontend`` numbers) and, given ``--frontend-lib`` (the C front end the host built or cross-built for this
+machine), the C one, checked against numpy here first; both are measured side by side.
 
     python3 runner.py EXPORT_DIR [--runtimes auto|none|litert,onnxruntime,tflite-runtime] [--threads 1]
-                      [--runs 200] [--warmup 20] [--out result.json] [--progress]
+                      [--runs 200] [--warmup 20] [--out result.json] [--progress] [--frontend-lib LIB.so]
     python3 runner.py --probe          # which runtimes import here (works without numpy)
 
 Needs Python >= 3.9 and numpy >= 1.17 (Raspberry Pi OS Bullseye or later).
@@ -249,6 +251,7 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
 
 
 STAGES = ("frontend", "normalise_quantise", "invoke", "dequantise_softmax_average")
+INTERLEAVE = 10  # iterations per turn when front ends are timed side by side
 STREAM_HOP_SECONDS = 0.5
 
 
@@ -263,38 +266,149 @@ def _feeds_features(model: Any) -> bool:
     return model.layout != "audio"
 
 
+# ------------------------------------------------------------------------------------- front ends
+FRONTEND_LIB = "libdssdn_features.so"  # the C front end built for the device, shipped beside runner.py
+FRONTEND_NOTES = {
+    "numpy": "numpy (runtime.logmel.LogMel): log-mel + delta; normalise + quantise in numpy",
+    "c": "C (csrc/dssdn_features.c through runtime.cfeatures): log-mel + delta, and for int8 NHWC models the "
+         "normalisation and int8 quantisation too (the input rows come out of C)",
+}
+
+
+class CFront:
+    """The C front end as the bench drives it: one loaded library (built by the host for this machine) and the
+    export's normalisation, checked against the manifest's front-end config when loaded."""
+
+    def __init__(self, library: Any, pipeline: Any) -> None:
+        self.lib = library
+        self.mean, self.std = pipeline.mean[:, 0, :], pipeline.std[:, 0, :]
+        self.frames = pipeline.frontend.segment_frames
+
+    def int8_params(self, model: Any) -> Any:
+        """The C struct that makes ``model``'s input directly (an int8 NHWC window), or None: the float path."""
+        fe = self.lib
+        if (model.layout != "NHWC" or np.dtype(model.input_dtype) != np.int8 or not model.input_scale
+                or tuple(model.input_shape) != (1, self.frames, fe.n_mels, fe.channels)):
+            return None
+        return fe.params(self.mean, self.std, model.input_scale, model.input_zero_point)
+
+    def windows(self, model: Any) -> Any:
+        """A stream of ``model``'s windows: int8 rows for an int8 NHWC model, else normalised float frames."""
+        params = self.int8_params(model)
+        if params is not None:
+            return rt.cfeatures.WindowStream(self.lib, self.frames, params)
+        return rt.cfeatures.WindowStream(self.lib, self.frames, mean=self.mean, std=self.std)
+
+
+def load_c_front(manifest: dict[str, Any], path: str | None) -> tuple[Any, str]:
+    """(the C library for the manifest's front end, "loaded") or (None, why not): then numpy runs alone."""
+    if not path:
+        return None, "no C library given (the host builds one with a C compiler, or cross-builds it for a device)"
+    if rt is None:
+        return None, "the runtime package is missing"
+    try:
+        return rt.cfeatures.FeatureLibrary(path, manifest["frontend"]), "loaded"
+    except rt.cfeatures.LibraryError as exc:
+        return None, str(exc)
+
+
+def frontend_check(lib: Any, pipeline: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The C front end against this machine's numpy one on the test audio: the largest difference of the
+    float features (all values, and those within 60 dB of their frame's loudest band, where float32 holds
+    1e-4), and with the first int8 model's input quantisation the int8 rows that differ (float32 round-off
+    across a rounding boundary)."""
+    ref = pipeline.frontend.features(pipeline.audio)
+    got = lib.features(pipeline.audio)
+    if got.shape != ref.shape:
+        return {"ok": False, "error": f"C gives {got.shape}, numpy {ref.shape}"}
+    diff = np.abs(got.astype(np.float64) - ref)
+    peak = ref[0].max(axis=-1, keepdims=True)
+    near = np.broadcast_to(ref[0] >= peak - 6.0, ref.shape)
+    out: dict[str, Any] = {"audio": "runtime.logmel.test_audio (1 s chirp + noise)", "values": int(ref.size),
+                           "max_abs": float(diff.max()), "max_abs_within_60db": float(diff[near].max())}
+    art = next((a for r, a in sorted(manifest["artifacts"].items())
+                if str((a.get("input") or {}).get("dtype")) == "int8" and not r.endswith(AUDIO_SUFFIX)
+                and (a.get("input") or {}).get("scale")), None)
+    if art is not None:
+        scale, zp = float(art["input"]["scale"]), int(art["input"].get("zero_point") or 0)
+        norm = pipeline.normalise(ref).transpose(1, 2, 0)
+        want = np.clip(np.round(norm.astype(np.float64) / scale) + zp, -128, 127).astype(np.int8)
+        rows = lib.features_int8(pipeline.audio, lib.params(pipeline.mean[:, 0, :], pipeline.std[:, 0, :],
+                                                            scale, zp))
+        steps = np.abs(rows.astype(np.int16) - want)
+        out.update(int8_differing=int((steps > 0).sum()), int8_max_step=int(steps.max()))
+    out["ok"] = out["max_abs_within_60db"] <= 1e-4 and out.get("int8_max_step", 0) <= 1
+    return out
+
+
+# ------------------------------------------------------------------------------------ measuring
 def stage_times(backend: Any, pipeline: Any, runs: int, warmup: int,
-                audio_input: np.ndarray | None = None) -> dict[str, Any]:
+                audio_input: np.ndarray | None = None, fronts: dict[str, Any] | None = None) -> dict[str, Any]:
     """1 s of audio -> label, each stage timed in the same loop iteration: front end (log-mel + delta),
     normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
-    average over windows + argmax. Summaries per stage and of the per-iteration total."""
-    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
+    average over windows + argmax. Summaries per stage and of the per-iteration total.
+
+    ``fronts`` (name → None for numpy, a ``CFront`` for C) take turns in blocks of ``INTERLEAVE`` iterations,
+    each block after one untimed iteration, so a busy spell of a shared CPU lands on all alike while each runs
+    with its own data in the caches, as it would alone (alternating every call let numpy's arrays evict the C
+    tables: about +30 % on the C front end, measured); the result is then one such summary per front end. The
+    C path of an int8 NHWC model has no separate normalise/quantise work: its rows are the input tensor."""
+    single = fronts is None
+    fronts = fronts or {"numpy": None}
+    names = list(fronts)
+    times = {n: {k: [] for k in (*STAGES, "total")} for n in names}
     feeds = _feeds_features(backend)
-    for i in range(warmup + runs):
+    params = {n: (f.int8_params(backend) if f is not None and feeds else None) for n, f in fronts.items()}
+    frames = pipeline.frontend.segment_frames
+    order = [(n, j) for b in range(-(-(warmup + runs) // INTERLEAVE))
+             for n in (names if b % 2 == 0 else names[::-1]) for j in range(-1, INTERLEAVE)]
+    done = dict.fromkeys(names, 0)
+    for name, j in order:
+        if done[name] >= warmup + runs:
+            continue
+        front, p = fronts[name], params[name]
         t0 = time.perf_counter()
-        feats = pipeline.frontend.features(pipeline.audio) if feeds else None
+        if not feeds:
+            feats = None
+        elif p is not None:
+            feats = front.lib.features_int8(pipeline.audio, p)
+        else:
+            feats = (front.lib if front is not None else pipeline.frontend).features(pipeline.audio)
         t1 = time.perf_counter()
-        x = backend.prepare(pipeline.normalise(feats)) if feeds else audio_input
+        if not feeds:
+            x = audio_input
+        elif p is not None:
+            x = feats[None, :frames]  # already the int8 NHWC input tensor
+        else:
+            x = backend.prepare(pipeline.normalise(feats))
         t2 = time.perf_counter()
         raw = backend.invoke(x)
         t3 = time.perf_counter()
         probs = softmax_mean(backend.dequantize(raw).reshape(1, -1))
         pipeline.label(probs)
         t4 = time.perf_counter()
-        if i >= warmup:
-            for key, a, b in zip((*STAGES, "total"), (t0, t1, t2, t3, t0), (t1, t2, t3, t4, t4)):  # noqa: B905 - 3.9
-                times[key].append((b - a) * 1e3)
-    out = {k: summarize(v) for k, v in times.items()}
-    if not feeds:
-        out["frontend"]["note"] = "inside the model (waveform-in file): counted in invoke"
-    return out
+        if j < 0:
+            continue  # the block's untimed first iteration
+        if done[name] >= warmup:
+            for key, a, b in zip((*STAGES, "total"), (t0, t1, t2, t3, t0), (t1, t2, t3, t4, t4)):  # noqa: B905
+                times[name][key].append((b - a) * 1e3)
+        done[name] += 1
+    out = {}
+    for name in names:
+        out[name] = {k: summarize(v) for k, v in times[name].items()}
+        if not feeds:
+            out[name]["frontend"]["note"] = "inside the model (waveform-in file): counted in invoke"
+        elif params[name] is not None:
+            out[name]["frontend"]["note"] = "C: log-mel, delta, normalisation, int8 quantisation (input rows)"
+    return out["numpy"] if single else out
 
 
 def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
-                warmup: int = 4) -> dict[str, Any] | None:
+                warmup: int = 4, front: Any = None) -> dict[str, Any] | None:
     """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
-    are computed (``StreamingFeatures``), the latest 1-s window is classified every hop. Per-hop stage times
-    and the cost per second of audio (p50 per hop / hop seconds). None for a waveform-in model."""
+    are computed (``StreamingFeatures``, or with a ``CFront`` the C stream, whose int8 rows are an int8 model's
+    input), the latest 1-s window is classified every hop. Per-hop stage times and the cost per second of audio
+    (p50 per hop / hop seconds). None for a waveform-in model."""
     if not _feeds_features(backend):
         return None
     fe = pipeline.frontend
@@ -303,7 +417,12 @@ def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STR
         raise RunnerError(f"stream hop {hop_seconds} s is shorter than one frame hop")
     first = -(-fe.segment_samples // hop)  # hops until the first full window
     audio = rt.logmel.test_audio(fe, n=(first + warmup + hops) * hop)
-    stream = rt.logmel.StreamingFeatures(fe, pipeline.mean, pipeline.std)
+    if front is None:
+        stream = rt.logmel.StreamingFeatures(fe, pipeline.mean, pipeline.std)
+        raw_rows = False
+    else:
+        stream = front.windows(backend)
+        raw_rows = front.int8_params(backend) is not None
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     done = 0
     for i in range(len(audio) // hop):
@@ -313,7 +432,12 @@ def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STR
         t1 = time.perf_counter()
         if window is None:
             continue
-        x = backend.prepare(window)
+        if front is None:
+            x = backend.prepare(window)
+        elif raw_rows:
+            x = window[None]  # the int8 NHWC input tensor, as C made it
+        else:
+            x = backend.prepare(window.transpose(1, 0, 2))
         t2 = time.perf_counter()
         raw = backend.invoke(x)
         t3 = time.perf_counter()
@@ -327,6 +451,7 @@ def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STR
             times["total"].append((t4 - t0) * 1e3)
     stages = {k: summarize(v) for k, v in times.items()}
     p50 = stages["total"]["p50"]
+    what = "log-mel, delta, normalisation" + (", int8 quantisation in C" if raw_rows else "")
     return {
         "hop_seconds": hop_seconds,
         "hops": len(times["total"]),
@@ -334,39 +459,58 @@ def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STR
         "stages_ms_per_hop": stages,
         "ms_per_audio_second": p50 / hop_seconds,
         "x_realtime": hop_seconds * 1e3 / p50 if p50 > 0 else math.inf,
-        "note": "front end = new frames only (log-mel, delta, normalisation); a window is classified every hop",
+        "hop_over_invoke": p50 / stages["invoke"]["p50"] if stages["invoke"].get("p50") else None,
+        "note": f"front end = new frames only ({what}); a window is classified every hop",
     }
 
 
-def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int) -> dict[str, Any]:
+def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int,
+                  c_front: Any = None) -> dict[str, Any]:
     """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
-    streaming path."""
+    streaming path: with a ``CFront`` for both front ends side by side (the stages interleaved), and the
+    top-level figures are the C front end's (the production one; ``frontend`` names which ran)."""
     t0 = time.perf_counter()
     backend = make()
     load_ms = (time.perf_counter() - t0) * 1e3
     x = feed(backend, pipeline)  # a waveform-in file's audio is made once here: not part of a timed stage
     samples = time_calls(lambda: backend.invoke(x), runs, warmup)
-    stages = stage_times(backend, pipeline, runs, max(1, warmup // 4), x)
-    e2e = stages["total"]
+    feeds = _feeds_features(backend)
+    fronts = {"numpy": None, **({"c": c_front} if c_front is not None and feeds else {})}
+    staged = stage_times(backend, pipeline, runs, max(1, warmup // 4), x, fronts)
+    hops = max(10, min(runs, 100))
+    by_frontend = {}
+    for name, front in fronts.items():
+        stages = staged[name]
+        invoke = stages["invoke"].get("p50")
+        by_frontend[name] = {
+            "stages_ms": stages,
+            "e2e_ms": stages["total"],
+            "e2e_over_invoke": stages["total"]["p50"] / invoke if invoke else None,
+            "stream": stream_cost(backend, pipeline, hops=hops, front=front),
+        }
+    chosen = "c" if "c" in by_frontend else "numpy"
+    e2e = by_frontend[chosen]["e2e_ms"]
     e2e_p50_s = e2e["p50"] / 1e3
     return {
         "load_ms": load_ms,
         "input": {
             "shape": list(backend.input_shape),
             "dtype": str(np.dtype(backend.input_dtype or np.float32)),
-            "layout": backend.layout if _feeds_features(backend) else AUDIO_LAYOUT,
+            "layout": backend.layout if feeds else AUDIO_LAYOUT,
             "scale": backend.input_scale or 0.0,
             "zero_point": backend.input_zero_point,
         },
         "latency_ms": summarize(samples),
         "samples_ms": [round(s, 6) for s in samples],
+        "frontend": chosen if feeds else "inside the model",
         "e2e_ms": e2e,
-        "stages_ms": stages,
+        "stages_ms": by_frontend[chosen]["stages_ms"],
+        "by_frontend": by_frontend,
         "audio_seconds": pipeline.seconds,
         "rtf": e2e_p50_s / pipeline.seconds,
         "x_realtime": pipeline.seconds / e2e_p50_s if e2e_p50_s > 0 else math.inf,
         "label": pipeline.label(backend.dequantize(backend.invoke(x))),
-        "stream": stream_cost(backend, pipeline, hops=max(10, min(runs, 100))),
+        "stream": by_frontend[chosen]["stream"],
         "activation_memory": backend.activation_memory(),
         "runtime_info": backend.info(),
     }
@@ -422,9 +566,14 @@ def run_benchmark(
     out_path: str | None = None,
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
+    frontend_lib: str | None = None,
 ) -> dict[str, Any]:
     """Measure every (artifact, runtime) pair; write ``out_path`` after each one so a Ctrl-C or a lost
-    connection keeps what finished. Errors of one pair are recorded and the others still run."""
+    connection keeps what finished. Errors of one pair are recorded and the others still run.
+
+    ``frontend_lib``: the C front end built for this machine; when it loads (and checks out against the
+    numpy front end here), every features-in model is measured with both front ends side by side. Without it,
+    numpy alone, with one line on stderr saying why."""
     if np is None:
         raise RunnerError(f"{sys.executable} cannot import numpy (pip install numpy)", EXIT_NO_RUNTIME)
     if runs < 1 or warmup < 0 or threads < 1:
@@ -434,6 +583,9 @@ def run_benchmark(
     chosen = resolve_runtimes(runtimes, info["runtimes"])
     pipeline = rt.logmel.Pipeline(manifest)
     channels = pipeline.frontend.channels
+    c_lib, c_status = load_c_front(manifest, frontend_lib)
+    if c_lib is None:
+        print(f"runner: C front end unavailable ({c_status}); numpy front end only", file=sys.stderr, flush=True)
     jobs: list[tuple[str, str, Callable[[], Any]]] = []
     for rel, runtime in plan(manifest, chosen):
         path, layout = os.path.join(export_dir, rel), manifest["artifacts"][rel].get("layout")
@@ -459,14 +611,17 @@ def run_benchmark(
     }
     total = len(jobs) + 1
     try:
-        fe = time_calls(lambda: pipeline.features(pipeline.audio), runs, warmup)
-        per_s = [s / pipeline.seconds for s in fe]
-        result["frontend"] = {
-            "implementation": "numpy (runtime.logmel.LogMel)",
-            "audio_seconds": pipeline.seconds,
-            "ms_per_second": summarize(per_s),
-            "samples_ms": [round(s, 6) for s in per_s],
-        }
+        result["frontend"] = frontend_times(pipeline, c_lib, runs, warmup)
+        result["frontend"]["c_library"] = {"path": frontend_lib, "status": c_status}
+        if c_lib is not None:
+            check = frontend_check(c_lib, pipeline, manifest)
+            result["frontend"]["check"] = check
+            if not check["ok"]:  # a library that computes something else is not measured as the front end
+                print(f"runner: C front end differs from numpy here ({check}); numpy front end only",
+                      file=sys.stderr, flush=True)
+                c_lib = None
+                result["frontend"]["implementation"] = "numpy"
+        c_front = CFront(c_lib, pipeline) if c_lib is not None else None
         _emit(progress, 1, total, "front end")
         _write(out_path, result)
         for k, (rel, runtime, factory) in enumerate(jobs, start=2):
@@ -476,7 +631,7 @@ def run_benchmark(
                 "precision": rt.manifest.precision_of(rel, manifest["artifacts"].get(rel, {})),
             }
             try:
-                entry.update(bench_backend(factory, pipeline, runs, warmup))
+                entry.update(bench_backend(factory, pipeline, runs, warmup, c_front))
                 entry["error"] = None
             except KeyboardInterrupt:
                 raise
@@ -494,6 +649,29 @@ def run_benchmark(
     borrow_activation_memory(result["results"])
     _write(out_path, result)
     return result
+
+
+def frontend_times(pipeline: Any, c_lib: Any, runs: int, warmup: int) -> dict[str, Any]:
+    """The front end alone on 1 s of audio (log-mel + delta + normalisation, float out), numpy and, when
+    loaded, C, taking turns in blocks as in ``stage_times``. ``implementation`` names the one the bench's
+    top-level figures use."""
+    calls = {"numpy": lambda: pipeline.features(pipeline.audio)}
+    if c_lib is not None:
+        calls["c"] = lambda: pipeline.normalise(c_lib.features(pipeline.audio))
+    samples: dict[str, list[float]] = {n: [] for n in calls}
+    names = list(calls)
+    for b in range(-(-(warmup + runs) // INTERLEAVE)):
+        for name in names if b % 2 == 0 else names[::-1]:
+            calls[name]()  # untimed: this block's caches
+            for j in range(INTERLEAVE):
+                t0 = time.perf_counter()
+                calls[name]()
+                if b * INTERLEAVE + j >= warmup and len(samples[name]) < runs:
+                    samples[name].append((time.perf_counter() - t0) * 1e3 / pipeline.seconds)
+    impl = {n: {"description": FRONTEND_NOTES[n], "ms_per_second": summarize(v),
+                "samples_ms": [round(x, 6) for x in v]} for n, v in samples.items()}
+    chosen = "c" if "c" in impl else "numpy"
+    return {"implementation": chosen, "audio_seconds": pipeline.seconds, **impl[chosen], "implementations": impl}
 
 
 def borrow_activation_memory(entries: list[dict[str, Any]]) -> None:
@@ -561,6 +739,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--out", default=None, help="write the JSON here (after every measurement)")
     ap.add_argument("--progress", action="store_true", help=f"'{PROGRESS_TAG} i n label' lines on stderr")
+    ap.add_argument("--frontend-lib", default=None,
+                    help=f"the C front end built for this machine ({FRONTEND_LIB}); without it numpy runs alone")
     args = ap.parse_args(argv)
     if args.probe:
         print(json.dumps(probe()))
@@ -582,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             progress=_stderr_progress if args.progress else None,
             interrupt=interrupt,
+            frontend_lib=args.frontend_lib,
         )
     except RunnerError as exc:
         print(json.dumps({"error": str(exc), "code": exc.code}))

@@ -119,26 +119,68 @@ static int32_t round_half_even(float v, float s)
     return v < 0.0f ? -r : r;
 }
 
-static int8_t quantize_value(const dssdn_input_params_t *in, float x, int c, int b)
+static int8_t clamp_int8(int32_t q)
 {
-    const float v = (x - in->mean[c][b]) / in->std[c][b];
-    int32_t q = round_half_even(v, in->scale) + in->zero_point;
-    if (q < -128) {
-        q = -128;
-    } else if (q > 127) {
-        q = 127;
+    return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+}
+
+/* Bands are normalised and quantised BLOCK at a time: loops of constant trip count over contiguous bands, which
+ * gcc -O2 turns into vector code (divide, round, convert), with the tie fix-up as a rare scalar pass. */
+#define BLOCK 16
+#define MAGIC 12582912.0f /* 1.5 * 2^23: (f + MAGIC) - MAGIC is f rounded half to even, |f| < 2^22 */
+
+/* v[c][j] (bands b0 .. b0 + n - 1 of one frame) -> out[j * CHANNELS + c]. Per value: x = (v - mean) / std and
+ * f = x / scale in float; f rounded half to even. A block holding a value the fast loop must not convert (f
+ * exactly halfway: numpy rounds the float64 quotient, halfway only when the exact one is; or |f| > QMAX, or NaN)
+ * takes the careful scalar path, round_half_even, instead. The fast loop has no branch, so gcc vectorises it. */
+static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_CHANNELS][BLOCK], int b0, int n,
+                           int8_t *out)
+{
+    const float s = in->scale;
+    int c, j;
+    for (c = 0; c < DSSDN_CHANNELS; c++) {
+        const float *mean = in->mean[c] + b0, *std = in->std[c] + b0;
+        float x[BLOCK], r[BLOCK];
+        int32_t q[BLOCK];
+        int odd = 0;
+        if (n == BLOCK) { /* constant trip count: vectorised */
+            for (j = 0; j < BLOCK; j++) {
+                const float f = ((v[c][j] - mean[j]) / std[j]) / s;
+                r[j] = (f + MAGIC) - MAGIC;
+                odd |= (f - r[j] == 0.5f) | (f - r[j] == -0.5f) | (f > (float)QMAX) | (f < -(float)QMAX) | (f != f);
+            }
+        } else {
+            odd = 1;
+        }
+        if (odd) {
+            for (j = 0; j < n; j++) {
+                x[j] = (v[c][j] - mean[j]) / std[j];
+                q[j] = round_half_even(x[j], s);
+            }
+        } else {
+            for (j = 0; j < BLOCK; j++) {
+                q[j] = (int32_t)r[j];
+            }
+        }
+        for (j = 0; j < n; j++) {
+            out[j * DSSDN_CHANNELS + c] = clamp_int8(q[j] + in->zero_point);
+        }
     }
-    return (int8_t)q;
 }
 
 void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[DSSDN_FRAME_VALUES],
                              int8_t out[DSSDN_FRAME_VALUES])
 {
-    int c, b;
-    for (b = 0; b < DSSDN_N_MELS; b++) {
+    float v[DSSDN_CHANNELS][BLOCK];
+    int c, j, b0;
+    for (b0 = 0; b0 < DSSDN_N_MELS; b0 += BLOCK) {
+        const int n = DSSDN_N_MELS - b0 < BLOCK ? DSSDN_N_MELS - b0 : BLOCK;
         for (c = 0; c < DSSDN_CHANNELS; c++) {
-            out[b * DSSDN_CHANNELS + c] = quantize_value(input, in[c * DSSDN_N_MELS + b], c, b);
+            for (j = 0; j < n; j++) {
+                v[c][j] = in[c * DSSDN_N_MELS + b0 + j];
+            }
         }
+        quantize_block(input, (const float(*)[BLOCK])v, b0, n, out + b0 * DSSDN_CHANNELS);
     }
 }
 
@@ -151,34 +193,47 @@ static const float *mel_at(const dssdn_features_t *st, int dist)
 }
 
 /* Emit the feature frame whose log-mel frame is d frames older than the newest. Newer than the newest is the
- * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). */
+ * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). BLOCK bands at a
+ * time, straight into the outputs: a frame-sized buffer never goes on a microcontroller's stack. */
 static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
 {
     const float *mel = mel_at(st, d);
-    float row[DSSDN_FRAME_VALUES];
-    float *dst = out_float != NULL ? out_float : row;
-    memcpy(dst, mel, sizeof(float) * DSSDN_N_MELS);
+    float v[DSSDN_CHANNELS][BLOCK];
+    int b0, c, j;
 #if W > 0
-    {
-        const float *up[W], *lo[W];
-        const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
-        int k, b;
-        for (k = 1; k <= W; k++) {
-            const int du = d - k, dl = d + k;
-            up[k - 1] = mel_at(st, du < 0 ? 0 : du);
-            lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
-        }
-        for (b = 0; b < DSSDN_N_MELS; b++) {
-            float acc = 0.0f;
-            for (k = 1; k <= W; k++) {
-                acc += (float)k * (up[k - 1][b] - lo[k - 1][b]);
-            }
-            dst[DSSDN_N_MELS + b] = acc / denom;
-        }
+    const float *up[W], *lo[W];
+    const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
+    int k;
+    for (k = 1; k <= W; k++) {
+        const int du = d - k, dl = d + k;
+        up[k - 1] = mel_at(st, du < 0 ? 0 : du);
+        lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
     }
 #endif
-    if (out_int8 != NULL) {
-        dssdn_features_quantize(st->input, dst, out_int8);
+    for (b0 = 0; b0 < DSSDN_N_MELS; b0 += BLOCK) {
+        const int n = DSSDN_N_MELS - b0 < BLOCK ? DSSDN_N_MELS - b0 : BLOCK;
+        for (j = 0; j < n; j++) {
+            v[0][j] = mel[b0 + j];
+        }
+#if W > 0
+        for (j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (k = 1; k <= W; k++) {
+                acc += (float)k * (up[k - 1][b0 + j] - lo[k - 1][b0 + j]);
+            }
+            v[1][j] = acc / denom;
+        }
+#endif
+        if (out_float != NULL) {
+            for (c = 0; c < DSSDN_CHANNELS; c++) {
+                for (j = 0; j < n; j++) {
+                    out_float[c * DSSDN_N_MELS + b0 + j] = v[c][j];
+                }
+            }
+        }
+        if (out_int8 != NULL) {
+            quantize_block(st->input, (const float(*)[BLOCK])v, b0, n, out_int8 + b0 * DSSDN_CHANNELS);
+        }
     }
 }
 

@@ -113,9 +113,10 @@ class Userland:
 
 # ------------------------------------------------------------------------------------------ tools
 def default_cache() -> Path:
-    """``$DSSDN_CACHE`` or the repository's ``.cache/`` (git-ignored)."""
-    env = os.environ.get("DSSDN_CACHE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache"
+    """``$DSSDN_CACHE`` or the user's cache folder (``paths.cache_dir``), never under the package."""
+    from ..paths import cache_dir
+
+    return cache_dir()
 
 
 def require_tool(name: str, package: str) -> str:

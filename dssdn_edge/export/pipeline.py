@@ -505,6 +505,7 @@ def _export(
             manifest_mod.render_report(manifest, builder.artifacts, staging), "utf-8"
         )
         manifest_mod.write_manifest(staging, manifest, builder.artifacts)
+        manifest_mod.load_manifest(staging)  # a manifest that would not load is never published
         staging_mod.publish(staging, out_dir)
     finally:
         torch.set_num_threads(threads)

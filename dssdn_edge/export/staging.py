@@ -6,13 +6,11 @@ files; a lock makes the second one stop at once with one line.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from .. import runlock
 from ..errors import ExportError
 
 
@@ -35,24 +33,10 @@ def staging_dir(out_dir: Path, force: bool) -> Path:
     return staging
 
 
-@contextmanager
-def exclusive(out_dir: Path) -> Iterator[None]:
-    """One export at a time into a folder: a second one started meanwhile fails at once with one line."""
-    lock_path = out_dir.parent / f".{out_dir.name}.lock"
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "w")  # noqa: SIM115 - held for the whole export
-    except OSError as exc:
-        raise ExportError(f"{out_dir.parent}: cannot create the export folder there ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ExportError(f"{out_dir}: another export into this folder is running; wait for it") from None
-        yield
-    finally:
-        fh.close()
-        lock_path.unlink(missing_ok=True)
+def exclusive(out_dir: Path):
+    """One export at a time into a folder (``runlock``, shared with train): a second one started meanwhile
+    fails at once with one line naming the first."""
+    return runlock.exclusive(out_dir, "export", ExportError)
 
 
 def publish(staging: Path, out_dir: Path) -> None:

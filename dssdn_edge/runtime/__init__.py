@@ -32,7 +32,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from . import logmel, manifest
+from . import cfeatures, logmel, manifest
 from .core import (
     AUDIO_SUFFIX,
     DEFAULT_THREADS,
@@ -73,6 +73,7 @@ __all__ = [
     "infer_layout",
     "kind_of",
     "load",
+    "cfeatures",
     "logmel",
     "manifest",
     "log_scores",

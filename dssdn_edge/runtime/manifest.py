@@ -85,6 +85,11 @@ def manifest_problem(manifest: Any) -> str | None:
     labels = manifest["labels"]
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
         return "'labels' must be a list of at least 2 non-empty strings"
+    bad = next((x for x in labels if not x.isprintable()), None)
+    if bad is not None:  # a newline in a label would forge an extra output line
+        return f"label {bad.encode('unicode_escape').decode('ascii')!r} holds a control or non-printable character"
+    if len(set(labels)) != len(labels):
+        return f"label {next(x for x in labels if labels.count(x) > 1)!r} appears twice"
     why = frontend_problem(manifest["frontend"])
     if why:
         return why
@@ -108,6 +113,8 @@ def manifest_problem(manifest: Any) -> str | None:
     for rel, art in arts.items():
         if not isinstance(art, dict):
             return f"artifact {rel!r} is not an object"
+        if os.path.isabs(rel) or rel.startswith("~") or ".." in rel.replace("\\", "/").split("/"):
+            return f"artifact {rel!r} is not a name inside the export folder (absolute or leads outside it)"
         digest = art.get("sha256")
         if not isinstance(digest, str) or len(digest) != 64:
             return f"artifact {rel!r} has no sha256"
@@ -136,8 +143,11 @@ def read_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
     if why:
         raise ManifestError(f"{path}: invalid manifest: {why}")
     if verify:
+        top = os.path.realpath(export_dir)
         for rel, art in manifest["artifacts"].items():
             file = os.path.join(export_dir, rel)
+            if not os.path.realpath(file).startswith(top + os.sep):  # a symbolic link out of the folder
+                raise ManifestError(f"{file}: listed in {MANIFEST} but leads outside {export_dir}; refused")
             if not os.path.isfile(file):
                 raise ManifestError(f"{file}: listed in {MANIFEST} but missing")
             digest = sha256_file(file)
@@ -193,8 +203,11 @@ def load_manifest(folder: str | Path, verify: bool = True) -> dict[str, Any]:
 
 
 def verify_files(folder: Path, artifacts: dict[str, dict[str, Any]]) -> None:
+    top = folder.resolve()
     for rel, entry in sorted(artifacts.items()):
         target = folder / rel
+        if top not in target.resolve().parents:  # never a file outside the export (a link, a ../ name)
+            raise ManifestError(f"{target}: listed in {MANIFEST} but leads outside {folder}; refused")
         if not target.is_file():
             raise ManifestError(f"{target}: listed in {MANIFEST} but missing")
         if not entry.get("sha256"):

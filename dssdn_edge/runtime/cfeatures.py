@@ -1,9 +1,9 @@
-"""ctypes binding of a compiled C front end (csrc/dssdn_features.c): load it, check it, stream through it.
+"""The device's C front end: ctypes binding of a compiled csrc/dssdn_features.c — load it, check it, stream.
 
-Why a module of its own that imports nothing from ``dssdn_edge`` (only ctypes and numpy): the bench ships it,
-with a library cross-built for the device, beside the self-contained device runner, so a Raspberry Pi runs the
-very C front end the host and the microcontroller run. ``frontend_native`` builds the libraries and wraps this
-as a ``Frontend``. Works with numpy >= 1.17 (Raspberry Pi OS).
+Why in the runtime package and self-contained (ctypes and numpy only): bench copies this package to a device,
+with a library cross-built for it, so a Raspberry Pi runs the very C front end the host and the microcontroller
+run (``logmel`` is its numpy twin, the fallback). ``dssdn_edge.frontend_native`` builds the libraries and wraps
+this as a ``Frontend``. Works with numpy >= 1.17 (Raspberry Pi OS).
 """
 
 from __future__ import annotations
@@ -99,6 +99,17 @@ class FeatureLibrary:
     def stream(self, params: ctypes.Structure | None = None) -> FeatureStream:
         return FeatureStream(self, params)
 
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Mono audio → unnormalised (channels, frames, n_mels) float32: ``Frontend.features`` in C."""
+        stream = self.stream()
+        frames = np.concatenate([stream.push(audio), stream.flush()])
+        return np.ascontiguousarray(frames.transpose(1, 0, 2))
+
+    def features_int8(self, audio: np.ndarray, params: ctypes.Structure) -> np.ndarray:
+        """Mono audio → the model's int8 input rows (frames, n_mels, channels), normalised and quantised in C."""
+        stream = self.stream(params)
+        return np.concatenate([stream.push_int8(audio), stream.flush_int8()])
+
     def quantize(self, frames: np.ndarray, params: ctypes.Structure) -> np.ndarray:
         """(n, channels, n_mels) float features → (n, n_mels, channels) int8 rows, by the C code alone."""
         frames = np.ascontiguousarray(frames, np.float32).reshape(-1, self.channels, self.n_mels)
@@ -169,3 +180,51 @@ class FeatureStream:
         out = self._call(None, True)
         self.closed = True
         return out
+
+
+class WindowStream:
+    """The newest ``frames`` frames of a stream, frame-major, as an always-on device classifies them every hop:
+    with int8 ``params`` the model's int8 rows (frames, n_mels, channels), the block an NHWC model takes; else
+    float frames (frames, channels, n_mels), normalised with ``mean`` / ``std`` (channels, n_mels) when given.
+    Frames go into a buffer twice the window long, so a window is always one contiguous slice and a hop copies
+    only its new frames (plus one window's worth per wrap)."""
+
+    def __init__(self, library: FeatureLibrary, frames: int, params: ctypes.Structure | None = None,
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
+        self.stream = library.stream(params)
+        self.frames = frames
+        self._int8 = params is not None
+        self._norm = None if mean is None or std is None else (np.asarray(mean, np.float32),
+                                                               np.asarray(std, np.float32))
+        shape = (library.n_mels, library.channels) if self._int8 else (library.channels, library.n_mels)
+        self._buf = np.zeros((2 * frames, *shape), np.int8 if self._int8 else np.float32)
+        self._end = 0  # frames written into _buf
+        self.total = 0  # frames seen in the stream
+
+    def push(self, chunk: np.ndarray) -> int:
+        """Add samples; return how many frames they completed."""
+        if self._int8:
+            new = self.stream.push_int8(chunk)
+        else:
+            new = self.stream.push(chunk)
+            if self._norm is not None:
+                new = (new - self._norm[0]) / self._norm[1]  # float32, as Normalization.apply
+        n = len(new)
+        if n >= self.frames:
+            self._buf[: self.frames] = new[-self.frames :]
+            self._end = self.frames
+        elif n:
+            if self._end + n > len(self._buf):
+                keep = self.frames - n
+                self._buf[:keep] = self._buf[self._end - keep : self._end]
+                self._end = keep
+            self._buf[self._end : self._end + n] = new
+            self._end += n
+        self.total += n
+        return n
+
+    def window(self) -> np.ndarray | None:
+        """The newest ``frames`` frames (a view, valid until the next push), or None before there are as many."""
+        if self.total < self.frames:
+            return None
+        return self._buf[self._end - self.frames : self._end]
