@@ -32,8 +32,8 @@ def read_int16(path: Path) -> np.ndarray:
 
 def host_reference(export_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """Per clip: predict's label (int8 .tflite, LiteRT), the window starts, the int8 inputs, LiteRT's int8 logits."""
+    from .. import runtime
     from ..bench.mcu import int8_tflite
-    from ..export import tflite as tfl
     from ..predict import WINDOW_STRIDE as stride
     from ..predict import Predictor
 
@@ -42,19 +42,14 @@ def host_reference(export_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     predictor = Predictor.from_path(model_path)
     fe = Frontend(FrontendConfig.from_dict(manifest["frontend"]))
     norm = Normalization.from_dict(manifest["normalization"])
-    runner = tfl.LiteRTRunner(model_path.read_bytes())
+    runner = runtime.load(model_path.read_bytes(), kind="tflite")
     out = []
     for p in paths:
         pred = predictor.predict_one(p, top_k=len(predictor.labels))
         batches = list(file_windows(p, fe, stride))
         starts = np.concatenate([b.starts for b in batches])
-        x = norm.apply(np.concatenate([b.windows for b in batches])).transpose(0, 2, 3, 1)
-        q = tfl.quantize(x, runner.in_io)
-        logits = []
-        for w in q:
-            runner.interpreter.set_tensor(runner.input["index"], w[None])
-            runner.interpreter.invoke()
-            logits.append(runner.interpreter.get_tensor(runner.output["index"])[0].copy())
+        q = runner.prepare(norm.apply(np.concatenate([b.windows for b in batches])))  # NHWC int8
+        logits = [runner.invoke(w[None]).reshape(-1) for w in q]
         out.append({"path": str(p), "label": predictor.labels.index(pred.labels[0]), "starts": starts.tolist(),
                     "inputs": q, "litert": np.stack(logits)})
     return out
@@ -63,16 +58,17 @@ def host_reference(export_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
 def compare(export_dir: Path, paths: list[Path], run: ClipRun) -> dict[str, Any]:
     """The firmware's run against ``host_reference`` and TFLM (see the module docstring)."""
     from ..bench.mcu import int8_tflite
-    from ..export.tflm import TflmRunner
+    from ..export import tflm as tflm_mod
 
     manifest = json.loads((Path(export_dir) / "manifest.json").read_text())
-    tflm = TflmRunner((Path(export_dir) / int8_tflite(manifest)).read_bytes(), "TFLite Micro")
+    micro = tflm_mod.open_tflm((Path(export_dir) / int8_tflite(manifest)).read_bytes(), "TFLite Micro")
     ref = host_reference(export_dir, paths)
     clips = []
     for i, (r, dev_inputs, dev_scores) in enumerate(zip(ref, run.inputs, run.scores, strict=True)):
         starts = [w["first_frame"] for w in run.windows[i] if not w["silent"]]
         same_windows = starts == r["starts"]
-        tflm_out = np.stack([tflm(x[None]).reshape(-1) for x in dev_inputs]) if len(dev_inputs) else dev_scores
+        tflm_out = np.stack([tflm_mod.invoke(micro, x[None], "TFLite Micro").reshape(-1)
+                             for x in dev_inputs]) if len(dev_inputs) else dev_scores
         logits_equal_tflm = bool(np.array_equal(tflm_out, dev_scores))
         inputs_equal = (same_windows and dev_inputs.shape == r["inputs"].shape
                         and (dev_inputs == r["inputs"]).reshape(len(dev_inputs), -1).all(axis=1).tolist())
