@@ -666,22 +666,51 @@ def emulate(board: str, out_dir: Path, runtime: str, cache: Path | None, force: 
 @click.option("--src", "src_dir", type=click.Path(path_type=Path), default=None,
               help="C sources to build (an export's mcu/ folder) [emitted for the default front end].")
 @click.option("--run/--no-run", default=True, show_default=True, help="Run the firmware on qemu-system-arm.")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+              help="An export folder (made with --int8): run its whole mcu/ project, model included.")
+@click.option("--clips", "n_clips", type=click.IntRange(1, 400), default=8, show_default=True,
+              help="With --export and no --audio: how many real fold-5 clips of the dataset to run.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly_errors
 def cortex_m(core: str, out: Path | None, audio_files: tuple[Path, ...], src_dir: Path | None, run: bool,
-             as_json: bool) -> None:
-    """Cross-compile the front end's C twin for CORE, report its flash, RAM and stack, run it on qemu and
-    check its features against numpy."""
+             export_dir: Path | None, n_clips: int, as_json: bool) -> None:
+    """With --export (or --src an export's mcu/ holding the generated model): link the whole classifier
+    (front end + generated model + glue) for CORE, stream whole clips through it on qemu, report measured
+    flash, RAM and emulated instructions, and check labels against predict and logits against TFLite Micro.
+    Without: the front end's C twin alone, its features checked against numpy."""
     import json
 
     from .device.build_report import build_and_check
+    from .device.firmware import MODEL_HEADER
 
+    if export_dir is None and src_dir is not None and (Path(src_dir) / MODEL_HEADER).is_file() \
+            and (Path(src_dir).parent / "manifest.json").is_file():
+        export_dir = Path(src_dir).parent
+    if export_dir is not None and run:
+        from .device.firmware_check import run_and_check
+
+        report = run_and_check(core, export_dir, out or Path("runs") / f"{core}-firmware", list(audio_files),
+                               n_clips)
+        if as_json:
+            click.echo(json.dumps({k: v for k, v in report.items() if k != "lines"}, indent=1, default=str))
+        else:
+            for line in report["lines"]:
+                click.echo(line)
+        if not report["ok"]:
+            bad = [c for c in report["check"]["clips"] if not (c["logits_equal_tflm"] and c["same_windows"]
+                                                              and (c["agree"] or c["near_tie"]))]
+            click.echo(f"error: {bad[0]['path']}: the emulated {core} disagrees with the host (label "
+                       f"{bad[0]['device_label']} vs predict {bad[0]['predict_label']}, logits equal TFLM: "
+                       f"{bad[0]['logits_equal_tflm']})", err=True)
+            sys.exit(1)
+        return
     report = build_and_check(core, out, list(audio_files), run, src_dir)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
         for line in report["lines"]:
             click.echo(line)
+        click.echo("front end only: pass --export <folder made with export --int8> to run the whole model")
     if not report["ok"]:
         worst = max(report["errors"], key=lambda e: e["within_60db"])
         click.echo(f"error: {worst['clip']}: features on the emulated {core} differ from numpy by "

@@ -1,10 +1,18 @@
 """Does an export fit a microcontroller? Flash and RAM against the named boards' budgets.
 
-Flash = the int8 .tflite bytes (what mcu/model_data.cc embeds) + the front end's constant tables (counted
-from the generated dssdn_frontend_tables.h) + a code-size allowance. RAM = the tensor arena that the real
-TensorFlow Lite Micro interpreter (pip ``tflite-micro``) allocates for the model + the C front end's state
-and buffers. The arena is measured, not guessed: planner estimates miss TFLM's persistent allocations
-(node structs, eval tensors, quantisation params), which are a large share for a 200-op graph.
+Two bases, never mixed and always named in ``Footprint.basis``:
+
+- **measured** (the export's mcu/ has the generated model, as ``export --int8`` writes it): the whole firmware
+  (generated model + C front end + classifier glue + startup and C library) linked for the core, flash and
+  RAM from its linker map and the stack painted on qemu, emulated instructions per 1-s window
+  (``device.firmware``);
+- **ESTIMATE (no generated model)**, for exports made before the generator: the int8 .tflite bytes + the
+  front end (measured when the Arm toolchain is installed, else tables + an allowance) + an ALLOWANCE for the
+  TFLM interpreter and kernels; RAM = the arena the real TFLM interpreter (pip ``tflite-micro``) allocates +
+  the front end's state.
+
+TFLM's arena is reported in both (measured with the wheel: planner estimates miss its persistent
+allocations), as the reference a TFLM user would see.
 """
 
 from __future__ import annotations
@@ -19,10 +27,11 @@ from .. import runtime
 from ..errors import BenchError
 from .devices import McuBoard
 
-# Not measured here (the TFLM kernels are not cross-compiled): an allowance for the TFLM interpreter,
-# allocator and flatbuffer reader plus one CMSIS-NN kernel per distinct op. The C front end is measured
-# from a real arm-none-eabi-gcc build (dssdn_edge.device.cortex_m) when the toolchain is installed; the
-# front-end allowance below is used only without it.
+# Only for the ESTIMATE basis (an export without the generated model): an allowance for the TFLM
+# interpreter, allocator and flatbuffer reader plus one CMSIS-NN kernel per distinct op, and for the front
+# end's code when the Arm toolchain is missing. Never presented as measured.
+MEASURED = "measured (linked firmware: generated model + front end + glue, qemu)"
+ESTIMATE = "ESTIMATE (no generated model in mcu/: TFLM arena measured, TFLM code an allowance)"
 CODE_RUNTIME_BYTES = 64 * 1024
 CODE_PER_OP_BYTES = 6 * 1024
 CODE_FRONTEND_BYTES = 4 * 1024
@@ -53,7 +62,7 @@ class Footprint:
 
     model_bytes: int
     frontend_tables_bytes: int
-    code_bytes: int
+    code_bytes: int | None  # the TFLM code allowance (ESTIMATE basis only; None when measured)
     arena_bytes: int
     arena_head_bytes: int | None
     arena_tail_bytes: int | None
@@ -62,25 +71,49 @@ class Footprint:
     sources: dict[str, str] = field(default_factory=dict)
     manifest_arena_bytes: int | None = None
     frontend_build: dict[str, Any] | None = None  # cortex_m.FrontendBuild.to_dict() when measured
+    firmware: dict[str, Any] | None = None  # device.firmware.Measurement.to_dict(): the whole linked firmware
+
+    @property
+    def measured(self) -> bool:
+        """True when flash and RAM come from a linked firmware (generated model + front end + glue)."""
+        return self.firmware is not None
+
+    @property
+    def basis(self) -> str:
+        return MEASURED if self.measured else ESTIMATE
+
+    @property
+    def model_ram_bytes(self) -> int:
+        """The activation arena the device needs in one block: the generated model's when measured, else TFLM's."""
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["arena_bytes"])
+        return self.arena_bytes
 
     @property
     def frontend_flash_bytes(self) -> int:
         """Measured (code + tables + library code it pulls in) when built, else tables + allowance."""
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["flash_by_part"]["frontend"])
         if self.frontend_build is not None:
             return int(self.frontend_build["flash_bytes"])
         return self.frontend_tables_bytes + CODE_FRONTEND_BYTES
 
     @property
     def flash_bytes(self) -> int:
-        return self.model_bytes + self.frontend_flash_bytes + self.code_bytes
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["flash_bytes"])
+        return self.model_bytes + self.frontend_flash_bytes + (self.code_bytes or 0)
 
     @property
     def ram_bytes(self) -> int:
+        if self.firmware is not None:
+            return int(self.firmware["footprint"]["ram_bytes"])
         return self.arena_bytes + self.frontend_ram_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
-                "frontend_flash_bytes": self.frontend_flash_bytes}
+                "frontend_flash_bytes": self.frontend_flash_bytes, "model_ram_bytes": self.model_ram_bytes,
+                "measured": self.measured, "basis": self.basis}
 
 
 @dataclass(frozen=True)
@@ -211,8 +244,9 @@ def measured_frontend(
 
 
 def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = None) -> Footprint:
-    """Flash and RAM of the export on a Cortex-M; with ``device`` (cortex-m4/m7) and the Arm toolchain
-    installed, the front end's part is measured from a real cross-compiled build instead of estimated."""
+    """Flash and RAM of the export on a Cortex-M (see the module docstring for the two bases). With
+    ``device`` (cortex-m4/m7) and the generated model in mcu/, the whole firmware is linked and run on qemu;
+    without the generated model the front end alone is cross-compiled and the rest is an ESTIMATE."""
     rel = int8_tflite(manifest)
     path = Path(export_dir) / rel
     header = next(iter(sorted(Path(export_dir).rglob("dssdn_frontend_tables.h"))), None)
@@ -226,11 +260,31 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
         table_src = "counted from dssdn_frontend_tables.h rendered for the manifest's front end"
     arena = measure_arena(path)
     ops = tflite_ops(path)
+    arena_src = ("measured: tflite-micro interpreter (host reference kernels), RecordingMicroAllocator total; "
+                 "CMSIS-NN kernels may add a few KB of scratch")
+    common = dict(model_bytes=path.stat().st_size, frontend_tables_bytes=tables_bytes(table_text),
+                  arena_bytes=arena["total"], arena_head_bytes=arena["head"], arena_tail_bytes=arena["tail"],
+                  ops=ops, manifest_arena_bytes=manifest_arena_bytes(manifest))
+    firmware_measured = measured_firmware(Path(export_dir), device) if device else None
+    if firmware_measured is not None:
+        fw = firmware_measured["footprint"]
+        return Footprint(
+            **common, code_bytes=None, frontend_ram_bytes=int(fw["ram_by_part"]["frontend"]),
+            firmware=firmware_measured,
+            sources={
+                "flash": f"measured: text + rodata + data of the linked firmware ({fw['compiler']}, "
+                         f"{' '.join(fw['cflags'])}), split by object file from the linker map",
+                "ram": "measured: data + bss of the linked firmware + the peak stack painted on qemu -M "
+                       f"{firmware_measured['calibration']['machine']}",
+                "model": "generated C (mcu/dssdn_model.c + dssdn_kernels.c): its constants, code and arena",
+                "frontend_tables": table_src + " (DSSDN_REAL = float)",
+                "tflm_arena": "for comparison only: " + arena_src,
+            },
+        )
     fe_ram, fe_why = frontend_ram_bytes(manifest["frontend"])
     shipped_src = header.parent if header is not None and (header.parent / "dssdn_frontend.c").is_file() else None
     build, why_not = (measured_frontend(manifest["frontend"], device, shipped_src) if device
                       else (None, "no target core"))
-    code = CODE_RUNTIME_BYTES + CODE_PER_OP_BYTES * len(ops)
     code_source = CODE_SOURCE.replace(f" + {CODE_FRONTEND_BYTES // 1024} KB front end", "")
     fe_flash_why = (f"front end ALLOWANCE {CODE_FRONTEND_BYTES // 1024} KB code + counted tables "
                     f"(not built: {why_not})")
@@ -246,28 +300,39 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
                   "delta step is not part of the C twin)")
         fe_flash_why = (f"front end flash measured: {build['flash_bytes']} B = image with it minus image without it "
                         f"({build['compiler']}, {' '.join(build['cflags'])}), tables and library code included")
-    manifest_arena = manifest_arena_bytes(manifest)
     return Footprint(
-        model_bytes=path.stat().st_size,
-        frontend_tables_bytes=tables_bytes(table_text),
-        code_bytes=code,
-        arena_bytes=arena["total"],
-        arena_head_bytes=arena["head"],
-        arena_tail_bytes=arena["tail"],
+        **common,
+        code_bytes=CODE_RUNTIME_BYTES + CODE_PER_OP_BYTES * len(ops),
         frontend_ram_bytes=fe_ram,
-        ops=ops,
-        manifest_arena_bytes=manifest_arena,
         frontend_build=build,
         sources={
+            "basis": ESTIMATE + "; export again with --int8 for the generated model and measured numbers",
             "model": f"{rel} size (the array in mcu/model_data.cc)",
             "frontend_tables": table_src + " (DSSDN_REAL = float)",
             "frontend_flash": fe_flash_why,
             "code": code_source + f" ({len(ops)} distinct ops; the TFLM kernels are not built here)",
-            "arena": "measured: tflite-micro interpreter (host reference kernels), RecordingMicroAllocator "
-            "total; CMSIS-NN kernels may add a few KB of scratch",
+            "arena": arena_src,
             "frontend_ram": fe_why,
         },
     )
+
+
+def measured_firmware(export_dir: Path, device: str) -> dict[str, Any] | None:
+    """The whole firmware (generated model, front end, glue) linked for ``device`` and run on qemu
+    (``device.firmware``), when the export's mcu/ has the generated model; None without it. A missing
+    toolchain is one error line naming what to install."""
+    from ..device import firmware, mcu_project
+    from ..errors import DeviceError
+
+    mcu_dir = Path(export_dir) / "mcu"
+    if not (mcu_dir / firmware.MODEL_HEADER).is_file():
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"dssdn-fw-{device}-") as tmp:
+            m, _ = firmware.measure(mcu_dir, device, Path(tmp), [mcu_project.probe_audio()])
+    except DeviceError as exc:
+        raise BenchError(str(exc)) from None
+    return {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
 
 
 def manifest_arena_bytes(manifest: dict[str, Any]) -> int | None:
@@ -284,7 +349,7 @@ def fit(fp: Footprint, board: McuBoard) -> Fit:
         board.name,
         fp.flash_bytes <= board.flash_bytes,
         fp.ram_bytes <= board.ram_bytes,
-        fp.arena_bytes <= board.largest_ram_block,
+        fp.model_ram_bytes <= board.largest_ram_block,
         board.flash_bytes - fp.flash_bytes,
         board.ram_bytes - fp.ram_bytes,
     )

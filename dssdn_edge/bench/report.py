@@ -266,12 +266,23 @@ def sys_line(info: dict[str, Any]) -> str:
 
 def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
     fp = mcu["footprint"]
+    if fp.get("firmware"):
+        from ..device.mcu_project import render_measured
+
+        fw = fp["firmware"]
+        return ["", "## Microcontroller fit (measured: the whole firmware, generated C)", "",
+                f"- flash {_mb(fp['flash_bytes'])}, RAM {_mb(fp['ram_bytes'])} (linked firmware on "
+                f"{fw['core']}; TFLM's arena for comparison: {_mb(fp['arena_bytes'])})", "",
+                render_measured(fw), "", *_fit_table(mcu["fits"])]
     build = fp.get("frontend_build")
     how = "measured, cross-compiled" if build else "tables counted + code allowance"
     fe_flash = fp.get("frontend_flash_bytes", fp["frontend_tables_bytes"])
     lines = [
         "",
-        "## Microcontroller fit",
+        "## Microcontroller fit: ESTIMATE (no generated model)",
+        "",
+        "This export's mcu/ has no generated model (made before `export --int8` wrote it): the TFLM code is an "
+        "allowance, not measured. Export again for the measured firmware.",
         "",
         f"- flash {_mb(fp['flash_bytes'])} = model {_mb(fp['model_bytes'])} + front end {_mb(fe_flash)} ({how}) "
         f"+ TFLM code {_mb(fp['code_bytes'])} (allowance: the TFLM kernels are not built here)",
@@ -308,8 +319,12 @@ def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
     lines += [
         f"  - {k}: {v}" for k, v in fp["sources"].items()
     ]
-    lines += ["", "| board | flash | RAM | arena in largest block | fits |", "|---|---|---|---|---|"]
-    for f in mcu["fits"]:
+    return lines + ["", *_fit_table(mcu["fits"])]
+
+
+def _fit_table(fits: list[dict[str, Any]]) -> list[str]:
+    lines = ["| board | flash | RAM | arena in largest block | fits |", "|---|---|---|---|---|"]
+    for f in fits:
         lines.append(
             f"| {f['board']} | {'ok' if f['flash_ok'] else 'NO'} ({_mb(f['flash_headroom'])} left) | "
             f"{'ok' if f['ram_ok'] else 'NO'} ({_mb(f['ram_headroom'])} left) | "
@@ -474,6 +489,13 @@ def console_table(result: dict[str, Any]) -> None:
             f"ESTIMATE {est['device']} {est['precision']}: {est['ms']:.2f} ms "
             f"({est['low_ms']:.2f}–{est['high_ms']:.2f}) — {est['source']}"
         )
+    fp = result.get("mcu", {}).get("footprint")
+    if fp:
+        line = f"{fp.get('basis', '')}: flash {_mb(fp['flash_bytes'])}, RAM {_mb(fp['ram_bytes'])}"
+        ins = (fp.get("firmware") or {}).get("instructions")
+        if ins:
+            line += f", {ins['per_1s_window']:,} emulated instructions per 1-s window (not time)"
+        console.print(line)
     for f in result.get("mcu", {}).get("fits", []):
         flags = ", ".join(
             f"{k} {'ok' if f[key] else 'NO'}"

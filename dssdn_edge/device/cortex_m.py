@@ -235,7 +235,7 @@ def build_frontend(cfg: FrontendConfig | None, target_key: str, out_dir: Path, o
     target = get_target(target_key)
     tools = toolchain()
     gcc = tools["arm-none-eabi-gcc"]
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # qemu runs in a sub-folder: a relative --out must not follow it there
     src, obj = out_dir / "src", out_dir / "obj"
     if src_dir is not None:
         src.mkdir(parents=True, exist_ok=True)

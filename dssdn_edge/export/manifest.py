@@ -128,7 +128,8 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     lines += [
         "",
         "The `mcu/model_data.cc` row compares TFLite Micro with LiteRT on the same int8 model "
-        "(difference in output LSB).",
+        "(difference in output LSB); the `mcu/dssdn_model.c` row, the generated C with TFLite Micro on the same "
+        "int8 inputs (0 LSB: bit-exact).",
         "",
         "## Complexity",
         "",
@@ -153,6 +154,12 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
     gen = artifacts.get("mcu/dssdn_model.c")
     if gen is not None:
         lines += ["", "## Generated C (mcu/dssdn_model.c)", ""] + _generated_text(gen)
+    fw = (artifacts.get("mcu/dssdn_model.h") or {}).get("firmware_cortex_m4")
+    if fw is not None:
+        from ..device.mcu_project import render_measured
+
+        lines += ["", "## Generated C on an emulated Cortex-M4 (mcu/)", "",
+                  render_measured(fw if fw.get("measured") else None, fw.get("why", ""))]
     for rel, a in sorted(artifacts.items()):
         if "choices" in a:
             lines += ["", f"## Phone file (waveform in): {rel}", ""] + _phone_text(a)

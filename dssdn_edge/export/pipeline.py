@@ -14,6 +14,7 @@ import importlib.metadata
 import platform
 import random
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,6 +393,30 @@ class _Builder:
                 np.concatenate([q for q, _ in checked]), np.stack([y for _, y in checked]), report.arena_bytes,
                 {"input": i.to_dict(), "output": o.to_dict()},
             )
+        self.mcu_project()
+
+    def mcu_project(self) -> None:
+        """With the generated model in mcu/: the buildable project (classifier, Makefile, README), measured
+        on an emulated Cortex-M4 when the Arm toolchain and qemu are installed (device.firmware)."""
+        from ..device import firmware, mcu_project
+        from ..errors import DeviceError
+
+        mcu_dir = self.staging / "mcu"
+        if not (mcu_dir / firmware.MODEL_HEADER).is_file():
+            return
+        measured, why_not = None, ""
+        try:
+            with tempfile.TemporaryDirectory(prefix="dssdn-mcu-") as tmp:
+                mcu_project.write_project(mcu_dir, self.ckpt.name)
+                m, _ = firmware.measure(mcu_dir, "cortex-m4", Path(tmp), [mcu_project.probe_audio()])
+                measured = {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
+        except DeviceError as exc:
+            why_not = str(exc)
+        mcu_project.write_project(mcu_dir, self.ckpt.name, measured, why_not)
+        self.artifacts["mcu/dssdn_model.h"] = {
+            **self.artifacts.get("mcu/dssdn_model.h", {"format": "c-header"}),
+            "firmware_cortex_m4": measured or {"measured": False, "why": why_not},
+        }
 
 
 def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:

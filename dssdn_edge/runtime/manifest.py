@@ -160,12 +160,16 @@ def read_manifest(export_dir: str, verify: bool = True) -> dict[str, Any]:
     return manifest
 
 
+BUILD_PRODUCTS = "mcu/build/"  # what `make -C mcu` writes: not part of the export
+
+
 def list_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of every regular file under ``folder`` except the manifest, sorted."""
+    """Relative POSIX paths of every regular file under ``folder`` except the manifest and ``make -C mcu``'s
+    build folder, sorted."""
     out = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
-        if path.is_file() and rel != MANIFEST:
+        if path.is_file() and rel != MANIFEST and not rel.startswith(BUILD_PRODUCTS):
             out.append(rel)
     return out
 
