@@ -163,9 +163,13 @@ def test_tflm_runs_int8_within_arena_budget(small_export):
     text = (small_export / "mcu" / "model_data.cc").read_text()
     assert "alignas(16) const unsigned char g_model_data[]" in text
     assert f"const unsigned int g_model_data_len = {len(int8)};" in text
-    assert {"dssdn_frontend.c", "dssdn_frontend.h", "dssdn_frontend_tables.h", "model_data.h"} <= {
-        p.name for p in (small_export / "mcu").iterdir()
-    }
+    assert {"dssdn_frontend.c", "dssdn_frontend.h", "dssdn_frontend_tables.h", "model_data.h", "dssdn_features.c",
+            "dssdn_features.h", "dssdn_input_tables.h"} <= {p.name for p in (small_export / "mcu").iterdir()}
+    # the C front end's int8 input is this model's: its scale and zero point, rendered for the C compiler
+    tables = (small_export / "mcu" / "dssdn_input_tables.h").read_text()
+    scale = float(tables.split("#define DSSDN_INPUT_SCALE ")[1].split("f")[0])
+    assert np.float32(scale) == np.float32(mcu["input"]["scale"])
+    assert f"#define DSSDN_INPUT_ZERO_POINT {mcu['input']['zero_point']}" in tables
 
 
 @needs_data

@@ -275,31 +275,6 @@ FRONTEND_NOTES = {
 }
 
 
-class CFront:
-    """The C front end as the bench drives it: one loaded library (built by the host for this machine) and the
-    export's normalisation, checked against the manifest's front-end config when loaded."""
-
-    def __init__(self, library: Any, pipeline: Any) -> None:
-        self.lib = library
-        self.mean, self.std = pipeline.mean[:, 0, :], pipeline.std[:, 0, :]
-        self.frames = pipeline.frontend.segment_frames
-
-    def int8_params(self, model: Any) -> Any:
-        """The C struct that makes ``model``'s input directly (an int8 NHWC window), or None: the float path."""
-        fe = self.lib
-        if (model.layout != "NHWC" or np.dtype(model.input_dtype) != np.int8 or not model.input_scale
-                or tuple(model.input_shape) != (1, self.frames, fe.n_mels, fe.channels)):
-            return None
-        return fe.params(self.mean, self.std, model.input_scale, model.input_zero_point)
-
-    def windows(self, model: Any) -> Any:
-        """A stream of ``model``'s windows: int8 rows for an int8 NHWC model, else normalised float frames."""
-        params = self.int8_params(model)
-        if params is not None:
-            return rt.cfeatures.WindowStream(self.lib, self.frames, params)
-        return rt.cfeatures.WindowStream(self.lib, self.frames, mean=self.mean, std=self.std)
-
-
 def load_c_front(manifest: dict[str, Any], path: str | None) -> tuple[Any, str]:
     """(the C library for the manifest's front end, "loaded") or (None, why not): then numpy runs alone."""
     if not path:
@@ -312,33 +287,21 @@ def load_c_front(manifest: dict[str, Any], path: str | None) -> tuple[Any, str]:
         return None, str(exc)
 
 
+def c_feed(lib: Any, pipeline: Any) -> Any:
+    """The C front end feeding this export's models (``runtime.cfeatures.ModelFeed``)."""
+    return rt.cfeatures.ModelFeed(lib, pipeline.mean[:, 0, :], pipeline.std[:, 0, :], pipeline.frontend.segment_frames)
+
+
 def frontend_check(lib: Any, pipeline: Any, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The C front end against this machine's numpy one on the test audio: the largest difference of the
-    float features (all values, and those within 60 dB of their frame's loudest band, where float32 holds
-    1e-4), and with the first int8 model's input quantisation the int8 rows that differ (float32 round-off
-    across a rounding boundary)."""
-    ref = pipeline.frontend.features(pipeline.audio)
-    got = lib.features(pipeline.audio)
-    if got.shape != ref.shape:
-        return {"ok": False, "error": f"C gives {got.shape}, numpy {ref.shape}"}
-    diff = np.abs(got.astype(np.float64) - ref)
-    peak = ref[0].max(axis=-1, keepdims=True)
-    near = np.broadcast_to(ref[0] >= peak - 6.0, ref.shape)
-    out: dict[str, Any] = {"audio": "runtime.logmel.test_audio (1 s chirp + noise)", "values": int(ref.size),
-                           "max_abs": float(diff.max()), "max_abs_within_60db": float(diff[near].max())}
+    """The C front end against this machine's numpy one on the test audio (``cfeatures.check_against``), with
+    the first int8 model's input quantisation for the int8 rows."""
     art = next((a for r, a in sorted(manifest["artifacts"].items())
                 if str((a.get("input") or {}).get("dtype")) == "int8" and not r.endswith(AUDIO_SUFFIX)
                 and (a.get("input") or {}).get("scale")), None)
-    if art is not None:
-        scale, zp = float(art["input"]["scale"]), int(art["input"].get("zero_point") or 0)
-        norm = pipeline.normalise(ref).transpose(1, 2, 0)
-        want = np.clip(np.round(norm.astype(np.float64) / scale) + zp, -128, 127).astype(np.int8)
-        rows = lib.features_int8(pipeline.audio, lib.params(pipeline.mean[:, 0, :], pipeline.std[:, 0, :],
-                                                            scale, zp))
-        steps = np.abs(rows.astype(np.int16) - want)
-        out.update(int8_differing=int((steps > 0).sum()), int8_max_step=int(steps.max()))
-    out["ok"] = out["max_abs_within_60db"] <= 1e-4 and out.get("int8_max_step", 0) <= 1
-    return out
+    int8 = None if art is None else (float(art["input"]["scale"]), int(art["input"].get("zero_point") or 0))
+    out = rt.cfeatures.check_against(lib, pipeline.frontend.features(pipeline.audio), pipeline.audio,
+                                     pipeline.mean[:, 0, :], pipeline.std[:, 0, :], int8)
+    return {"audio": "runtime.logmel.test_audio (1 s chirp + noise)", **out}
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -348,11 +311,12 @@ def stage_times(backend: Any, pipeline: Any, runs: int, warmup: int,
     normalise + quantise into the input tensor, invoke (set input, run, read output), dequantise + softmax +
     average over windows + argmax. Summaries per stage and of the per-iteration total.
 
-    ``fronts`` (name → None for numpy, a ``CFront`` for C) take turns in blocks of ``INTERLEAVE`` iterations,
-    each block after one untimed iteration, so a busy spell of a shared CPU lands on all alike while each runs
-    with its own data in the caches, as it would alone (alternating every call let numpy's arrays evict the C
-    tables: about +30 % on the C front end, measured); the result is then one such summary per front end. The
-    C path of an int8 NHWC model has no separate normalise/quantise work: its rows are the input tensor."""
+    ``fronts`` (name → None for numpy, a ``cfeatures.ModelFeed`` for C) take turns in blocks of ``INTERLEAVE``
+    iterations, each block after one untimed iteration, so a busy spell of a shared CPU lands on all alike
+    while each runs with its own data in the caches, as it would alone (alternating every call let numpy's
+    arrays evict the C tables: about +30 % on the C front end, measured); the result is then one such summary
+    per front end. The C path of an int8 NHWC model has no separate normalise/quantise work: its rows are the
+    input tensor."""
     single = fronts is None
     fronts = fronts or {"numpy": None}
     names = list(fronts)
@@ -406,9 +370,9 @@ def stage_times(backend: Any, pipeline: Any, runs: int, warmup: int,
 def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STREAM_HOP_SECONDS,
                 warmup: int = 4, front: Any = None) -> dict[str, Any] | None:
     """Streaming, as an always-on device runs: audio arrives ``hop_seconds`` at a time, only the new frames
-    are computed (``StreamingFeatures``, or with a ``CFront`` the C stream, whose int8 rows are an int8 model's
-    input), the latest 1-s window is classified every hop. Per-hop stage times and the cost per second of audio
-    (p50 per hop / hop seconds). None for a waveform-in model."""
+    are computed (``StreamingFeatures``, or with a ``cfeatures.ModelFeed`` the C stream, whose int8 rows are an
+    int8 model's input), the latest 1-s window is classified every hop. Per-hop stage times and the cost per
+    second of audio (p50 per hop / hop seconds). None for a waveform-in model."""
     if not _feeds_features(backend):
         return None
     fe = pipeline.frontend
@@ -467,7 +431,7 @@ def stream_cost(backend: Any, pipeline: Any, hops: int, hop_seconds: float = STR
 def bench_backend(make: Callable[[], Any], pipeline: Any, runs: int, warmup: int,
                   c_front: Any = None) -> dict[str, Any]:
     """Load (timed), warm up, time the model alone, then audio -> label end to end stage by stage, then the
-    streaming path: with a ``CFront`` for both front ends side by side (the stages interleaved), and the
+    streaming path: with a ``cfeatures.ModelFeed`` for both front ends side by side (the stages interleaved), and the
     top-level figures are the C front end's (the production one; ``frontend`` names which ran)."""
     t0 = time.perf_counter()
     backend = make()
@@ -621,7 +585,7 @@ def run_benchmark(
                       file=sys.stderr, flush=True)
                 c_lib = None
                 result["frontend"]["implementation"] = "numpy"
-        c_front = CFront(c_lib, pipeline) if c_lib is not None else None
+        c_front = c_feed(c_lib, pipeline) if c_lib is not None else None
         _emit(progress, 1, total, "front end")
         _write(out_path, result)
         for k, (rel, runtime, factory) in enumerate(jobs, start=2):

@@ -72,8 +72,10 @@ typedef struct {
     int flushed;
 } dssdn_features_t;
 
-/* Static RAM of one stream: 4 (2 N_FFT + N_BINS) + 4 (2W + 1) N_MELS bytes plus a few words
- * (12.8 KB at the defaults: 10.0 KB log-mel state, 2.5 KB delta history). */
+/* Static RAM of one stream: 4 (2 N_FFT + N_BINS) + 4 (2W + 1) N_MELS bytes plus a few words. At the defaults
+ * 12 828 bytes on a Cortex-M4 (10 252 log-mel state, 2 560 delta history, 16 bookkeeping), 12 840 on a 64-bit
+ * host. Code: 2.4 KB (arm-none-eabi-gcc -O2, Cortex-M4F); stack: emit 216 + quantize_block 208 bytes on top of
+ * dssdn_frontend_push's. */
 #define DSSDN_FEATURES_STATE_BYTES ((int)sizeof(dssdn_features_t))
 
 /* Start a stream. input may be NULL when only float features are wanted; otherwise it must outlive st. */

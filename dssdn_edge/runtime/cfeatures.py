@@ -228,3 +228,53 @@ class WindowStream:
         if self.total < self.frames:
             return None
         return self._buf[self._end - self.frames : self._end]
+
+
+class ModelFeed:
+    """The C front end feeding one export's models, as the bench drives it: one loaded library and the export's
+    normalisation (channels, n_mels); int8 NHWC models get the C int8 rows, others normalised float frames."""
+
+    def __init__(self, library: FeatureLibrary, mean: np.ndarray, std: np.ndarray, frames: int) -> None:
+        self.lib, self.frames = library, frames
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def int8_params(self, model: Any) -> ctypes.Structure | None:
+        """The C struct that makes ``model``'s input directly (one int8 NHWC window), or None: the float path."""
+        lib = self.lib
+        if (getattr(model, "layout", None) != "NHWC" or np.dtype(model.input_dtype) != np.int8
+                or not model.input_scale
+                or tuple(model.input_shape) != (1, self.frames, lib.n_mels, lib.channels)):
+            return None
+        return lib.params(self.mean, self.std, model.input_scale, model.input_zero_point)
+
+    def windows(self, model: Any) -> WindowStream:
+        """A stream of ``model``'s windows: int8 rows for an int8 NHWC model, else normalised float frames."""
+        params = self.int8_params(model)
+        if params is not None:
+            return WindowStream(self.lib, self.frames, params)
+        return WindowStream(self.lib, self.frames, mean=self.mean, std=self.std)
+
+
+def check_against(lib: FeatureLibrary, reference: np.ndarray, audio: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                  int8: tuple[float, int] | None = None) -> dict[str, Any]:
+    """The library against a numpy front end's (channels, frames, n_mels) features of the same audio: the largest
+    difference (all values, and those within 60 dB of their frame's loudest band, where float32 holds 1e-4),
+    and with an int8 input's (scale, zero point) the int8 rows that differ from numpy's (float32 round-off
+    across a rounding boundary: at most one step). ``ok`` when both hold."""
+    got = lib.features(audio)
+    if got.shape != reference.shape:
+        return {"ok": False, "error": f"C gives {got.shape}, numpy {reference.shape}"}
+    diff = np.abs(got.astype(np.float64) - reference)
+    peak = reference[0].max(axis=-1, keepdims=True)
+    near = np.broadcast_to(reference[0] >= peak - 6.0, reference.shape)
+    out: dict[str, Any] = {"values": int(reference.size), "max_abs": float(diff.max()),
+                           "max_abs_within_60db": float(diff[near].max())}
+    if int8 is not None:
+        scale, zero_point = int8
+        norm = ((reference - np.asarray(mean, np.float32)[:, None, :]) / np.asarray(std, np.float32)[:, None, :])
+        want = np.clip(np.round(norm.astype(np.float32).astype(np.float64) / scale) + zero_point, -128, 127)
+        rows = lib.features_int8(audio, lib.params(mean, std, scale, zero_point))
+        steps = np.abs(rows.astype(np.int16) - want.transpose(1, 2, 0).astype(np.int16))
+        out.update(int8_differing=int((steps > 0).sum()), int8_max_step=int(steps.max()))
+    out["ok"] = out["max_abs_within_60db"] <= 1e-4 and out.get("int8_max_step", 0) <= 1
+    return out
