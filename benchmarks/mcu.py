@@ -23,10 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dssdn_edge.bench.mcu import int8_tflite, manifest_arena_bytes  # noqa: E402
-from dssdn_edge.device import firmware, mcu_check, mcu_project  # noqa: E402
+from dssdn_edge.bench.mcu import manifest_arena_bytes  # noqa: E402
+from dssdn_edge.device import firmware, mcu_check  # noqa: E402
+from dssdn_edge.device.firmware import int8_tflite  # noqa: E402
 from dssdn_edge.frontend import FrontendConfig, Normalization  # noqa: E402
 from dssdn_edge.frontend_c import emit_c  # noqa: E402
+from dssdn_edge.mcu import project as mcu_project  # noqa: E402
 
 KIB = 1024
 GOALS_SMALL = {"ram_bytes": 40 * KIB, "ram_bytes_stretch": 32 * KIB, "flash_bytes": 110 * KIB,

@@ -533,7 +533,9 @@ def export(size: str, checkpoint: Path | None, out: Path | None, save_calibratio
         click.echo(f"warning: {spec['root']}: the data this checkpoint was trained on is not there (seen from "
                    f"{Path.cwd()}); without --eval its accuracy is not measured and without --calib int8 "
                    "calibration uses other audio", err=True)
-    result = export_model(ckpt, out or Path("exports") / ckpt.name, **kwargs)
+    from .device.firmware import measure_project
+
+    result = export_model(ckpt, out or Path("exports") / ckpt.name, measure_firmware=measure_project, **kwargs)
     _print_export(result)
 
 

@@ -250,7 +250,8 @@ def _bench_extra(
                 model_rt = lambda: runtime.load(model, kind="torch", threads=threads, input_shape=shape)  # noqa: E731
                 entry.update(runner.bench_backend(model_rt, pipeline, runs, warmup))
             else:
-                from .mcu import int8_tflite, manifest_arena_bytes
+                from ..device.firmware import int8_tflite
+                from .mcu import manifest_arena_bytes
 
                 rel = int8_tflite(manifest)
                 arena = measure_arena(export_dir / rel)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime
+from ..device.firmware import int8_tflite  # noqa: F401  (re-exported: bench callers name it here)
 from ..errors import BenchError
 from .devices import McuBoard
 
@@ -199,17 +200,6 @@ def tflite_ops(tflite_path: Path) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ footprint
-def int8_tflite(manifest: dict[str, Any]) -> str:
-    """The full-integer .tflite of the export (int8 input tensor): the file a microcontroller runs."""
-    for rel, art in sorted(manifest["artifacts"].items()):
-        dtype = str((art.get("input") or {}).get("dtype", ""))
-        if art.get("bit_identical_to"):  # a CPU-layout twin of the MCU file (export/cpu_layout.py)
-            continue
-        if rel.endswith(".tflite") and ("int8" in dtype or (not dtype and "int8" in rel)):
-            return rel
-    raise BenchError(f"export {manifest.get('name')}: no int8 .tflite artifact (needed for a microcontroller)")
-
-
 def measured_frontend(
     fe: dict[str, Any], device: str, src_dir: Path | None = None
 ) -> tuple[dict[str, Any] | None, str]:
@@ -321,8 +311,9 @@ def measured_firmware(export_dir: Path, device: str) -> dict[str, Any] | None:
     """The whole firmware (generated model, front end, glue) linked for ``device`` and run on qemu
     (``device.firmware``), when the export's mcu/ has the generated model; None without it. A missing
     toolchain is one error line naming what to install."""
-    from ..device import firmware, mcu_project
+    from ..device import firmware
     from ..errors import DeviceError
+    from ..mcu import project as mcu_project
 
     mcu_dir = Path(export_dir) / "mcu"
     if not (mcu_dir / firmware.MODEL_HEADER).is_file():

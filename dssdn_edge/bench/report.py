@@ -267,7 +267,7 @@ def sys_line(info: dict[str, Any]) -> str:
 def _mcu_lines(mcu: dict[str, Any]) -> list[str]:
     fp = mcu["footprint"]
     if fp.get("firmware"):
-        from ..device.mcu_project import render_measured
+        from ..mcu.project import render_measured
 
         fw = fp["firmware"]
         return ["", "## Microcontroller fit (measured: the whole firmware, generated C)", "",

@@ -479,3 +479,29 @@ def measure(mcu_dir: Path, target_key: str, out_dir: Path, clips: list[np.ndarra
     fp.stack_peak_bytes = run.stack_peak_bytes
     cal = calibrate(target_key, builder.out_dir / "calibrate")
     return Measurement(fp, cal, run.instructions(), len(clips), str(builder.out_dir)), run
+
+
+def int8_tflite(manifest: dict[str, Any]) -> str:
+    """The full-integer .tflite of the export (int8 input tensor): the file a microcontroller runs."""
+    for rel, art in sorted(manifest["artifacts"].items()):
+        dtype = str((art.get("input") or {}).get("dtype", ""))
+        if art.get("bit_identical_to"):  # a CPU-layout twin of the MCU file (export/cpu_layout.py)
+            continue
+        if rel.endswith(".tflite") and ("int8" in dtype or (not dtype and "int8" in rel)):
+            return rel
+    raise DeviceError(f"export {manifest.get('name')}: no int8 .tflite artifact (needed for a microcontroller)")
+
+
+def measure_project(mcu_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """An export's ``mcu/`` project measured on an emulated Cortex-M4 (footprint, stack, emulated instructions
+    on a probe signal), for the export's manifest; (None, why) when the Arm toolchain or qemu is missing."""
+    import tempfile
+
+    from ..mcu.project import probe_audio
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="dssdn-mcu-") as tmp:
+            m, _ = measure(Path(mcu_dir), "cortex-m4", Path(tmp), [probe_audio()])
+    except DeviceError as exc:
+        return None, str(exc)
+    return {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu.project.probe_audio)"}, ""

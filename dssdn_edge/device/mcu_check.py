@@ -33,9 +33,9 @@ def read_int16(path: Path) -> np.ndarray:
 def host_reference(export_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
     """Per clip: predict's label (int8 .tflite, LiteRT), the window starts, the int8 inputs, LiteRT's int8 logits."""
     from .. import runtime
-    from ..bench.mcu import int8_tflite
     from ..predict import WINDOW_STRIDE as stride
     from ..predict import Predictor
+    from .firmware import int8_tflite
 
     manifest = json.loads((Path(export_dir) / "manifest.json").read_text())
     model_path = Path(export_dir) / int8_tflite(manifest)
@@ -57,8 +57,8 @@ def host_reference(export_dir: Path, paths: list[Path]) -> list[dict[str, Any]]:
 
 def compare(export_dir: Path, paths: list[Path], run: ClipRun) -> dict[str, Any]:
     """The firmware's run against ``host_reference`` and TFLM (see the module docstring)."""
-    from ..bench.mcu import int8_tflite
     from ..export import tflm as tflm_mod
+    from .firmware import int8_tflite
 
     manifest = json.loads((Path(export_dir) / "manifest.json").read_text())
     micro = tflm_mod.open_tflm((Path(export_dir) / int8_tflite(manifest)).read_bytes(), "TFLite Micro")

@@ -156,7 +156,7 @@ def render_report(manifest: dict[str, Any], artifacts: dict[str, dict[str, Any]]
         lines += ["", "## Generated C (mcu/dssdn_model.c)", ""] + _generated_text(gen)
     fw = (artifacts.get("mcu/dssdn_model.h") or {}).get("firmware_cortex_m4")
     if fw is not None:
-        from ..device.mcu_project import render_measured
+        from ..mcu.project import render_measured
 
         lines += ["", "## Generated C on an emulated Cortex-M4 (mcu/)", "",
                   render_measured(fw if fw.get("measured") else None, fw.get("why", ""))]

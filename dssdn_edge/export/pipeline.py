@@ -15,7 +15,7 @@ import platform
 import random
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ from .sources import EVAL_STRIDE, WindowSet
 __all__ = ["ExportResult", "export_model", "resolve_checkpoint", "save_calibration"]
 
 FORMATS = ("onnx", "tflite", "c", "phone")
+# Measures an export's mcu/ project on an emulated board: (measurement dict, None) or (None, why not).
+FirmwareMeasurer = Callable[[Path], tuple[dict[str, Any] | None, str]]
 TFLM_WINDOWS = 16  # TFLM's reference kernels are slow in Python; a few windows prove agreement
 TOOLS = (
     "torch",
@@ -146,8 +148,10 @@ class _Builder:
         int8: bool,
         calib: WindowSet | None,
         ref: Reference,
+        measure_firmware: FirmwareMeasurer | None = None,
     ) -> None:
         self.ckpt, self.staging, self.int8, self.calib, self.ref = ckpt, staging, int8, calib, ref
+        self.measure_firmware = measure_firmware
         fe = ckpt.frontend_config
         self.shape = (1, fe.channels, fe.segment_frames, fe.n_mels)
         self.example = torch.zeros(self.shape)
@@ -396,28 +400,25 @@ class _Builder:
         self.mcu_project()
 
     def mcu_project(self) -> None:
-        """With the generated model in mcu/: the buildable project (classifier, Makefile, README), measured
-        on an emulated Cortex-M4 when the Arm toolchain and qemu are installed (device.firmware)."""
-        from ..device import firmware, mcu_project
-        from ..errors import DeviceError
+        """With the generated model in mcu/: the buildable project (classifier, Makefile, README) and, when the
+        caller passed a firmware measurer, its flash, RAM and emulated instructions. The measurer is injected
+        (the CLI passes ``device.firmware.measure_project``) because building firmware is the device layer's
+        job, which sits above export."""
+        from ..mcu import project as mcu_project
 
         mcu_dir = self.staging / "mcu"
-        if not (mcu_dir / firmware.MODEL_HEADER).is_file():
+        if not (mcu_dir / "dssdn_model.h").is_file():
             return
-        measured, why_not = None, ""
-        try:
-            with tempfile.TemporaryDirectory(prefix="dssdn-mcu-") as tmp:
-                mcu_project.write_project(mcu_dir, self.ckpt.name)
-                m, _ = firmware.measure(mcu_dir, "cortex-m4", Path(tmp), [mcu_project.probe_audio()])
-                measured = {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
-        except DeviceError as exc:
-            why_not = str(exc)
+        mcu_project.write_project(mcu_dir, self.ckpt.name)
+        if self.measure_firmware is None:
+            measured, why_not = None, "not measured by this export; `dssdn-edge bench --device cortex-m4` measures it"
+        else:
+            measured, why_not = self.measure_firmware(mcu_dir)
         mcu_project.write_project(mcu_dir, self.ckpt.name, measured, why_not)
         self.artifacts["mcu/dssdn_model.h"] = {
             **self.artifacts.get("mcu/dssdn_model.h", {"format": "c-header"}),
             "firmware_cortex_m4": measured or {"measured": False, "why": why_not},
         }
-
 
 def measure_gains(fused: nn.Module, windows: np.ndarray) -> dict[str, list[float]]:
     """Equalisation gains from the calibration windows as the int8 model sees them (clipped)."""
@@ -446,21 +447,22 @@ def export_model(
     calib_dir: str | Path | None = None,
     eval_dir: str | Path | None = None,
     force: bool = False,
+    measure_firmware: FirmwareMeasurer | None = None,
 ) -> ExportResult:
-    """Export a shipped size or a checkpoint into ``out_dir`` (see the module docstring)."""
+    """Export a shipped size or a checkpoint into ``out_dir`` (see the module docstring). ``measure_firmware``
+    measures the ``mcu/`` project on an emulated board (``device.firmware.measure_project``) for the manifest."""
     formats = normalise_formats(formats)
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir}: already exists (pass --force to replace it)")
     ckpt = resolve_checkpoint(name_or_checkpoint)
     with staging_mod.exclusive(out_dir):
-        return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force)
+        return _export(ckpt, out_dir, formats, int8, calib_dir, eval_dir, force, measure_firmware)
 
 
 def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
     """Only the int8 ``.tflite`` of an export (the MCU model), calibrated from the shipped statistics when
     they exist: no other artifact, no scoring. For tools and tests that need just that model, cheaply."""
-    import tempfile
 
     ckpt = resolve_checkpoint(name_or_checkpoint)
     threads = torch.get_num_threads()
@@ -481,7 +483,7 @@ def int8_tflite(name_or_checkpoint: str | Path | Checkpoint) -> bytes:
 
 def _export(
     ckpt: Checkpoint, out_dir: Path, formats: tuple[str, ...], int8: bool, calib_dir: str | Path | None,
-    eval_dir: str | Path | None, force: bool,
+    eval_dir: str | Path | None, force: bool, measure_firmware: FirmwareMeasurer | None = None,
 ) -> ExportResult:
     staging = staging_mod.staging_dir(out_dir, force)
     threads = torch.get_num_threads()
@@ -491,7 +493,7 @@ def _export(
         calib = sources.source_windows(ckpt, "calibration", calib_dir) if int8 else None
         evalset = sources.source_windows(ckpt, "evaluation", eval_dir)
         ref = build_reference(ckpt, evalset, calib)
-        builder = _Builder(ckpt, staging, int8, calib, ref)
+        builder = _Builder(ckpt, staging, int8, calib, ref, measure_firmware)
         if "onnx" in formats:
             builder.onnx()
         if "tflite" in formats or "c" in formats or "phone" in formats:

@@ -1,8 +1,8 @@
 """The buildable ``mcu/`` project of an export: the classifier glue, the host program, the Makefile, the README.
 
-Why here and not in ``export``: these files belong with the firmware that is built and measured from them
-(``device.firmware``); the exporter only asks for them to be written beside the generated model and front
-end, and hands over what was measured so the folder's README states its own numbers.
+Why in ``mcu`` and not in ``device``: export writes these files beside the generated model, and export sits
+below the device layer. The firmware built from them is measured by ``device.firmware``, which the CLI hands
+to export as a callable so the folder's README states its own numbers.
 """
 
 from __future__ import annotations
