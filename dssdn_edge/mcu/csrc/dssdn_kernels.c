@@ -3,6 +3,7 @@
 #include "dssdn_kernels.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #define DSSDN_CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v)))
 
@@ -14,15 +15,16 @@ static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
     return (int32_t)(((int64_t)x * m + round) >> total);
 }
 #else
-/* SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded to nearest (ties away from 0). */
+/* SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded to nearest (ties away from 0).
+ * gemmlowp adds 2^30 (or 1 - 2^30 when a*b < 0) and divides by 2^31 toward zero; both cases equal
+ * floor((a*b + 2^30) / 2^31), one 64-bit add and shift (a*b < 0 keeps the sum negative, so the truncating
+ * division's +2^31-1 correction turns 1 - 2^30 into 2^30). */
 static inline int32_t high_mul(int32_t a, int32_t b)
 {
-    if (a == b && a == INT32_MIN) {
+    if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero. */
@@ -59,14 +61,20 @@ static inline void store_pixel(int8_t *dst, const int8_t *px, int32_t n)
  * bias + sum over in-bounds taps of w * (x - zp), integer for integer. */
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 /* Cortex-M4/M7 with the DSP extension: four int8 products per two SMLAD. SXTB16 sign-extends bytes 0 and 2
- * (and, after a rotation by 8, bytes 1 and 3) into two int16 lanes; SMLAD adds both lane products to the
- * accumulator. Every product and partial sum is the exact integer of the plain loop, so the bits agree. */
+ * (and, with its built-in rotation by 8, bytes 1 and 3) into two int16 lanes; SMLAD adds both lane products
+ * to the accumulator. Every product and partial sum is the exact integer of the plain loop, so the bits agree. */
 #include <arm_acle.h>
 
 static inline uint32_t load4(const int8_t *p)
 {
-    return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16 |
-           (uint32_t)(uint8_t)p[3] << 24;
+    uint32_t v;
+    memcpy(&v, p, 4); /* one (unaligned-capable) LDR on ARMv7E-M */
+    return v;
+}
+
+static inline uint32_t odd_bytes(uint32_t v)
+{
+    return __sxtb16((v >> 8) | (v << 24)); /* GCC folds the rotation into SXTB16 */
 }
 
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
@@ -75,12 +83,34 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
     for (; i + 4 <= n; i += 4) {
         const uint32_t wv = load4(w + i), xv = load4(x + i);
         acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);
-        acc = __smlad(__sxtb16((wv >> 8) | (wv << 24)), __sxtb16((xv >> 8) | (xv << 24)), acc);
+        acc = __smlad(odd_bytes(wv), odd_bytes(xv), acc);
     }
     for (; i < n; ++i) {
         acc += (int32_t)w[i] * (int32_t)x[i];
     }
     return acc;
+}
+
+/* Two output channels over the same input: each input word is loaded and widened once for both. */
+static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc0,
+                        int32_t *acc1)
+{
+    int32_t a0 = *acc0, a1 = *acc1, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xv = load4(x + i);
+        const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv);
+        const uint32_t v0 = load4(w0 + i), v1 = load4(w1 + i);
+        a0 = __smlad(__sxtb16(v0), xe, a0);
+        a0 = __smlad(odd_bytes(v0), xo, a0);
+        a1 = __smlad(__sxtb16(v1), xe, a1);
+        a1 = __smlad(odd_bytes(v1), xo, a1);
+    }
+    for (; i < n; ++i) {
+        a0 += (int32_t)w0[i] * (int32_t)x[i];
+        a1 += (int32_t)w1[i] * (int32_t)x[i];
+    }
+    *acc0 = a0;
+    *acc1 = a1;
 }
 #else
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
@@ -90,7 +120,27 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
     }
     return acc;
 }
+
+static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc0,
+                        int32_t *acc1)
+{
+    int32_t a0 = *acc0, a1 = *acc1;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t xv = x[i];
+        a0 += (int32_t)w0[i] * xv;
+        a1 += (int32_t)w1[i] * xv;
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
 #endif
+
+static inline int8_t requant_out(const dssdn_conv_t *p, int32_t acc, int32_t oc)
+{
+    const int32_t q = p->per_channel ? oc : 0;
+    const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
+    return (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
+}
 
 /* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
  * input; NULL when a 1x1 window can be read in place. */
@@ -109,10 +159,7 @@ static const int8_t *gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0
                     dst[c] = (int8_t)p->in_zp;
                 }
             } else {
-                const int8_t *src = in + iy * p->in_row + ix * p->in_pix;
-                for (int32_t c = 0; c < p->in_c; ++c) {
-                    dst[c] = src[c];
-                }
+                memcpy(dst, in + iy * p->in_row + ix * p->in_pix, (size_t)p->in_c);
             }
             dst += p->in_c;
         }
@@ -154,15 +201,26 @@ void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
-            const int8_t *x = use_patch ? gather(p, in, iy0, ix0, patch) : NULL;
             int8_t *dst = p->buffered ? pixel : out;
-            for (int32_t oc = 0; oc < p->out_c; ++oc) {
-                const int32_t acc0 = p->bias ? p->bias[oc] : 0;
-                const int32_t acc = x ? dot(p->w + oc * filter_size, x, filter_size, acc0)
-                                      : conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c, acc0);
-                const int32_t q = p->per_channel ? oc : 0;
-                const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
-                dst[oc] = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
+            if (use_patch) {
+                const int8_t *x = gather(p, in, iy0, ix0, patch);
+                const int8_t *w = p->w;
+                int32_t oc = 0;
+                for (; oc + 2 <= p->out_c; oc += 2, w += 2 * filter_size) {
+                    int32_t a0 = p->bias ? p->bias[oc] : 0, a1 = p->bias ? p->bias[oc + 1] : 0;
+                    dot2(w, w + filter_size, x, filter_size, &a0, &a1);
+                    dst[oc] = requant_out(p, a0, oc);
+                    dst[oc + 1] = requant_out(p, a1, oc + 1);
+                }
+                if (oc < p->out_c) {
+                    dst[oc] = requant_out(p, dot(w, x, filter_size, p->bias ? p->bias[oc] : 0), oc);
+                }
+            } else {
+                for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                    const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
+                                                    p->bias ? p->bias[oc] : 0);
+                    dst[oc] = requant_out(p, acc, oc);
+                }
             }
             if (p->buffered) {
                 store_pixel(out, pixel, p->out_c);
@@ -172,7 +230,8 @@ void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+/* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
+static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
     int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -180,24 +239,98 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
-            for (int32_t ic = 0; ic < p->in_c; ++ic) {
-                for (int32_t m = 0; m < p->depth_mult; ++m) {
-                    const int32_t oc = ic * p->depth_mult + m;
-                    int32_t acc = p->bias ? p->bias[oc] : 0;
-                    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                        const int32_t iy = iy0 + ky * p->dil_h;
-                        const int32_t row_in = iy >= 0 && iy < p->in_h;
-                        for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t ix = ix0 + kx * p->dil_w;
-                            const int32_t x = row_in && ix >= 0 && ix < p->in_w
-                                                  ? in[iy * p->in_row + ix * p->in_pix + ic] : p->in_zp;
-                            acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
-                        }
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                const int32_t ic = oc / p->depth_mult;
+                int32_t acc = p->bias ? p->bias[oc] : 0;
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int32_t x = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w
+                                              ? in[iy * p->in_row + ix * p->in_pix + ic] : p->in_zp;
+                        acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
                     }
-                    const int32_t q = p->per_channel ? oc : 0;
-                    const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
-                    dst[oc] = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
                 }
+                dst[oc] = requant_out(p, acc, oc);
+            }
+            if (p->buffered) {
+                store_pixel(out, pixel, p->out_c);
+            }
+            out += p->out_c;
+        }
+    }
+}
+
+/* Depthwise: per output pixel, the taps inside the input are listed once (input pointer, filter pointer) and
+ * the taps outside once (filter pointer, read as the zero point); the channel loop then has no bounds checks.
+ * With depth_mult 1, four channels share each tap's pointers. */
+void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+{
+    int8_t pixel[DSSDN_MAX_PIXEL];
+    const int8_t *xs[DSSDN_MAX_TAPS];
+    const int8_t *ws[DSSDN_MAX_TAPS];
+    const int8_t *zs[DSSDN_MAX_TAPS];
+    const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult;
+    if (p->k_h * p->k_w > DSSDN_MAX_TAPS) {
+        depthwise_generic(p, in, out);
+        return;
+    }
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
+            int32_t nv = 0, nz = 0;
+            for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                const int32_t iy = iy0 + ky * p->dil_h;
+                for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                    const int32_t ix = ix0 + kx * p->dil_w;
+                    const int8_t *wt = p->w + (ky * p->k_w + kx) * oc_n;
+                    if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
+                        xs[nv] = in + iy * p->in_row + ix * p->in_pix;
+                        ws[nv++] = wt;
+                    } else {
+                        zs[nz++] = wt;
+                    }
+                }
+            }
+            int32_t oc = 0;
+            if (dm == 1) {
+                for (; oc + 4 <= oc_n; oc += 4) {
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    if (p->bias) {
+                        a0 = p->bias[oc], a1 = p->bias[oc + 1], a2 = p->bias[oc + 2], a3 = p->bias[oc + 3];
+                    }
+                    for (int32_t j = 0; j < nv; ++j) {
+                        const int8_t *x = xs[j] + oc, *w = ws[j] + oc;
+                        a0 += (int32_t)w[0] * x[0];
+                        a1 += (int32_t)w[1] * x[1];
+                        a2 += (int32_t)w[2] * x[2];
+                        a3 += (int32_t)w[3] * x[3];
+                    }
+                    for (int32_t j = 0; j < nz; ++j) {
+                        const int8_t *w = zs[j] + oc;
+                        a0 += (int32_t)w[0] * zp;
+                        a1 += (int32_t)w[1] * zp;
+                        a2 += (int32_t)w[2] * zp;
+                        a3 += (int32_t)w[3] * zp;
+                    }
+                    dst[oc] = requant_out(p, a0, oc);
+                    dst[oc + 1] = requant_out(p, a1, oc + 1);
+                    dst[oc + 2] = requant_out(p, a2, oc + 2);
+                    dst[oc + 3] = requant_out(p, a3, oc + 3);
+                }
+            }
+            for (; oc < oc_n; ++oc) {
+                const int32_t ic = oc / dm;
+                int32_t acc = p->bias ? p->bias[oc] : 0;
+                for (int32_t j = 0; j < nv; ++j) {
+                    acc += (int32_t)ws[j][oc] * xs[j][ic];
+                }
+                for (int32_t j = 0; j < nz; ++j) {
+                    acc += (int32_t)zs[j][oc] * zp;
+                }
+                dst[oc] = requant_out(p, acc, oc);
             }
             if (p->buffered) {
                 store_pixel(out, pixel, p->out_c);

@@ -15,6 +15,11 @@
 #include <stdint.h>
 
 #define DSSDN_MAX_PIXEL 256 /* most output channels of a buffered conv (bytes of stack it uses) */
+#ifndef DSSDN_MAX_TAPS
+/* The biggest depthwise window (k_h*k_w) taken by the fast path (three pointer lists of this length on the
+ * stack); a bigger one checks every tap per channel (same bits, slower). */
+#define DSSDN_MAX_TAPS 9
+#endif
 #ifndef DSSDN_MAX_PATCH
 /* The biggest conv window (k_h*k_w*in_c) gathered on the stack; a bigger one is summed tap by tap (same bits,
  * slower). Set it to the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
