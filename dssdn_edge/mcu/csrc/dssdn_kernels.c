@@ -36,11 +36,22 @@ static inline int32_t divide_pot(int32_t x, int32_t e)
     return (x >> e) + (remainder > threshold ? 1 : 0);
 }
 
+/* divide_pot(high_mul(x, m), e) for e = -shift >= 1 in one 64-bit sum: with t = x*m + 2^30, high_mul is
+ * floor(t / 2^31) and is negative exactly when t is; rounding half away from zero is
+ * floor((h + 2^(e-1) - [h < 0]) / 2^e), and nested floors of integer divisions combine, so the result is
+ * floor((t + (2^(e-1) - [t < 0]) * 2^31) / 2^(31+e)): the high word of that sum shifted right by e - 1. */
 static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    return divide_pot(high_mul((int32_t)((uint32_t)x << left), m), right);
+    if (shift >= 0) {
+        return high_mul((int32_t)((uint32_t)x << shift), m);
+    }
+    if (x == INT32_MIN && m == INT32_MIN) {
+        return divide_pot(INT32_MAX, -shift);
+    }
+    const int64_t t = (int64_t)x * m + ((int64_t)1 << 30);
+    const int32_t k = ((int32_t)1 << (-shift - 1)) - (t < 0 ? 1 : 0);
+    const int64_t sum = t + (int64_t)k * ((int64_t)1 << 31);
+    return (int32_t)(sum >> 32) >> (-shift - 1);
 }
 #endif
 
@@ -74,7 +85,9 @@ static inline uint32_t load4(const int8_t *p)
 
 static inline uint32_t odd_bytes(uint32_t v)
 {
-    return __sxtb16((v >> 8) | (v << 24)); /* GCC folds the rotation into SXTB16 */
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v)); /* SXTB16's own rotation: one instruction */
+    return r;
 }
 
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
@@ -112,6 +125,39 @@ static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int
     *acc0 = a0;
     *acc1 = a1;
 }
+/* Four output channels over the same input (filter rows n bytes apart). */
+static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], i = 0;
+    const int8_t *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xv = load4(x + i);
+        const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv);
+        uint32_t v = load4(w + i);
+        a0 = __smlad(__sxtb16(v), xe, a0);
+        a0 = __smlad(odd_bytes(v), xo, a0);
+        v = load4(w1 + i);
+        a1 = __smlad(__sxtb16(v), xe, a1);
+        a1 = __smlad(odd_bytes(v), xo, a1);
+        v = load4(w2 + i);
+        a2 = __smlad(__sxtb16(v), xe, a2);
+        a2 = __smlad(odd_bytes(v), xo, a2);
+        v = load4(w3 + i);
+        a3 = __smlad(__sxtb16(v), xe, a3);
+        a3 = __smlad(odd_bytes(v), xo, a3);
+    }
+    for (; i < n; ++i) {
+        const int32_t xv = x[i];
+        a0 += (int32_t)w[i] * xv;
+        a1 += (int32_t)w1[i] * xv;
+        a2 += (int32_t)w2[i] * xv;
+        a3 += (int32_t)w3[i] * xv;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
 #else
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
 {
@@ -133,13 +179,110 @@ static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int
     *acc0 = a0;
     *acc1 = a1;
 }
+static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int8_t *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t xv = x[i];
+        a0 += (int32_t)w[i] * xv;
+        a1 += (int32_t)w1[i] * xv;
+        a2 += (int32_t)w2[i] * xv;
+        a3 += (int32_t)w3[i] * xv;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
 #endif
+
+/* The requantisation of a conv's outputs, in locals: int8 stores may alias anything reachable through a
+ * pointer, so fields read through the op's struct would be reloaded after every store. */
+typedef struct {
+    const int32_t *mult;
+    const int8_t *shift;
+    int32_t per_channel, out_zp, lo, hi;
+} requant_t;
+
+static inline requant_t requant_of(const dssdn_conv_t *p)
+{
+    requant_t r;
+    r.mult = p->mult;
+    r.shift = p->shift;
+    r.per_channel = p->per_channel;
+    r.out_zp = p->out_zp;
+    r.lo = p->act_min;
+    r.hi = p->act_max;
+    return r;
+}
+
+static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+{
+    const int32_t q = r->per_channel ? oc : 0;
+    const int32_t v = requantize(acc, r->mult[q], r->shift[q]) + r->out_zp;
+    return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
+}
 
 static inline int8_t requant_out(const dssdn_conv_t *p, int32_t acc, int32_t oc)
 {
-    const int32_t q = p->per_channel ? oc : 0;
-    const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
-    return (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
+    const requant_t r = requant_of(p);
+    return requant_ch(&r, acc, oc);
+}
+
+/* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
+ * (then two) channels per pass over x, so each input word is loaded and widened once for all of them. */
+static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
+                       int32_t out_c, int8_t *dst)
+{
+    const requant_t r = *rq;
+    int32_t oc = 0;
+    for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
+        int32_t a[4] = {0, 0, 0, 0};
+        if (bias) {
+            a[0] = bias[oc], a[1] = bias[oc + 1], a[2] = bias[oc + 2], a[3] = bias[oc + 3];
+        }
+        dot4(w, n, x, a);
+        dst[oc] = requant_ch(&r, a[0], oc);
+        dst[oc + 1] = requant_ch(&r, a[1], oc + 1);
+        dst[oc + 2] = requant_ch(&r, a[2], oc + 2);
+        dst[oc + 3] = requant_ch(&r, a[3], oc + 3);
+    }
+    for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
+        int32_t a0 = 0, a1 = 0;
+        if (bias) {
+            a0 = bias[oc];
+            a1 = bias[oc + 1];
+        }
+        dot2(w, w + n, x, n, &a0, &a1);
+        dst[oc] = requant_ch(&r, a0, oc);
+        dst[oc + 1] = requant_ch(&r, a1, oc + 1);
+    }
+    if (oc < out_c) {
+        dst[oc] = requant_ch(&r, dot(w, x, n, bias ? bias[oc] : 0), oc);
+    }
+}
+
+/* A short copy (a few channels of one tap) without a library call: words, then the last 0-3 bytes. */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        memcpy(dst + i, src + i, 4);
+    }
+    switch (n - i) {
+    case 3:
+        dst[i + 2] = src[i + 2];
+        /* fall through */
+    case 2:
+        dst[i + 1] = src[i + 1];
+        /* fall through */
+    case 1:
+        dst[i] = src[i];
+        break;
+    default:
+        break;
+    }
 }
 
 /* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
@@ -159,7 +302,7 @@ static const int8_t *gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0
                     dst[c] = (int8_t)p->in_zp;
                 }
             } else {
-                memcpy(dst, in + iy * p->in_row + ix * p->in_pix, (size_t)p->in_c);
+                copy_bytes(dst, in + iy * p->in_row + ix * p->in_pix, p->in_c);
             }
             dst += p->in_c;
         }
@@ -189,12 +332,17 @@ static int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0,
     return acc;
 }
 
-void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 {
+    /* A local copy: the int8 stores below may alias anything reachable through a pointer, so reading the
+     * fields through params would reload them after every store. */
+    const dssdn_conv_t local = *params;
+    const dssdn_conv_t *const p = &local;
     const int32_t groups = p->in_c / p->k_c;
     const int32_t oc_per_group = p->out_c / groups;
     const int32_t filter_size = p->k_h * p->k_w * p->k_c;
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
+    const requant_t rq = requant_of(p);
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -203,18 +351,7 @@ void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
             if (use_patch) {
-                const int8_t *x = gather(p, in, iy0, ix0, patch);
-                const int8_t *w = p->w;
-                int32_t oc = 0;
-                for (; oc + 2 <= p->out_c; oc += 2, w += 2 * filter_size) {
-                    int32_t a0 = p->bias ? p->bias[oc] : 0, a1 = p->bias ? p->bias[oc + 1] : 0;
-                    dot2(w, w + filter_size, x, filter_size, &a0, &a1);
-                    dst[oc] = requant_out(p, a0, oc);
-                    dst[oc + 1] = requant_out(p, a1, oc + 1);
-                }
-                if (oc < p->out_c) {
-                    dst[oc] = requant_out(p, dot(w, x, filter_size, p->bias ? p->bias[oc] : 0), oc);
-                }
+                conv_pixel(gather(p, in, iy0, ix0, patch), filter_size, p->w, p->bias, &rq, p->out_c, dst);
             } else {
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
@@ -264,8 +401,10 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
 /* Depthwise: per output pixel, the taps inside the input are listed once (input pointer, filter pointer) and
  * the taps outside once (filter pointer, read as the zero point); the channel loop then has no bounds checks.
  * With depth_mult 1, four channels share each tap's pointers. */
-void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 {
+    const dssdn_conv_t local = *params; /* see dssdn_conv2d */
+    const dssdn_conv_t *const p = &local;
     int8_t pixel[DSSDN_MAX_PIXEL];
     const int8_t *xs[DSSDN_MAX_TAPS];
     const int8_t *ws[DSSDN_MAX_TAPS];
@@ -361,43 +500,59 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+/* ADD's arithmetic for one element pair (TFLM's reference: both inputs to a common scale, then the sum). */
+static inline int8_t add_one(const dssdn_binary_t *p, int32_t a, int32_t b)
 {
+    const int32_t x = (int32_t)((uint32_t)(a - p->a_zp) << p->left_shift);
+    const int32_t y = (int32_t)((uint32_t)(b - p->b_zp) << p->left_shift);
+    const int32_t sum = requantize(x, p->a_mult, p->a_shift) + requantize(y, p->b_mult, p->b_shift);
+    const int32_t r = requantize(sum, p->out_mult, p->out_shift) + p->out_zp;
+    return (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+}
+
+static inline int8_t mul_one(const dssdn_binary_t *p, int32_t a, int32_t b)
+{
+    const int32_t r = requantize((a - p->a_zp) * (b - p->b_zp), p->out_mult, p->out_shift) + p->out_zp;
+    return (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+}
+
+/* Both element-wise ops: a flat loop when neither input is broadcast (the common residual ADD), else the
+ * 4-D walk with strides. The struct is copied to a local (see dssdn_conv2d). */
+static void binary(const dssdn_binary_t *params, const int8_t *a, const int8_t *b, int8_t *out, int is_add)
+{
+    const dssdn_binary_t local = *params;
+    const dssdn_binary_t *const p = &local;
+    const int32_t n = p->dims[0] * p->dims[1] * p->dims[2] * p->dims[3];
+    if (p->a_str[3] == 1 && p->b_str[3] == 1 && p->a_str[2] == p->dims[3] && p->b_str[2] == p->dims[3] &&
+        p->a_str[1] == p->dims[2] * p->dims[3] && p->b_str[1] == p->dims[2] * p->dims[3] &&
+        p->a_str[0] == p->dims[1] * p->a_str[1] && p->b_str[0] == p->dims[1] * p->b_str[1]) {
+        for (int32_t i = 0; i < n; ++i) {
+            out[i] = is_add ? add_one(p, a[i], b[i]) : mul_one(p, a[i], b[i]);
+        }
+        return;
+    }
     for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
         for (int32_t i1 = 0; i1 < p->dims[1]; ++i1) {
             for (int32_t i2 = 0; i2 < p->dims[2]; ++i2) {
                 const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
                 const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
                 for (int32_t i3 = 0; i3 < p->dims[3]; ++i3) {
-                    const int32_t x = (int32_t)((uint32_t)((int32_t)pa[i3 * p->a_str[3]] - p->a_zp)
-                                                << p->left_shift);
-                    const int32_t y = (int32_t)((uint32_t)((int32_t)pb[i3 * p->b_str[3]] - p->b_zp)
-                                                << p->left_shift);
-                    const int32_t sum = requantize(x, p->a_mult, p->a_shift) + requantize(y, p->b_mult, p->b_shift);
-                    const int32_t r = requantize(sum, p->out_mult, p->out_shift) + p->out_zp;
-                    *out++ = (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+                    const int32_t x = pa[i3 * p->a_str[3]], y = pb[i3 * p->b_str[3]];
+                    *out++ = is_add ? add_one(p, x, y) : mul_one(p, x, y);
                 }
             }
         }
     }
 }
 
+void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    binary(p, a, b, out, 1);
+}
+
 void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
-    for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
-        for (int32_t i1 = 0; i1 < p->dims[1]; ++i1) {
-            for (int32_t i2 = 0; i2 < p->dims[2]; ++i2) {
-                const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
-                const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
-                for (int32_t i3 = 0; i3 < p->dims[3]; ++i3) {
-                    const int32_t x = (int32_t)pa[i3 * p->a_str[3]] - p->a_zp;
-                    const int32_t y = (int32_t)pb[i3 * p->b_str[3]] - p->b_zp;
-                    const int32_t r = requantize(x * y, p->out_mult, p->out_shift) + p->out_zp;
-                    *out++ = (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
+    binary(p, a, b, out, 0);
 }
 
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
