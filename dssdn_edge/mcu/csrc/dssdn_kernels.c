@@ -104,27 +104,6 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
     return acc;
 }
 
-/* Two output channels over the same input: each input word is loaded and widened once for both. */
-static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc0,
-                        int32_t *acc1)
-{
-    int32_t a0 = *acc0, a1 = *acc1, i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const uint32_t xv = load4(x + i);
-        const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv);
-        const uint32_t v0 = load4(w0 + i), v1 = load4(w1 + i);
-        a0 = __smlad(__sxtb16(v0), xe, a0);
-        a0 = __smlad(odd_bytes(v0), xo, a0);
-        a1 = __smlad(__sxtb16(v1), xe, a1);
-        a1 = __smlad(odd_bytes(v1), xo, a1);
-    }
-    for (; i < n; ++i) {
-        a0 += (int32_t)w0[i] * (int32_t)x[i];
-        a1 += (int32_t)w1[i] * (int32_t)x[i];
-    }
-    *acc0 = a0;
-    *acc1 = a1;
-}
 /* Four output channels over the same input (filter rows n bytes apart). */
 static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
 {
@@ -167,18 +146,6 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
     return acc;
 }
 
-static inline void dot2(const int8_t *w0, const int8_t *w1, const int8_t *x, int32_t n, int32_t *acc0,
-                        int32_t *acc1)
-{
-    int32_t a0 = *acc0, a1 = *acc1;
-    for (int32_t i = 0; i < n; ++i) {
-        const int32_t xv = x[i];
-        a0 += (int32_t)w0[i] * xv;
-        a1 += (int32_t)w1[i] * xv;
-    }
-    *acc0 = a0;
-    *acc1 = a1;
-}
 static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
@@ -210,7 +177,7 @@ static inline requant_t requant_of(const dssdn_conv_t *p)
     requant_t r;
     r.mult = p->mult;
     r.shift = p->shift;
-    r.per_channel = p->per_channel;
+    r.per_channel = p->per_channel ? -1 : 0; /* a mask: the channel index or 0 without a branch */
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
     r.hi = p->act_max;
@@ -219,15 +186,19 @@ static inline requant_t requant_of(const dssdn_conv_t *p)
 
 static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 {
-    const int32_t q = r->per_channel ? oc : 0;
+    const int32_t q = oc & r->per_channel;
     const int32_t v = requantize(acc, r->mult[q], r->shift[q]) + r->out_zp;
     return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
 }
 
-static inline int8_t requant_out(const dssdn_conv_t *p, int32_t acc, int32_t oc)
+/* Channels oc .. oc+n-1 of one pixel: kept out of line so the requantisation exists once in flash, its
+ * call shared by a block of channels. */
+static void requant_block(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
 {
-    const requant_t r = requant_of(p);
-    return requant_ch(&r, acc, oc);
+    const requant_t r = *rq;
+    for (int32_t i = 0; i < n; ++i) {
+        dst[oc + i] = requant_ch(&r, acc[i], oc + i);
+    }
 }
 
 /* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
@@ -235,7 +206,6 @@ static inline int8_t requant_out(const dssdn_conv_t *p, int32_t acc, int32_t oc)
 static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
                        int32_t out_c, int8_t *dst)
 {
-    const requant_t r = *rq;
     int32_t oc = 0;
     for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
         int32_t a[4] = {0, 0, 0, 0};
@@ -243,23 +213,11 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
             a[0] = bias[oc], a[1] = bias[oc + 1], a[2] = bias[oc + 2], a[3] = bias[oc + 3];
         }
         dot4(w, n, x, a);
-        dst[oc] = requant_ch(&r, a[0], oc);
-        dst[oc + 1] = requant_ch(&r, a[1], oc + 1);
-        dst[oc + 2] = requant_ch(&r, a[2], oc + 2);
-        dst[oc + 3] = requant_ch(&r, a[3], oc + 3);
+        requant_block(rq, a, oc, 4, dst);
     }
-    for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
-        int32_t a0 = 0, a1 = 0;
-        if (bias) {
-            a0 = bias[oc];
-            a1 = bias[oc + 1];
-        }
-        dot2(w, w + n, x, n, &a0, &a1);
-        dst[oc] = requant_ch(&r, a0, oc);
-        dst[oc + 1] = requant_ch(&r, a1, oc + 1);
-    }
-    if (oc < out_c) {
-        dst[oc] = requant_ch(&r, dot(w, x, n, bias ? bias[oc] : 0), oc);
+    for (; oc < out_c; ++oc, w += n) {
+        const int32_t a = dot(w, x, n, bias ? bias[oc] : 0);
+        requant_block(rq, &a, oc, 1, dst);
     }
 }
 
@@ -356,7 +314,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
                                                     p->bias ? p->bias[oc] : 0);
-                    dst[oc] = requant_out(p, acc, oc);
+                    requant_block(&rq, &acc, oc, 1, dst);
                 }
             }
             if (p->buffered) {
@@ -370,6 +328,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 /* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
 static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
+    const requant_t rq = requant_of(p);
     int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
@@ -388,7 +347,7 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
                         acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
                     }
                 }
-                dst[oc] = requant_out(p, acc, oc);
+                requant_block(&rq, &acc, oc, 1, dst);
             }
             if (p->buffered) {
                 store_pixel(out, pixel, p->out_c);
@@ -410,6 +369,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     const int8_t *ws[DSSDN_MAX_TAPS];
     const int8_t *zs[DSSDN_MAX_TAPS];
     const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult;
+    const requant_t rq = requant_of(p);
     if (p->k_h * p->k_w > DSSDN_MAX_TAPS) {
         depthwise_generic(p, in, out);
         return;
@@ -454,10 +414,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                         a2 += (int32_t)w[2] * zp;
                         a3 += (int32_t)w[3] * zp;
                     }
-                    dst[oc] = requant_out(p, a0, oc);
-                    dst[oc + 1] = requant_out(p, a1, oc + 1);
-                    dst[oc + 2] = requant_out(p, a2, oc + 2);
-                    dst[oc + 3] = requant_out(p, a3, oc + 3);
+                    const int32_t a[4] = {a0, a1, a2, a3};
+                    requant_block(&rq, a, oc, 4, dst);
                 }
             }
             for (; oc < oc_n; ++oc) {
@@ -469,7 +427,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                 for (int32_t j = 0; j < nz; ++j) {
                     acc += (int32_t)zs[j][oc] * zp;
                 }
-                dst[oc] = requant_out(p, acc, oc);
+                requant_block(&rq, &acc, oc, 1, dst);
             }
             if (p->buffered) {
                 store_pixel(out, pixel, p->out_c);
@@ -516,30 +474,41 @@ static inline int8_t mul_one(const dssdn_binary_t *p, int32_t a, int32_t b)
     return (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
 }
 
-/* Both element-wise ops: a flat loop when neither input is broadcast (the common residual ADD), else the
- * 4-D walk with strides. The struct is copied to a local (see dssdn_conv2d). */
-static void binary(const dssdn_binary_t *params, const int8_t *a, const int8_t *b, int8_t *out, int is_add)
+/* One row of an element-wise op: n elements at element strides sa, sb (0 for a broadcast input). Out of
+ * line so each op's arithmetic exists once in flash; the struct is copied to a local (see dssdn_conv2d). */
+static void binary_row(const dssdn_binary_t *params, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+                       int32_t n, int8_t *out, int is_add)
 {
     const dssdn_binary_t local = *params;
     const dssdn_binary_t *const p = &local;
-    const int32_t n = p->dims[0] * p->dims[1] * p->dims[2] * p->dims[3];
-    if (p->a_str[3] == 1 && p->b_str[3] == 1 && p->a_str[2] == p->dims[3] && p->b_str[2] == p->dims[3] &&
-        p->a_str[1] == p->dims[2] * p->dims[3] && p->b_str[1] == p->dims[2] * p->dims[3] &&
-        p->a_str[0] == p->dims[1] * p->a_str[1] && p->b_str[0] == p->dims[1] * p->b_str[1]) {
+    if (is_add) {
         for (int32_t i = 0; i < n; ++i) {
-            out[i] = is_add ? add_one(p, a[i], b[i]) : mul_one(p, a[i], b[i]);
+            out[i] = add_one(p, a[i * sa], b[i * sb]);
         }
+    } else {
+        for (int32_t i = 0; i < n; ++i) {
+            out[i] = mul_one(p, a[i * sa], b[i * sb]);
+        }
+    }
+}
+
+/* A flat loop when neither input is broadcast (the common residual ADD), else the 4-D walk with strides. */
+static void binary(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int is_add)
+{
+    const int32_t d1 = p->dims[1], d2 = p->dims[2], d3 = p->dims[3];
+    if (p->a_str[3] == 1 && p->b_str[3] == 1 && p->a_str[2] == d3 && p->b_str[2] == d3 &&
+        p->a_str[1] == d2 * d3 && p->b_str[1] == d2 * d3 && p->a_str[0] == d1 * p->a_str[1] &&
+        p->b_str[0] == d1 * p->b_str[1]) {
+        binary_row(p, a, 1, b, 1, p->dims[0] * d1 * d2 * d3, out, is_add);
         return;
     }
     for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
-        for (int32_t i1 = 0; i1 < p->dims[1]; ++i1) {
-            for (int32_t i2 = 0; i2 < p->dims[2]; ++i2) {
+        for (int32_t i1 = 0; i1 < d1; ++i1) {
+            for (int32_t i2 = 0; i2 < d2; ++i2) {
                 const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
                 const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
-                for (int32_t i3 = 0; i3 < p->dims[3]; ++i3) {
-                    const int32_t x = pa[i3 * p->a_str[3]], y = pb[i3 * p->b_str[3]];
-                    *out++ = is_add ? add_one(p, x, y) : mul_one(p, x, y);
-                }
+                binary_row(p, pa, p->a_str[3], pb, p->b_str[3], d3, out, is_add);
+                out += d3;
             }
         }
     }
