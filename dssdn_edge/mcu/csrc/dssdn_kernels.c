@@ -359,7 +359,8 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
 
 /* Depthwise: per output pixel, the taps inside the input are listed once (input pointer, filter pointer) and
  * the taps outside once (filter pointer, read as the zero point); the channel loop then has no bounds checks.
- * With depth_mult 1, four channels share each tap's pointers. */
+ * With depth_mult 1, four channels share each tap's pointers (on the DSP path: two word loads, SXTB16 and
+ * SMLABB/SMLATT per tap, the same exact products). */
 void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 {
     const dssdn_conv_t local = *params; /* see dssdn_conv2d */
@@ -402,10 +403,19 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                     }
                     for (int32_t j = 0; j < nv; ++j) {
                         const int8_t *x = xs[j] + oc, *w = ws[j] + oc;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+                        const uint32_t xv = load4(x), wv = load4(w);
+                        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+                        a0 = __smlabb(we, xe, a0);
+                        a2 = __smlatt(we, xe, a2);
+                        a1 = __smlabb(wo, xo, a1);
+                        a3 = __smlatt(wo, xo, a3);
+#else
                         a0 += (int32_t)w[0] * x[0];
                         a1 += (int32_t)w[1] * x[1];
                         a2 += (int32_t)w[2] * x[2];
                         a3 += (int32_t)w[3] * x[3];
+#endif
                     }
                     for (int32_t j = 0; j < nz; ++j) {
                         const int8_t *w = zs[j] + oc;
@@ -482,12 +492,12 @@ static void binary_row(const dssdn_binary_t *params, const int8_t *a, int32_t sa
     const dssdn_binary_t local = *params;
     const dssdn_binary_t *const p = &local;
     if (is_add) {
-        for (int32_t i = 0; i < n; ++i) {
-            out[i] = add_one(p, a[i * sa], b[i * sb]);
+        for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
+            out[i] = add_one(p, *a, *b);
         }
     } else {
-        for (int32_t i = 0; i < n; ++i) {
-            out[i] = mul_one(p, a[i * sa], b[i * sb]);
+        for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
+            out[i] = mul_one(p, *a, *b);
         }
     }
 }
