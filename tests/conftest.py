@@ -21,6 +21,15 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def teacher_file(data_root: Path) -> Path:
+    """The AudioSet teacher's per-window logits for folds 1-4 (../shared/data/README.md)."""
+    path = data_root / "teacher" / "efficientat-mn04-windows.npz"
+    if not path.is_file():
+        pytest.skip(f"teacher outputs not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_clips(data_root: Path) -> list[Path]:
     """24 real clips, two per class of the first 12 classes, from all folds."""
     import csv
@@ -32,6 +41,20 @@ def real_clips(data_root: Path) -> list[Path]:
         if int(r["target"]) < 12 and len(chosen.setdefault(r["target"], [])) < 2:
             chosen[r["target"]].append(data_root / r["filename"])
     return [p for paths in chosen.values() for p in paths]
+
+
+def stream_chunked(stream, audio, rng, low: int, high: int):
+    """Push ``audio`` through a streaming front end in random chunks of ``low``..``high - 1`` samples, then
+    flush: the (channels, frames, bands) features, to compare with the offline path."""
+    import numpy as np
+
+    parts, pos = [], 0
+    while pos < len(audio):
+        n = int(rng.integers(low, high))
+        parts.append(stream.push(audio[pos : pos + n]))
+        pos += n
+    parts.append(stream.flush())
+    return np.concatenate(parts).transpose(1, 0, 2)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
