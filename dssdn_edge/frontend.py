@@ -9,10 +9,12 @@ that computes frame by frame sees exactly what the model was trained on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .configs import known_fields
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,7 @@ class FrontendConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FrontendConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown front-end config keys: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data, ValueError, "front-end config keys"))
 
 
 # ----------------------------------------------------------------------------------------- tables

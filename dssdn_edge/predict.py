@@ -30,6 +30,7 @@ from .stream import HopResult, StreamClassifier, softmax
 from .windows import WINDOW_STRIDE
 
 MODEL_SUFFIXES = (".onnx", ".tflite", ".safetensors")
+MCU_MODEL = "dssdn_model.c"  # an export's generated microcontroller model (mcu/), run as its host build
 
 
 @dataclass
@@ -79,25 +80,30 @@ class Predictor:
         regular_file(path, "model file", ExportError)  # a FIFO or a device would hang the hash
         if path.suffix == ".safetensors":
             return cls._from_checkpoint(path, frontend)
+        if path.name == MCU_MODEL:  # the generated microcontroller C, built for this machine
+            return cls._from_export(path, frontend, path.parent.parent, f"{path.parent.name}/{path.name}")
         if path.suffix not in (".onnx", ".tflite"):
-            raise ExportError(f"{path}: unknown model type (expected .onnx, .tflite or .safetensors)")
+            raise ExportError(
+                f"{path}: unknown model type (expected .onnx, .tflite, .safetensors or mcu/{MCU_MODEL})")
         return cls._from_export(path, frontend)
 
     @classmethod
-    def _from_export(cls, path: Path, frontend: str | None = None) -> Predictor:
+    def _from_export(cls, path: Path, frontend: str | None = None, folder: Path | None = None,
+                     rel: str | None = None) -> Predictor:
         from .runtime.manifest import MANIFEST, ManifestError, load_manifest
 
-        manifest_file = path.parent / MANIFEST
+        folder, rel = folder or path.parent, rel or path.name
+        manifest_file = folder / MANIFEST
         if not manifest_file.is_file():
             raise ExportError(
                 f"{manifest_file}: no {MANIFEST} beside {path.name} (labels and front end come from it; "
                 "use the whole export folder)"
             )
         try:
-            manifest = load_manifest(path.parent, verify=False)  # validated: schema, labels, front end
+            manifest = load_manifest(folder, verify=False)  # validated: schema, labels, front end
         except ManifestError as exc:
             raise ExportError(str(exc)) from None
-        entry = manifest["artifacts"].get(path.name)
+        entry = manifest["artifacts"].get(rel)
         if entry is None:
             raise ExportError(f"{path}: not listed in {manifest_file} (not part of this export)")
         if entry["sha256"] != sha256_file(path):
@@ -106,7 +112,7 @@ class Predictor:
             )
         args = (FrontendConfig.from_dict(manifest["frontend"]), Normalization.from_dict(manifest["normalization"]),
                 list(manifest["labels"]), str(path))
-        model = _open(path)
+        model = runtime.load(path.parent) if path.name == MCU_MODEL else _open(path)
         if model.kind == "audio-tflite":  # the phone file: front end inside the model (export/phone.py)
             return AudioInPredictor(model, *args, frontend)
         return cls(model, *args, frontend)

@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from .augment import filter_augment_, freq_mixstyle, mask_, mix, random_gain_
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .configs import known_fields
 from .data import ClipFeatures, Dataset, clip_features, silent_classes
 from .distributed import GradientSync, PeerLost, World, close, seed_step, sync_batchnorm, world_from_env
 from .embedding_kd import EmbeddingDistiller, load_teacher_embeddings
@@ -100,10 +101,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise DssdnError(f"unknown training options {sorted(unknown)}")
+        data = known_fields(cls, data, DssdnError, "training options")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 

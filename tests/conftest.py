@@ -21,6 +21,15 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def teacher_file(data_root: Path) -> Path:
+    """The AudioSet teacher's per-window logits for folds 1-4 (../shared/data/README.md)."""
+    path = data_root / "teacher" / "efficientat-mn04-windows.npz"
+    if not path.is_file():
+        pytest.skip(f"teacher outputs not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_clips(data_root: Path) -> list[Path]:
     """24 real clips, two per class of the first 12 classes, from all folds."""
     import csv
@@ -32,6 +41,20 @@ def real_clips(data_root: Path) -> list[Path]:
         if int(r["target"]) < 12 and len(chosen.setdefault(r["target"], [])) < 2:
             chosen[r["target"]].append(data_root / r["filename"])
     return [p for paths in chosen.values() for p in paths]
+
+
+def stream_chunked(stream, audio, rng, low: int, high: int):
+    """Push ``audio`` through a streaming front end in random chunks of ``low``..``high - 1`` samples, then
+    flush: the (channels, frames, bands) features, to compare with the offline path."""
+    import numpy as np
+
+    parts, pos = [], 0
+    while pos < len(audio):
+        n = int(rng.integers(low, high))
+        parts.append(stream.push(audio[pos : pos + n]))
+        pos += n
+    parts.append(stream.flush())
+    return np.concatenate(parts).transpose(1, 0, 2)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -69,23 +92,36 @@ def shared_small_export(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_int8_tflite(request):
-    """``get(size)`` → the int8 ``.tflite`` bytes of a shipped size, made once per session: dssdn-small's
-    from ``shared_small_export``, the others with ``int8_tflite`` alone (no ONNX, phone file or scoring)."""
-    from dssdn_edge.export.pipeline import int8_tflite
+def shared_export(request, tmp_path_factory):
+    """``get(name)`` → an export folder of a shipped model, made once per session for every module that only
+    reads it: dssdn-small is ``shared_small_export``; the other models are exported with what a
+    microcontroller needs (int8 ``.tflite`` + ``mcu/``, scored on fold 5), the costliest exports of the suite."""
+    from dssdn_edge.export import export_model
     from dssdn_edge.pretrained import pretrained_path
 
-    made: dict[str, bytes] = {}
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            if name == "dssdn-small":
+                made[name] = request.getfixturevalue("shared_small_export")
+            else:
+                if not pretrained_path(name).is_file():
+                    pytest.skip(f"{pretrained_path(name)} is not shipped")
+                out = tmp_path_factory.mktemp(f"shared-{name}") / name
+                export_model(name, out, formats=("tflite", "c"))
+                made[name] = out
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def shared_int8_tflite(shared_export):
+    """``get(size)`` → the int8 ``.tflite`` bytes of a shipped size, from the session's shared export."""
 
     def get(size: str) -> bytes:
-        if size not in made:
-            if not pretrained_path(size).is_file():
-                pytest.skip(f"{pretrained_path(size)} is not shipped")
-            if size == "small":
-                export = request.getfixturevalue("shared_small_export")
-                made[size] = (export / "dssdn-small.int8.tflite").read_bytes()
-            else:
-                made[size] = int8_tflite(size)
-        return made[size]
+        name = f"dssdn-{size}"
+        return (shared_export(name) / f"{name}.int8.tflite").read_bytes()
 
     return get

@@ -19,7 +19,6 @@ import torch
 from dssdn_edge.train import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-TEACHER = "teacher/efficientat-mn04-windows.npz"
 ENV = {**os.environ, "DSSDN_PROGRESS": "0", "PYTHONPATH": str(REPO)}
 # one step per epoch (48 of 50 clips), no augmentation or dropout: the result cannot depend on the ranks
 NO_AUG = ["--limit-per-class", "1", "--batch-size", "48", "--mixup", "0", "--gain-db", "0", "--freq-masks", "0",
@@ -49,14 +48,6 @@ def logits(ckpt: Path) -> torch.Tensor:
     return load_checkpoint(ckpt).model.eval()(torch.randn(8, 2, 51, 128))
 
 
-@pytest.fixture(scope="module")
-def teacher(data_root: Path) -> Path:
-    path = data_root / TEACHER
-    if not path.is_file():
-        pytest.skip(f"teacher outputs not found at {path}")
-    return path
-
-
 # torch's channels_last BatchNorm backward on CPU is accurate to ~1e-3 only (NCHW and this project's global
 # BatchNorm to ~1e-7): the exact comparison runs NCHW, in the library, with ranks started like torchrun does
 EXACT = dict(model="small", epochs=3, limit_per_class=1, batch_size=48, mixup_alpha=0.0, gain_db=0.0, freq_masks=0,
@@ -71,16 +62,16 @@ train(cfg, Path(sys.argv[3]), Dataset.load(Path(sys.argv[1])), stop_after=1)
 """
 
 
-def test_one_step_on_two_ranks_equals_one_step_on_one(data_root: Path, teacher: Path, tmp_path: Path) -> None:
+def test_one_step_on_two_ranks_equals_one_step_on_one(data_root: Path, teacher_file: Path, tmp_path: Path) -> None:
     from dssdn_edge.data import Dataset
     from dssdn_edge.distributed import free_port
     from dssdn_edge.train import TrainConfig, train
 
     one, two = tmp_path / "one", tmp_path / "two"
-    train(TrainConfig(**EXACT, teacher_logits=str(teacher)), one, Dataset.load(data_root), stop_after=1,
+    train(TrainConfig(**EXACT, teacher_logits=str(teacher_file)), one, Dataset.load(data_root), stop_after=1,
           log=lambda *_: None)
     env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
-    ranks = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT % EXACT, str(data_root), str(teacher), str(two)],
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT % EXACT, str(data_root), str(teacher_file), str(two)],
                               env={**env, "RANK": str(r)}, cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for r in range(2)]
     for r in ranks:
@@ -96,9 +87,9 @@ def test_one_step_on_two_ranks_equals_one_step_on_one(data_root: Path, teacher: 
     assert h1[0]["loss"] == pytest.approx(h2[0]["loss"], rel=1e-6)
 
 
-def test_a_two_rank_run_resumes_on_one_rank_and_back(data_root: Path, teacher: Path, tmp_path: Path) -> None:
+def test_a_two_rank_run_resumes_on_one_rank_and_back(data_root: Path, teacher_file: Path, tmp_path: Path) -> None:
     """The command line, channels_last: the same training whatever the ranks, to that BatchNorm's precision."""
-    common = ["train", "--data", data_root, "--epochs", "3", *NO_AUG, "--teacher-logits", teacher]
+    common = ["train", "--data", data_root, "--epochs", "3", *NO_AUG, "--teacher-logits", teacher_file]
     one, two = tmp_path / "one", tmp_path / "two"
     res = cli(*common, "--out", one)
     assert res.returncode == 0, res.stderr

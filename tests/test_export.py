@@ -282,14 +282,16 @@ def test_stale_shipped_statistics_are_refused(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dssdn-middle", "dssdn-large", "resnet"])  # small: the module export
-def test_every_size_exports_and_runs_in_tflm(name, tmp_path):
+def test_every_size_exports_and_runs_in_tflm(name, tmp_path, shared_export):
     path = pretrained_path(name)
-    if not path.is_file():
+    if path.is_file():
+        out = shared_export(name)  # one export per session, shared with the whole-model MCU tests
+    else:
         if not HAVE_DATA:
             pytest.skip(f"{path} not shipped and no calibration data for untrained weights")
         path = random_checkpoint(tmp_path, name)
-    out = tmp_path / "out"
-    export_model(str(path), out, formats=("tflite", "c"))
+        out = tmp_path / "out"
+        export_model(str(path), out, formats=("tflite", "c"))
     manifest = load_manifest(out)
     mcu = manifest["artifacts"]["mcu/model_data.cc"]
     assert mcu["tflm"]["arena_bytes"] > 0 and mcu["quality"]["top1_agreement"] >= 0.75

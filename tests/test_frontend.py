@@ -5,6 +5,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
+from conftest import stream_chunked
 
 from dssdn_edge.audio import load_audio
 from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization, SparseFilterbank, mel_filterbank
@@ -80,13 +81,7 @@ def test_streaming_equals_offline_for_random_chunks(real_clips, cfg: FrontendCon
     for path in real_clips[:4]:
         y = load_audio(path, cfg.sample_rate)[: int(rng.integers(2000, 80000))]
         offline = fe.features(y)
-        stream, outs, i = fe.stream(), [], 0
-        while i < len(y):
-            n = int(rng.integers(1, 4001))
-            outs.append(stream.push(y[i : i + n]))
-            i += n
-        outs.append(stream.flush())
-        online = np.concatenate(outs).transpose(1, 0, 2)
+        online = stream_chunked(fe.stream(), y, rng, 1, 4001)
         assert online.shape == offline.shape
         assert np.abs(online - offline).max() <= 1e-6
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stream_chunked
 
 from dssdn_edge.audio import load_audio
 from dssdn_edge.data import pad_to_window, silent_frames, window_starts
@@ -81,13 +82,8 @@ def test_features_equal_numpy_and_any_chunking_equals_offline(native: NativeFron
         ref, got = fe.features(audio), native.features(audio)
         assert got.shape == ref.shape and got.dtype == np.float32
         assert _close(ref, got) <= TOL
-        stream, parts, pos = native.stream(), [], 0
-        while pos < len(audio):
-            n = int(rng.integers(0, 1500))
-            parts.append(stream.push(audio[pos : pos + n]))
-            pos += n
-        parts.append(stream.flush())
-        assert np.array_equal(np.concatenate(parts).transpose(1, 0, 2), got)  # same bits, however chunked
+        stream = native.stream()
+        assert np.array_equal(stream_chunked(stream, audio, rng, 0, 1500), got)  # same bits, however chunked
     assert stream.flush().shape == (0, 2, CFG.n_mels)
     with pytest.raises(RuntimeError, match="flushed"):
         stream.push(audios[0][:10])

@@ -22,21 +22,12 @@ from dssdn_edge.frontend import FrontendConfig
 from dssdn_edge.model import config_for
 from dssdn_edge.train import STATE_FILE, TrainConfig, kd_loss, train
 
-TEACHER = "teacher/efficientat-mn04-windows.npz"
 QUIET = {"log": lambda *_: None}
 
 
 def tiny(**kw) -> TrainConfig:
     base = dict(model="small", epochs=4, limit_per_class=1, batch_size=16, warmup_epochs=1, eval_every=1, lr=3e-3)
     return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def teacher_file(data_root: Path) -> Path:
-    path = data_root / TEACHER
-    if not path.is_file():
-        pytest.skip(f"teacher outputs not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -327,6 +327,33 @@ class QemuRun:
     command: list[str]
 
 
+def qemu_path() -> str:
+    path = shutil.which("qemu-system-arm")
+    if path is None:
+        raise DeviceError("qemu-system-arm: not installed (apt-get install qemu-system-arm)")
+    return path
+
+
+def run_qemu(target: McuTarget, elf: Path, run_dir: Path, timeout: float = 900, icount: bool = True) -> list[str]:
+    """Run ``elf`` on the target's board; semihosting files land in ``run_dir``. ``icount`` ties qemu's virtual
+    clock to executed instructions (``-icount shift=0``), so a timer the firmware reads counts instructions."""
+    clock = ["-icount", "shift=0"] if icount else []
+    cmd = [qemu_path(), "-M", target.qemu_machine, "-display", "none", "-monitor", "none", "-serial", "none",
+           *clock, "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run_dir, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"{elf}: qemu-system-arm -M {target.qemu_machine} ran over {timeout:.0f} s") from None
+    if proc.returncode:
+        msg = (proc.stderr + proc.stdout).strip().splitlines()
+        raise DeviceError(f"{elf}: firmware failed on qemu -M {target.qemu_machine} (exit {proc.returncode}: "
+                          f"{msg[0] if msg else 'no message'})")
+    return cmd
+
+
 def run_on_qemu(build: FrontendBuild, cfg: FrontendConfig | None, clips: list[np.ndarray],
                 timeout: float = 300) -> QemuRun:
     """Bake ``clips`` (mono float32 at the config's rate, all of one length) into the firmware, run it on
@@ -334,9 +361,7 @@ def run_on_qemu(build: FrontendBuild, cfg: FrontendConfig | None, clips: list[np
     if not clips:
         raise DeviceError("run_on_qemu: no clips to run")
     cfg = cfg or FrontendConfig.from_dict(build.frontend)
-    qemu = shutil.which("qemu-system-arm")
-    if qemu is None:
-        raise DeviceError("qemu-system-arm: not installed (apt-get install qemu-system-arm)")
+    qemu_path()
     target = get_target(build.target)
     gcc = toolchain()["arm-none-eabi-gcc"]
     out_dir = Path(build.build_dir)
@@ -347,19 +372,7 @@ def run_on_qemu(build: FrontendBuild, cfg: FrontendConfig | None, clips: list[np
     _compile(gcc, target, MCU_SRC / "fe_firmware.c", fw_obj, [MCU_SRC, src], (), build.cflags[-1])
     elf = out_dir / "fe_firmware.elf"
     _link(gcc, target, [obj / "startup.o", obj / "semihost.o", fw_obj, obj / "dssdn_frontend.o"], elf)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir()
-    cmd = [qemu, "-M", target.qemu_machine, "-display", "none", "-monitor", "none", "-serial", "none",
-           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run_dir, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DeviceError(f"{elf}: qemu-system-arm -M {target.qemu_machine} ran over {timeout:.0f} s") from None
-    if proc.returncode:
-        msg = (proc.stderr + proc.stdout).strip().splitlines()
-        raise DeviceError(f"{elf}: firmware failed on qemu -M {target.qemu_machine} (exit {proc.returncode}: "
-                          f"{msg[0] if msg else 'no message'})")
+    cmd = run_qemu(target, elf, run_dir, timeout, icount=False)
     raw = np.fromfile(run_dir / "features.f32", dtype="<f4")
     per_clip = 1 + n_samples // cfg.hop_length
     if raw.size != len(clips) * per_clip * cfg.n_mels:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DeviceError
-from .cortex_m import MCU_SRC, McuTarget, get_target, size_of, toolchain
+from .cortex_m import MCU_SRC, McuTarget, get_target, run_qemu, size_of, toolchain
 
 HOST_MAIN = "classify.c"
 MODEL_HEADER = "dssdn_model.h"
@@ -44,13 +44,6 @@ CLIP_FLASH_BYTES = 3 * 1024 * 1024  # per image, beside the model, within the bo
 WINDOW_KIND, CLIP_KIND, END_KIND = 1, 2, 3
 FIRMWARE_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections")
 INSTALL_HINT = "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
-
-
-def qemu_path() -> str:
-    path = shutil.which("qemu-system-arm")
-    if path is None:
-        raise DeviceError(f"qemu-system-arm: not installed ({INSTALL_HINT})")
-    return path
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -281,22 +274,6 @@ def measure_footprint(builder: Builder) -> Footprint:
 
 
 # ------------------------------------------------------------------------------------------- qemu
-def run_qemu(target: McuTarget, elf: Path, run_dir: Path, timeout: float = 900) -> list[str]:
-    """Run ``elf`` on the target's board with the instruction clock; semihosting files land in ``run_dir``."""
-    cmd = [qemu_path(), "-M", target.qemu_machine, "-display", "none", "-monitor", "none", "-serial", "none",
-           "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=run_dir, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DeviceError(f"{elf}: qemu-system-arm -M {target.qemu_machine} ran over {timeout:.0f} s") from None
-    if proc.returncode:
-        msg = (proc.stderr + proc.stdout).strip().splitlines()
-        raise DeviceError(f"{elf}: firmware failed on qemu -M {target.qemu_machine} (exit {proc.returncode}: "
-                          f"{msg[0] if msg else 'no message'})")
-    return cmd
 
 
 @dataclass

@@ -55,7 +55,7 @@ from .core import (
 )
 
 # kind -> "module:callable" opened on demand (the seam for runtimes that live in other packages)
-PLUGIN_KINDS: dict[str, str] = {}
+PLUGIN_KINDS: dict[str, str] = {"mcu-host": "dssdn_edge.runtime.mcu_host:McuHost"}
 
 __all__ = [
     "AUDIO_SUFFIX",
@@ -93,6 +93,10 @@ def load(source: Any, kind: str | None = None, threads: int | None = DEFAULT_THR
         kind = "torch"
     if kind is None and not isinstance(source, (str, Path, bytes, bytearray)):
         kind = "torch"  # a module object
+    if kind is None and isinstance(source, (str, Path)) and (
+        str(source).endswith(("dssdn_model.c", "dssdn_model.h")) or (Path(source) / "dssdn_model.h").is_file()
+    ):
+        kind = "mcu-host"  # the generated microcontroller C (an export's mcu/), built for this machine
     if kind in PLUGIN_KINDS:
         module, _, name = PLUGIN_KINDS[kind].partition(":")
         return getattr(importlib.import_module(module), name)(source, threads=threads, **options)

@@ -156,28 +156,30 @@ class FeatureStream:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Add samples; the (n, channels, n_mels) unnormalised float32 frames they completed."""
-        if self.closed:
-            raise RuntimeError("stream already flushed")
-        return self._call(chunk, False)
+        return self._push(chunk, False)
 
     def push_int8(self, chunk: np.ndarray) -> np.ndarray:
         """Add samples; the (n, n_mels, channels) int8 model-input rows they completed."""
-        if self.closed:
-            raise RuntimeError("stream already flushed")
-        return self._call(chunk, True)
+        return self._push(chunk, True)
 
     def flush(self) -> np.ndarray:
         """End of stream (the offline end padding); an already flushed stream gives no frames."""
-        if self.closed:
-            return np.zeros((0, self._lib.channels, self._lib.n_mels), np.float32)
-        out = self._call(None, False)
-        self.closed = True
-        return out
+        return self._flush(False)
 
     def flush_int8(self) -> np.ndarray:
+        return self._flush(True)
+
+    def _push(self, chunk: np.ndarray, int8: bool) -> np.ndarray:
         if self.closed:
-            return np.zeros((0, self._lib.n_mels, self._lib.channels), np.int8)
-        out = self._call(None, True)
+            raise RuntimeError("stream already flushed")
+        return self._call(chunk, int8)
+
+    def _flush(self, int8: bool) -> np.ndarray:
+        if self.closed:
+            lib = self._lib
+            return np.zeros((0, lib.n_mels, lib.channels) if int8 else (0, lib.channels, lib.n_mels),
+                            np.int8 if int8 else np.float32)
+        out = self._call(None, int8)
         self.closed = True
         return out
 
