@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dssdn_edge.device.cortex_m import MCU_SRC, TARGETS, toolchain  # noqa: E402
-from dssdn_edge.device.firmware import INSTRUCTIONS_PER_TICK, qemu_path  # noqa: E402
+from dssdn_edge.device.cortex_m import MCU_SRC, TARGETS, run_qemu, toolchain  # noqa: E402
+from dssdn_edge.device.firmware import INSTRUCTIONS_PER_TICK  # noqa: E402
 from dssdn_edge.mcu.generate import generate_model_c  # noqa: E402
 
 MAX_OPS = 1024
@@ -100,10 +100,8 @@ def profile(model: bytes, window: np.ndarray, core: str, work: Path) -> dict:
                     "-fdata-sections", f"-I{work}", f"-I{MCU_SRC}", "-nostartfiles", "--specs=nano.specs",
                     "--specs=nosys.specs", f"-T{MCU_SRC / 'mps2.ld'}", "-Wl,--gc-sections", *map(str, srcs),
                     "-o", str(elf)], check=True)
-    subprocess.run([qemu_path(), "-M", t.qemu_machine, "-display", "none", "-monitor", "none", "-serial", "none",
-                    "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
-                   cwd=work, check=True, timeout=600)
-    raw = np.fromfile(work / "ticks.bin", np.uint8)
+    run_qemu(t, elf, work / "run", timeout=600)
+    raw = np.fromfile(work / "run" / "ticks.bin", np.uint8)
     ticks = raw[: 4 * (MAX_OPS + 2)].view("<u4").astype(np.int64)
     per_op, prev = {}, ticks[MAX_OPS]
     for k in sorted(kinds):
