@@ -30,11 +30,8 @@ FORMAT_VERSION = 1
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()  # streamed; Python 3.11 (the device copy has its own)
 
 
 def sidecar_path(weights: Path) -> Path:

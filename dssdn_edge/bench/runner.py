@@ -3,7 +3,9 @@
 Why a single file with no ``dssdn_edge`` import: a Raspberry Pi (or any board) should only need
 ``python3``, ``numpy`` and one TFLite/ONNX runtime to measure exactly what ships. The host copies this file
 next to the export folder, runs it with the device's ``python3`` and reads back the JSON it writes; the
-same file runs locally (imported as ``dssdn_edge.bench.runner``), so both paths measure the same way.
+same file runs locally (imported as ``dssdn_edge.bench.runner``), so both paths measure the same way. That is
+also why it is one file of about 740 lines, over the project's ~600: the timing loop, the device probe and the
+command line must travel together, and everything else it needs is in the runtime package it travels with.
 
 What it measures, per artifact × runtime, with the runtime's thread count pinned to ``--threads``:
 load time, warm-up, model latency over ``--runs`` (set input → invoke → read output), the front end on

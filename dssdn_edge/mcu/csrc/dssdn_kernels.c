@@ -70,6 +70,34 @@ static inline void store_pixel(int8_t *dst, const int8_t *px, int32_t n)
 /* The accumulator of one output channel: bias' + sum over every tap of w * x, where a tap outside the input
  * reads the input zero point. The generator folds -zp * sum(w) into bias', so this equals TFLM's
  * bias + sum over in-bounds taps of w * (x - zp), integer for integer. */
+
+/* The plain products from element i on: the whole of the portable path, the tail of the DSP one. */
+static inline int32_t dot_from(const int8_t *w, const int8_t *x, int32_t i, int32_t n, int32_t acc)
+{
+    for (; i < n; ++i) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
+/* Four output channels over the same input (filter rows n bytes apart), from element i on. */
+static inline void dot4_from(const int8_t *w, int32_t n, const int8_t *x, int32_t i, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int8_t *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    for (; i < n; ++i) {
+        const int32_t xv = x[i];
+        a0 += (int32_t)w[i] * xv;
+        a1 += (int32_t)w1[i] * xv;
+        a2 += (int32_t)w2[i] * xv;
+        a3 += (int32_t)w3[i] * xv;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
 /* Cortex-M4/M7 with the DSP extension: four int8 products per two SMLAD. SXTB16 sign-extends bytes 0 and 2
  * (and, with its built-in rotation by 8, bytes 1 and 3) into two int16 lanes; SMLAD adds both lane products
@@ -98,10 +126,7 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
         acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);
         acc = __smlad(odd_bytes(wv), odd_bytes(xv), acc);
     }
-    for (; i < n; ++i) {
-        acc += (int32_t)w[i] * (int32_t)x[i];
-    }
-    return acc;
+    return dot_from(w, x, i, n, acc);
 }
 
 /* Four output channels over the same input (filter rows n bytes apart). */
@@ -125,42 +150,21 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
         a3 = __smlad(__sxtb16(v), xe, a3);
         a3 = __smlad(odd_bytes(v), xo, a3);
     }
-    for (; i < n; ++i) {
-        const int32_t xv = x[i];
-        a0 += (int32_t)w[i] * xv;
-        a1 += (int32_t)w1[i] * xv;
-        a2 += (int32_t)w2[i] * xv;
-        a3 += (int32_t)w3[i] * xv;
-    }
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
+    dot4_from(w, n, x, i, acc);
 }
 #else
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        acc += (int32_t)w[i] * (int32_t)x[i];
-    }
-    return acc;
+    return dot_from(w, x, 0, n, acc);
 }
 
 static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int8_t *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
-    for (int32_t i = 0; i < n; ++i) {
-        const int32_t xv = x[i];
-        a0 += (int32_t)w[i] * xv;
-        a1 += (int32_t)w1[i] * xv;
-        a2 += (int32_t)w2[i] * xv;
-        a3 += (int32_t)w3[i] * xv;
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
+    dot4_from(w, n, x, 0, acc);
 }
 #endif
 
