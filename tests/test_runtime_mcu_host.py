@@ -48,3 +48,11 @@ def test_a_folder_without_a_generated_model_is_one_line(tmp_path: Path) -> None:
         runtime.load(bad, kind="mcu-host")
     (bad / "dssdn_model.c").write_text("int x;\n")
     assert_one_line_error(invoke("predict", __file__, "--model", bad / "dssdn_model.c"), "dssdn_model.c")
+
+
+def test_a_relative_export_folder_builds(export: Path, tmp_path: Path, monkeypatch) -> None:
+    """`dssdn-edge export` writes to exports/<model> by default: the host build must not depend on the cwd."""
+    monkeypatch.chdir(export.parent)
+    host = runtime.load(Path(export.name) / "mcu", build_dir=Path(tmp_path.name))
+    x = np.zeros((1, 2, 51, 128), np.float32)
+    assert host(x).shape == (1, 50)

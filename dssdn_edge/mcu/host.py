@@ -64,7 +64,8 @@ def _header_ints(text: str, macro: str) -> dict[str, int]:
 
 def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines: Sequence[str] = ()) -> Path:
     """Compile the kernels and the models ``symbols`` found in ``c_dir`` into one shared library."""
-    c_dir, build_dir = Path(c_dir), Path(build_dir)
+    # absolute: the unity file that #includes the models is written in another folder than the caller's cwd
+    c_dir, build_dir = Path(c_dir).resolve(), Path(build_dir).resolve()
     sources = [c_dir / "dssdn_kernels.c", *(c_dir / f"{sym}.c" for sym in symbols)]
     harness = {}
     for sym in symbols:
