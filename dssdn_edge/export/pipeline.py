@@ -94,6 +94,11 @@ class ExportResult:
                 bits.append(f"acc {acc['value']:.1%} ({acc['drop_points']:+.2f} pt)")
             if "tflm" in a:
                 bits.append(f"arena {a['tflm']['arena_bytes'] / 1024:.1f} KiB")
+            if q.get("identical_outputs") is not None:  # the generated MCU C, against TFLM on its check windows
+                same = "identical to" if q["identical_outputs"] else "DIFFERS from"
+                bits.append(f"int8 outputs {same} TFLM on {q['windows']} windows")
+            if "generated" in a:
+                bits.append(f"arena {a['generated']['arena_bytes'] / 1024:.1f} KiB")
             out.append((rel, f"{a['bytes']:,}", a["runtime"], "; ".join(bits) or "-"))
         return out
 
