@@ -14,10 +14,12 @@ Kinds (``load(..., kind=...)``; the file name implies the first three):
 ``onnx``                  fp32 or QDQ int8 .onnx (onnxruntime)
 ``tflm``                  an int8 .tflite in the TFLite Micro interpreter (raw int8 via ``prepare``/``invoke``)
 ``torch``                 a checkpoint path (``.safetensors``) or an ``nn.Module``
+``mcu-host``              the generated microcontroller C of an export (its ``mcu/`` folder, ``dssdn_model.c``
+                          or ``.h``: implied by those names), compiled for this machine (``mcu_host``)
 ========================  ==============================================================================
 
-A new kind (e.g. the host build of the generated MCU C model, ``dssdn_edge.mcu.host.HostModel``) is one entry
-in ``PLUGIN_KINDS``: ``"mcu-host": "dssdn_edge.mcu.host:HostModel"``. The callable is called with
+A kind that needs more of the package than a device has is one entry in ``PLUGIN_KINDS`` (today ``mcu-host``,
+``"dssdn_edge.runtime.mcu_host:McuHost"``). The callable is called with
 ``(source, threads=..., **options)`` and returns a ``Runtime`` (``prepare`` / ``invoke`` / ``dequantize`` are
 the contract; ``__call__`` comes with the base class). It is imported only when that kind is loaded, so the
 copy of this package on a device never needs it.
