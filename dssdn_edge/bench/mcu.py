@@ -312,18 +312,14 @@ def measured_firmware(export_dir: Path, device: str) -> dict[str, Any] | None:
     (``device.firmware``), when the export's mcu/ has the generated model; None without it. A missing
     toolchain is one error line naming what to install."""
     from ..device import firmware
-    from ..errors import DeviceError
-    from ..mcu import project as mcu_project
 
     mcu_dir = Path(export_dir) / "mcu"
     if not (mcu_dir / firmware.MODEL_HEADER).is_file():
         return None
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"dssdn-fw-{device}-") as tmp:
-            m, _ = firmware.measure(mcu_dir, device, Path(tmp), [mcu_project.probe_audio()])
-    except DeviceError as exc:
-        raise BenchError(str(exc)) from None
-    return {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu_project.probe_audio)"}
+    measured, why_not = firmware.measure_project(mcu_dir, device)
+    if measured is None:
+        raise BenchError(why_not)
+    return measured
 
 
 def manifest_arena_bytes(manifest: dict[str, Any]) -> int | None:

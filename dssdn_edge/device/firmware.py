@@ -469,16 +469,16 @@ def int8_tflite(manifest: dict[str, Any]) -> str:
     raise DeviceError(f"export {manifest.get('name')}: no int8 .tflite artifact (needed for a microcontroller)")
 
 
-def measure_project(mcu_dir: Path) -> tuple[dict[str, Any] | None, str]:
-    """An export's ``mcu/`` project measured on an emulated Cortex-M4 (footprint, stack, emulated instructions
-    on a probe signal), for the export's manifest; (None, why) when the Arm toolchain or qemu is missing."""
+def measure_project(mcu_dir: Path, target_key: str = "cortex-m4") -> tuple[dict[str, Any] | None, str]:
+    """An export's ``mcu/`` project measured on an emulated board (footprint, stack, emulated instructions on
+    a probe signal), for the export's manifest and bench; (None, why) when the Arm toolchain or qemu is missing."""
     import tempfile
 
     from ..mcu.project import probe_audio
 
     try:
-        with tempfile.TemporaryDirectory(prefix="dssdn-mcu-") as tmp:
-            m, _ = measure(Path(mcu_dir), "cortex-m4", Path(tmp), [probe_audio()])
+        with tempfile.TemporaryDirectory(prefix=f"dssdn-fw-{target_key}-") as tmp:
+            m, _ = measure(Path(mcu_dir), target_key, Path(tmp), [probe_audio()])
     except DeviceError as exc:
         return None, str(exc)
     return {**m.to_dict(), "build_dir": None, "audio": "2 s chirp in noise (mcu.project.probe_audio)"}, ""
