@@ -266,7 +266,7 @@ def softmax_mean(logits: np.ndarray) -> np.ndarray:
 class WindowScores:
     """Class probabilities of one window's raw output: ``softmax_mean(model.dequantize(raw))`` for one window,
     bit for bit (a test holds them equal), in a few numpy calls. Why: with the C front end, 50 classes of
-    post-processing in plain numpy cost an eighth of dssdn-small's int8 invoke, nearly all of it call overhead.
+    post-processing in plain numpy cost a fifth of dssdn-small's int8 invoke, nearly all of it call overhead.
 
     For an int8 output every probability is exp(y_q - y_max), y the dequantised value: a function of the raw
     pair (q, max q) alone, so a 256 x 256 table of exactly those float32 steps (dequantise, subtract, exp) is

@@ -124,11 +124,11 @@ class FeatureLibrary:
 class ClipFeatures:
     """The features of whole clips (``Frontend.features``'s offline frames), one clip after another: what a clip
     classifier (the bench's audio → label) runs per clip. Why not a ``FeatureStream`` per clip: on the host the
-    C code takes ~0.1 ms per second of audio, so Python's share matters. Here the whole clip is three C calls
-    (init, push, flush) on addresses taken once, written straight into one output buffer that grows only for
-    a longer clip; no per-frame crossing, no allocation per clip. With int8 ``params`` the model's int8 rows
-    (frames, n_mels, channels), else unnormalised float frames (frames, channels, n_mels). The result is a view
-    of that buffer: valid until the next call (copy it to keep it)."""
+    C code takes ~0.07 ms per second of audio, so Python's share matters. Here the whole clip is three C calls
+    (init, push, flush) on addresses taken once, written straight into one output buffer, made anew only when
+    the clip length changes: no per-frame crossing, no allocation per clip of the same length. With int8
+    ``params`` the model's int8 rows (frames, n_mels, channels), else unnormalised float frames (frames,
+    channels, n_mels). The result is a view of that buffer: valid until the next call (copy it to keep it)."""
 
     def __init__(self, library: FeatureLibrary, params: ctypes.Structure | None = None) -> None:
         self._lib, self._params = library, params  # the struct must outlive the C state that points at it
