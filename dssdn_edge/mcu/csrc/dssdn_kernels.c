@@ -15,43 +15,25 @@ static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
     return (int32_t)(((int64_t)x * m + round) >> total);
 }
 #else
-/* SaturatingRoundingDoublingHighMul: the high 32 bits of 2*a*b, rounded to nearest (ties away from 0).
- * gemmlowp adds 2^30 (or 1 - 2^30 when a*b < 0) and divides by 2^31 toward zero; both cases equal
- * floor((a*b + 2^30) / 2^31), one 64-bit add and shift (a*b < 0 keeps the sum negative, so the truncating
- * division's +2^31-1 correction turns 1 - 2^30 into 2^30). */
-static inline int32_t high_mul(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-}
-
-/* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero. */
-static inline int32_t divide_pot(int32_t x, int32_t e)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + (remainder > threshold ? 1 : 0);
-}
-
-/* divide_pot(high_mul(x, m), e) for e = -shift >= 1 in one 64-bit sum: with t = x*m + 2^30, high_mul is
- * floor(t / 2^31) and is negative exactly when t is; rounding half away from zero is
- * floor((h + 2^(e-1) - [h < 0]) / 2^e), and nested floors of integer divisions combine, so the result is
- * floor((t + (2^(e-1) - [t < 0]) * 2^31) / 2^(31+e)): the high word of that sum shifted right by e - 1. */
+/* TFLite's double rounding: RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^left, m), right).
+ * The generator guarantees (dssdn_edge/mcu/quant.py, check_requant_range) that 0 <= m < 2^31, that
+ * |x * 2^left| < 2^29 and that right <= 30, which makes three shortcuts exact:
+ * - the high multiply never saturates (only INT32_MIN * INT32_MIN does) and is floor((x*m + 2^30) / 2^31);
+ *   on the DSP path that is SMMULR(2x, m) = floor((2x*m + 2^31) / 2^32), one instruction;
+ * - |h| <= |x| < 2^29, so the rounding shift fits in 32 bits: rounding h / 2^right half away from zero is
+ *   floor((h + 2^(right-1) - [h < 0]) / 2^right), written as floor((2h + 2^right - [h < 0]) / 2^(right+1))
+ *   so that right = 0 needs no branch (2h + 1 - [h < 0] halves back to h);
+ * - the same formula for every channel, so per-channel parameters cost two loads and no branch. */
 static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 {
-    if (shift >= 0) {
-        return high_mul((int32_t)((uint32_t)x << shift), m);
-    }
-    if (x == INT32_MIN && m == INT32_MIN) {
-        return divide_pot(INT32_MAX, -shift);
-    }
-    const int64_t t = (int64_t)x * m + ((int64_t)1 << 30);
-    const int32_t k = ((int32_t)1 << (-shift - 1)) - (t < 0 ? 1 : 0);
-    const int64_t sum = t + (int64_t)k * ((int64_t)1 << 31);
-    return (int32_t)(sum >> 32) >> (-shift - 1);
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"((int32_t)((uint32_t)x << (left + 1))), "r"(m));
+#else
+    const int32_t h = (int32_t)(((int64_t)(int32_t)((uint32_t)x << left) * m + ((int64_t)1 << 30)) >> 31);
+#endif
+    return (2 * h + ((int32_t)1 << right) - (int32_t)((uint32_t)h >> 31)) >> (right + 1);
 }
 #endif
 
