@@ -42,13 +42,6 @@ int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift)
     return requantize(x, multiplier, shift);
 }
 
-static inline void store_pixel(int8_t *dst, const int8_t *px, int32_t n)
-{
-    for (int32_t i = 0; i < n; ++i) {
-        dst[i] = px[i];
-    }
-}
-
 /* The accumulator of one output channel: bias' + sum over every tap of w * x, where a tap outside the input
  * reads the input zero point. The generator folds -zp * sum(w) into bias', so this equals TFLM's
  * bias + sum over in-bounds taps of w * (x - zp), integer for integer. */
@@ -150,12 +143,13 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
 }
 #endif
 
-/* The requantisation of a conv's outputs, in locals: int8 stores may alias anything reachable through a
+/* The requantisation of an op's outputs, in locals: int8 stores may alias anything reachable through a
  * pointer, so fields read through the op's struct would be reloaded after every store. */
 typedef struct {
     const int32_t *mult;
     const int8_t *shift;
-    int32_t per_channel, out_zp, lo, hi;
+    int32_t mask; /* -1 per channel, 0 per tensor: the parameter index is oc & mask, without a branch */
+    int32_t out_zp, lo, hi;
 } requant_t;
 
 static inline requant_t requant_of(const dssdn_conv_t *p)
@@ -163,95 +157,97 @@ static inline requant_t requant_of(const dssdn_conv_t *p)
     requant_t r;
     r.mult = p->mult;
     r.shift = p->shift;
-    r.per_channel = p->per_channel ? -1 : 0; /* a mask: the channel index or 0 without a branch */
+    r.mask = p->per_channel ? -1 : 0;
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
     r.hi = p->act_max;
     return r;
 }
 
-static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+/* The accessors of a conv's per-channel constants: the hot loops read bias, multiplier and shift only here. */
+static inline int32_t conv_bias(const int32_t *bias, int32_t oc)
 {
-    const int32_t q = oc & r->per_channel;
-    const int32_t v = requantize(acc, r->mult[q], r->shift[q]) + r->out_zp;
-    return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
+    return bias ? bias[oc] : 0;
 }
 
-/* Channels oc .. oc+n-1 of one pixel: kept out of line so the requantisation exists once in flash, its
- * call shared by a block of channels. */
-static void requant_block(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
+static inline int32_t clamp_out(int32_t v, int32_t lo, int32_t hi)
 {
-    const requant_t r = *rq;
-    for (int32_t i = 0; i < n; ++i) {
-        dst[oc + i] = requant_ch(&r, acc[i], oc + i);
-    }
+#if defined(__ARM_FEATURE_DSP)
+    v = __ssat(v, 8); /* one instruction; lo/hi are within int8, so the clamps below agree with the plain path */
+#endif
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+{
+    const int32_t q = oc & r->mask;
+    return (int8_t)clamp_out(requantize(acc, r->mult[q], r->shift[q]) + r->out_zp, r->lo, r->hi);
 }
 
 /* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
- * (then two) channels per pass over x, so each input word is loaded and widened once for all of them. */
+ * channels per pass over x, so each input word is loaded and widened once for all of them, their sums kept
+ * in registers and requantised at once. */
 static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
                        int32_t out_c, int8_t *dst)
 {
+    const requant_t r = *rq;
     int32_t oc = 0;
     for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
-        int32_t a[4] = {0, 0, 0, 0};
-        if (bias) {
-            a[0] = bias[oc], a[1] = bias[oc + 1], a[2] = bias[oc + 2], a[3] = bias[oc + 3];
-        }
+        int32_t a[4] = {conv_bias(bias, oc), conv_bias(bias, oc + 1), conv_bias(bias, oc + 2),
+                        conv_bias(bias, oc + 3)};
         dot4(w, n, x, a);
-        requant_block(rq, a, oc, 4, dst);
+        dst[oc] = requant_ch(&r, a[0], oc);
+        dst[oc + 1] = requant_ch(&r, a[1], oc + 1);
+        dst[oc + 2] = requant_ch(&r, a[2], oc + 2);
+        dst[oc + 3] = requant_ch(&r, a[3], oc + 3);
     }
     for (; oc < out_c; ++oc, w += n) {
-        const int32_t a = dot(w, x, n, bias ? bias[oc] : 0);
-        requant_block(rq, &a, oc, 1, dst);
+        dst[oc] = requant_ch(&r, dot(w, x, n, conv_bias(bias, oc)), oc);
     }
 }
 
-/* A short copy (a few channels of one tap) without a library call: words, then the last 0-3 bytes. */
+/* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
+ * 0-3 bytes. */
 static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 {
     int32_t i = 0;
     for (; i + 4 <= n; i += 4) {
         memcpy(dst + i, src + i, 4);
     }
-    switch (n - i) {
-    case 3:
-        dst[i + 2] = src[i + 2];
-        /* fall through */
-    case 2:
-        dst[i + 1] = src[i + 1];
-        /* fall through */
-    case 1:
+    for (; i < n; ++i) {
         dst[i] = src[i];
-        break;
-    default:
-        break;
     }
 }
 
 /* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
- * input; NULL when a 1x1 window can be read in place. */
-static const int8_t *gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
+ * input. A window row inside the input whose taps are adjacent pixels is one run of k_w*in_c bytes (the
+ * 2-channel first convs: one word per row). */
+static void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
 {
-    if (p->k_h == 1 && p->k_w == 1 && iy0 >= 0 && iy0 < p->in_h && ix0 >= 0 && ix0 < p->in_w) {
-        return in + iy0 * p->in_row + ix0 * p->in_pix;
-    }
+    const int32_t row_run = p->dil_w == 1 && p->in_pix == p->in_c && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
+    const int32_t row_bytes = p->k_w * p->in_c;
     int8_t *dst = patch;
-    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+    for (int32_t ky = 0; ky < p->k_h; ++ky, dst += row_bytes) {
         const int32_t iy = iy0 + ky * p->dil_h;
-        for (int32_t kx = 0; kx < p->k_w; ++kx) {
-            const int32_t ix = ix0 + kx * p->dil_w;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (int32_t c = 0; c < p->in_c; ++c) {
-                    dst[c] = (int8_t)p->in_zp;
+        if (iy < 0 || iy >= p->in_h) {
+            memset(dst, p->in_zp, (size_t)row_bytes);
+            continue;
+        }
+        const int8_t *src = in + iy * p->in_row + ix0 * p->in_pix;
+        if (row_run) {
+            copy_bytes(dst, src, row_bytes);
+        } else {
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                if (ix < 0 || ix >= p->in_w) {
+                    memset(dst + kx * p->in_c, p->in_zp, (size_t)p->in_c);
+                } else {
+                    copy_bytes(dst + kx * p->in_c, src + kx * p->dil_w * p->in_pix, p->in_c);
                 }
-            } else {
-                copy_bytes(dst, in + iy * p->in_row + ix * p->in_pix, p->in_c);
             }
-            dst += p->in_c;
         }
     }
-    return patch;
 }
 
 /* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
@@ -286,6 +282,8 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t oc_per_group = p->out_c / groups;
     const int32_t filter_size = p->k_h * p->k_w * p->k_c;
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
+    /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
+    const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
     const requant_t rq = requant_of(p);
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
@@ -295,16 +293,22 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
             if (use_patch) {
-                conv_pixel(gather(p, in, iy0, ix0, patch), filter_size, p->w, p->bias, &rq, p->out_c, dst);
+                const int8_t *x = patch;
+                if (in_place) {
+                    x = in + iy0 * p->in_row + ix0 * p->in_pix;
+                } else {
+                    gather(p, in, iy0, ix0, patch);
+                }
+                conv_pixel(x, filter_size, p->w, p->bias, &rq, p->out_c, dst);
             } else {
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
-                                                    p->bias ? p->bias[oc] : 0);
-                    requant_block(&rq, &acc, oc, 1, dst);
+                                                    conv_bias(p->bias, oc));
+                    dst[oc] = requant_ch(&rq, acc, oc);
                 }
             }
             if (p->buffered) {
-                store_pixel(out, pixel, p->out_c);
+                copy_bytes(out, pixel, p->out_c);
             }
             out += p->out_c;
         }
@@ -323,7 +327,7 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
             int8_t *dst = p->buffered ? pixel : out;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
                 const int32_t ic = oc / p->depth_mult;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
+                int32_t acc = conv_bias(p->bias, oc);
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
                     const int32_t iy = iy0 + ky * p->dil_h;
                     for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -333,20 +337,55 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
                         acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
                     }
                 }
-                requant_block(&rq, &acc, oc, 1, dst);
+                dst[oc] = requant_ch(&rq, acc, oc);
             }
             if (p->buffered) {
-                store_pixel(out, pixel, p->out_c);
+                copy_bytes(out, pixel, p->out_c);
             }
             out += p->out_c;
         }
     }
 }
 
+/* Four depthwise channels (depth_mult 1) of one pixel: nv taps inside the input (input and filter
+ * pointers, already offset to channel oc) and nz outside (filter pointers, read against the zero point).
+ * On the DSP path: two word loads, SXTB16 and SMLABB/SMLATT per tap, the same exact products. */
+static inline void dw_quad(const int8_t *const *xs, const int8_t *const *ws, int32_t nv, const int8_t *const *zs,
+                           int32_t nz, int32_t oc, int32_t zp, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t j = 0; j < nv; ++j) {
+        const int8_t *x = xs[j] + oc, *w = ws[j] + oc;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+        const uint32_t xv = load4(x), wv = load4(w);
+        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+        a0 = __smlabb(we, xe, a0);
+        a2 = __smlatt(we, xe, a2);
+        a1 = __smlabb(wo, xo, a1);
+        a3 = __smlatt(wo, xo, a3);
+#else
+        a0 += (int32_t)w[0] * x[0];
+        a1 += (int32_t)w[1] * x[1];
+        a2 += (int32_t)w[2] * x[2];
+        a3 += (int32_t)w[3] * x[3];
+#endif
+    }
+    for (int32_t j = 0; j < nz; ++j) {
+        const int8_t *w = zs[j] + oc;
+        a0 += (int32_t)w[0] * zp;
+        a1 += (int32_t)w[1] * zp;
+        a2 += (int32_t)w[2] * zp;
+        a3 += (int32_t)w[3] * zp;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 /* Depthwise: per output pixel, the taps inside the input are listed once (input pointer, filter pointer) and
  * the taps outside once (filter pointer, read as the zero point); the channel loop then has no bounds checks.
- * With depth_mult 1, four channels share each tap's pointers (on the DSP path: two word loads, SXTB16 and
- * SMLABB/SMLATT per tap, the same exact products). */
+ * With depth_mult 1, four channels share each tap's pointers. */
 void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 {
     const dssdn_conv_t local = *params; /* see dssdn_conv2d */
@@ -367,13 +406,14 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
             int32_t nv = 0, nz = 0;
+            const int8_t *wt = p->w;
             for (int32_t ky = 0; ky < p->k_h; ++ky) {
                 const int32_t iy = iy0 + ky * p->dil_h;
-                for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                    const int32_t ix = ix0 + kx * p->dil_w;
-                    const int8_t *wt = p->w + (ky * p->k_w + kx) * oc_n;
-                    if (iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w) {
-                        xs[nv] = in + iy * p->in_row + ix * p->in_pix;
+                const int32_t row_in = iy >= 0 && iy < p->in_h;
+                const int8_t *row = in + iy * p->in_row;
+                for (int32_t kx = 0, ix = ix0; kx < p->k_w; ++kx, ix += p->dil_w, wt += oc_n) {
+                    if (row_in && ix >= 0 && ix < p->in_w) {
+                        xs[nv] = row + ix * p->in_pix;
                         ws[nv++] = wt;
                     } else {
                         zs[nz++] = wt;
@@ -383,50 +423,28 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             int32_t oc = 0;
             if (dm == 1) {
                 for (; oc + 4 <= oc_n; oc += 4) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    if (p->bias) {
-                        a0 = p->bias[oc], a1 = p->bias[oc + 1], a2 = p->bias[oc + 2], a3 = p->bias[oc + 3];
-                    }
-                    for (int32_t j = 0; j < nv; ++j) {
-                        const int8_t *x = xs[j] + oc, *w = ws[j] + oc;
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-                        const uint32_t xv = load4(x), wv = load4(w);
-                        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
-                        a0 = __smlabb(we, xe, a0);
-                        a2 = __smlatt(we, xe, a2);
-                        a1 = __smlabb(wo, xo, a1);
-                        a3 = __smlatt(wo, xo, a3);
-#else
-                        a0 += (int32_t)w[0] * x[0];
-                        a1 += (int32_t)w[1] * x[1];
-                        a2 += (int32_t)w[2] * x[2];
-                        a3 += (int32_t)w[3] * x[3];
-#endif
-                    }
-                    for (int32_t j = 0; j < nz; ++j) {
-                        const int8_t *w = zs[j] + oc;
-                        a0 += (int32_t)w[0] * zp;
-                        a1 += (int32_t)w[1] * zp;
-                        a2 += (int32_t)w[2] * zp;
-                        a3 += (int32_t)w[3] * zp;
-                    }
-                    const int32_t a[4] = {a0, a1, a2, a3};
-                    requant_block(&rq, a, oc, 4, dst);
+                    int32_t a[4] = {conv_bias(p->bias, oc), conv_bias(p->bias, oc + 1), conv_bias(p->bias, oc + 2),
+                                    conv_bias(p->bias, oc + 3)};
+                    dw_quad(xs, ws, nv, zs, nz, oc, zp, a);
+                    dst[oc] = requant_ch(&rq, a[0], oc);
+                    dst[oc + 1] = requant_ch(&rq, a[1], oc + 1);
+                    dst[oc + 2] = requant_ch(&rq, a[2], oc + 2);
+                    dst[oc + 3] = requant_ch(&rq, a[3], oc + 3);
                 }
             }
             for (; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
+                int32_t acc = conv_bias(p->bias, oc);
                 for (int32_t j = 0; j < nv; ++j) {
                     acc += (int32_t)ws[j][oc] * xs[j][ic];
                 }
                 for (int32_t j = 0; j < nz; ++j) {
                     acc += (int32_t)zs[j][oc] * zp;
                 }
-                requant_block(&rq, &acc, oc, 1, dst);
+                dst[oc] = requant_ch(&rq, acc, oc);
             }
             if (p->buffered) {
-                store_pixel(out, pixel, p->out_c);
+                copy_bytes(out, pixel, p->out_c);
             }
             out += p->out_c;
         }
