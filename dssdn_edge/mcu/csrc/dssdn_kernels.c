@@ -7,6 +7,19 @@
 
 #define DSSDN_CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : ((v) > (hi) ? (hi) : (v)))
 
+/* SaturatingRoundingDoublingHighMul without the saturation, for 0 <= m < 2^31 and |x| < 2^30 (see
+ * requantize): floor((x*m + 2^30) / 2^31); on the DSP path SMMULR(2x, m) = floor((2x*m + 2^31) / 2^32). */
+static inline int32_t high_mul(int32_t x, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"((int32_t)((uint32_t)x << 1)), "r"(m));
+    return h;
+#else
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 30)) >> 31);
+#endif
+}
+
 #ifdef DSSDN_SINGLE_ROUNDING
 static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 {
@@ -16,7 +29,7 @@ static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 }
 #else
 /* TFLite's double rounding: RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^left, m), right).
- * The generator guarantees (dssdn_edge/mcu/quant.py, check_requant_range) that 0 <= m < 2^31, that
+ * The generator guarantees (dssdn_edge/mcu/ops.py, _check_requant) that 0 <= m < 2^31, that
  * |x * 2^left| < 2^29 and that right <= 30, which makes three shortcuts exact:
  * - the high multiply never saturates (only INT32_MIN * INT32_MIN does) and is floor((x*m + 2^30) / 2^31);
  *   on the DSP path that is SMMULR(2x, m) = floor((2x*m + 2^31) / 2^32), one instruction;
@@ -27,12 +40,7 @@ static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 static inline int32_t requantize(int32_t x, int32_t m, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-#if defined(__ARM_FEATURE_DSP)
-    int32_t h;
-    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"((int32_t)((uint32_t)x << (left + 1))), "r"(m));
-#else
-    const int32_t h = (int32_t)(((int64_t)(int32_t)((uint32_t)x << left) * m + ((int64_t)1 << 30)) >> 31);
-#endif
+    const int32_t h = high_mul((int32_t)((uint32_t)x << left), m);
     return (2 * h + ((int32_t)1 << right) - (int32_t)((uint32_t)h >> 31)) >> (right + 1);
 }
 #endif
@@ -148,11 +156,31 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
 typedef struct {
     const int32_t *mult;
     const int8_t *shift;
-    int32_t mask; /* -1 per channel, 0 per tensor: the parameter index is oc & mask, without a branch */
+    const int32_t *round; /* NULL, or per channel (2^(e-1) << 8) | e for shift = -e, 1 <= e <= 24 */
+    int32_t mask;         /* -1 per channel, 0 per tensor: the parameter index is oc & mask, without a branch */
     int32_t out_zp, lo, hi;
 } requant_t;
 
-static inline requant_t requant_of(const dssdn_conv_t *p)
+/* The accessors of a conv's per-channel constants: the hot loops read bias, multiplier and shift only here. */
+static inline int32_t conv_bias(const int32_t *bias, int32_t oc)
+{
+    return bias ? bias[oc] : 0;
+}
+
+static inline int32_t rq_mult(const requant_t *r, int32_t q)
+{
+    return r->mult[q];
+}
+
+static inline int32_t rq_shift(const requant_t *r, int32_t q)
+{
+    return r->shift[q];
+}
+
+/* The op's requantisation. When every shift is in [-24, -1] (the usual case) and there are at most
+ * DSSDN_RQ_CHANNELS parameter sets, `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each
+ * channel's rounding term and shift in one word, so the per-output work is two loads and no selects. */
+static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
     r.mult = p->mult;
@@ -161,13 +189,24 @@ static inline requant_t requant_of(const dssdn_conv_t *p)
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
     r.hi = p->act_max;
+    r.round = NULL;
+#ifdef DSSDN_SINGLE_ROUNDING
+    (void)round;
+#else
+    const int32_t n = p->per_channel ? p->out_c : 1;
+    if (n <= DSSDN_RQ_CHANNELS) {
+        r.round = round;
+        for (int32_t q = 0; q < n; ++q) {
+            const int32_t e = -rq_shift(&r, q);
+            if (e < 1 || e > 24) {
+                r.round = NULL;
+                break;
+            }
+            round[q] = (((int32_t)1 << (e - 1)) << 8) | e;
+        }
+    }
+#endif
     return r;
-}
-
-/* The accessors of a conv's per-channel constants: the hot loops read bias, multiplier and shift only here. */
-static inline int32_t conv_bias(const int32_t *bias, int32_t oc)
-{
-    return bias ? bias[oc] : 0;
 }
 
 static inline int32_t clamp_out(int32_t v, int32_t lo, int32_t hi)
@@ -182,7 +221,35 @@ static inline int32_t clamp_out(int32_t v, int32_t lo, int32_t hi)
 static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 {
     const int32_t q = oc & r->mask;
-    return (int8_t)clamp_out(requantize(acc, r->mult[q], r->shift[q]) + r->out_zp, r->lo, r->hi);
+    return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
+}
+
+/* Channels oc .. oc+n-1 of one pixel from their accumulators. Out of line: one copy in flash, and the call
+ * frees the caller's registers (inlined into the MAC loops it spilled). With the rounding table, this is
+ * requantize's formula for left = 0: (h + 2^(e-1) - [h < 0]) >> e, the same bits. */
+static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
+{
+    const requant_t r = *rq;
+    if (r.round) {
+        const int32_t full = r.lo == -128 && r.hi == 127;
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t q = (oc + i) & r.mask;
+            const int32_t rnd = r.round[q];
+            const int32_t h = high_mul(acc[i], rq_mult(&r, q));
+            int32_t v = ((h + (int32_t)((uint32_t)rnd >> 8) - (int32_t)((uint32_t)h >> 31)) >> (rnd & 31)) + r.out_zp;
+#if defined(__ARM_FEATURE_DSP)
+            v = full ? __ssat(v, 8) : clamp_out(v, r.lo, r.hi);
+#else
+            (void)full;
+            v = DSSDN_CLAMP(v, r.lo, r.hi);
+#endif
+            dst[oc + i] = (int8_t)v;
+        }
+        return;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        dst[oc + i] = requant_ch(&r, acc[i], oc + i);
+    }
 }
 
 /* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
@@ -191,19 +258,16 @@ static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
                        int32_t out_c, int8_t *dst)
 {
-    const requant_t r = *rq;
     int32_t oc = 0;
     for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
         int32_t a[4] = {conv_bias(bias, oc), conv_bias(bias, oc + 1), conv_bias(bias, oc + 2),
                         conv_bias(bias, oc + 3)};
         dot4(w, n, x, a);
-        dst[oc] = requant_ch(&r, a[0], oc);
-        dst[oc + 1] = requant_ch(&r, a[1], oc + 1);
-        dst[oc + 2] = requant_ch(&r, a[2], oc + 2);
-        dst[oc + 3] = requant_ch(&r, a[3], oc + 3);
+        requant_n(rq, a, oc, 4, dst);
     }
     for (; oc < out_c; ++oc, w += n) {
-        dst[oc] = requant_ch(&r, dot(w, x, n, conv_bias(bias, oc)), oc);
+        const int32_t a = dot(w, x, n, conv_bias(bias, oc));
+        requant_n(rq, &a, oc, 1, dst);
     }
 }
 
@@ -284,7 +348,8 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
     /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
     const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
-    const requant_t rq = requant_of(p);
+    int32_t round[DSSDN_RQ_CHANNELS];
+    const requant_t rq = requant_of(p, round);
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -318,7 +383,8 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 /* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
 static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
-    const requant_t rq = requant_of(p);
+    int32_t round[DSSDN_RQ_CHANNELS];
+    const requant_t rq = requant_of(p, round);
     int8_t pixel[DSSDN_MAX_PIXEL];
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
@@ -395,7 +461,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     const int8_t *ws[DSSDN_MAX_TAPS];
     const int8_t *zs[DSSDN_MAX_TAPS];
     const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult;
-    const requant_t rq = requant_of(p);
+    int32_t round[DSSDN_RQ_CHANNELS];
+    const requant_t rq = requant_of(p, round);
     if (p->k_h * p->k_w > DSSDN_MAX_TAPS) {
         depthwise_generic(p, in, out);
         return;
@@ -426,10 +493,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                     int32_t a[4] = {conv_bias(p->bias, oc), conv_bias(p->bias, oc + 1), conv_bias(p->bias, oc + 2),
                                     conv_bias(p->bias, oc + 3)};
                     dw_quad(xs, ws, nv, zs, nz, oc, zp, a);
-                    dst[oc] = requant_ch(&rq, a[0], oc);
-                    dst[oc + 1] = requant_ch(&rq, a[1], oc + 1);
-                    dst[oc + 2] = requant_ch(&rq, a[2], oc + 2);
-                    dst[oc + 3] = requant_ch(&rq, a[3], oc + 3);
+                    requant_n(&rq, a, oc, 4, dst);
                 }
             }
             for (; oc < oc_n; ++oc) {

@@ -20,6 +20,11 @@
  * stack); a bigger one checks every tap per channel (same bits, slower). */
 #define DSSDN_MAX_TAPS 9
 #endif
+#ifndef DSSDN_RQ_CHANNELS
+/* Convs with at most this many output channels get a per-channel rounding table (4 bytes each, on the
+ * stack) that shortens the requantisation; more channels take the general formula (same bits, slower). */
+#define DSSDN_RQ_CHANNELS 64
+#endif
 #ifndef DSSDN_MAX_PATCH
 /* The biggest conv window (k_h*k_w*in_c) gathered on the stack; a bigger one is summed tap by tap (same bits,
  * slower). Set it to the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
