@@ -536,36 +536,55 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-/* ADD's arithmetic for one element pair (TFLM's reference: both inputs to a common scale, then the sum). */
-static inline int8_t add_one(const dssdn_binary_t *p, int32_t a, int32_t b)
+/* A requantisation whose parameters are loop-invariant (ADD, MUL), prepared once per row as ready
+ * operands: requantize's formula with the left shift (plus an op's own pre-shift and high_mul's doubling),
+ * the rounding term 2^right and the final shift right + 1. */
+typedef struct {
+    int32_t m, left2, rnd, right1;
+} rq_fixed_t;
+
+static inline rq_fixed_t rq_fixed(int32_t m, int32_t shift, int32_t pre_shift)
 {
-    const int32_t x = (int32_t)((uint32_t)(a - p->a_zp) << p->left_shift);
-    const int32_t y = (int32_t)((uint32_t)(b - p->b_zp) << p->left_shift);
-    const int32_t sum = requantize(x, p->a_mult, p->a_shift) + requantize(y, p->b_mult, p->b_shift);
-    const int32_t r = requantize(sum, p->out_mult, p->out_shift) + p->out_zp;
-    return (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+    rq_fixed_t f;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    f.m = m;
+    f.left2 = pre_shift + (shift > 0 ? shift : 0) + 1;
+    f.rnd = (int32_t)1 << right;
+    f.right1 = right + 1;
+    return f;
 }
 
-static inline int8_t mul_one(const dssdn_binary_t *p, int32_t a, int32_t b)
+/* requantize(x * 2^pre_shift, m, shift), the same bits (see requantize). */
+static inline int32_t rq_apply(const rq_fixed_t *f, int32_t x)
 {
-    const int32_t r = requantize((a - p->a_zp) * (b - p->b_zp), p->out_mult, p->out_shift) + p->out_zp;
-    return (int8_t)DSSDN_CLAMP(r, p->act_min, p->act_max);
+    const int32_t x2 = (int32_t)((uint32_t)x << f->left2); /* 2 * x * 2^left */
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x2), "r"(f->m));
+#else
+    const int32_t h = (int32_t)(((int64_t)x2 * f->m + ((int64_t)1 << 31)) >> 32);
+#endif
+    return (2 * h + f->rnd - (int32_t)((uint32_t)h >> 31)) >> f->right1;
 }
 
 /* One row of an element-wise op: n elements at element strides sa, sb (0 for a broadcast input). Out of
- * line so each op's arithmetic exists once in flash; the struct is copied to a local (see dssdn_conv2d). */
-static void binary_row(const dssdn_binary_t *params, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+ * line so each op's arithmetic exists once in flash; every parameter is read once, into locals.
+ * ADD follows TFLM's reference: both inputs to a common scale, the sum, then the output scale. */
+static void binary_row(const dssdn_binary_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
                        int32_t n, int8_t *out, int is_add)
 {
-    const dssdn_binary_t local = *params;
-    const dssdn_binary_t *const p = &local;
+    const int32_t a_zp = p->a_zp, b_zp = p->b_zp, out_zp = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const rq_fixed_t fo = rq_fixed(p->out_mult, p->out_shift, 0);
     if (is_add) {
+        const rq_fixed_t fa = rq_fixed(p->a_mult, p->a_shift, p->left_shift);
+        const rq_fixed_t fb = rq_fixed(p->b_mult, p->b_shift, p->left_shift);
         for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
-            out[i] = add_one(p, *a, *b);
+            const int32_t sum = rq_apply(&fa, *a - a_zp) + rq_apply(&fb, *b - b_zp);
+            out[i] = (int8_t)clamp_out(rq_apply(&fo, sum) + out_zp, lo, hi);
         }
     } else {
         for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
-            out[i] = mul_one(p, *a, *b);
+            out[i] = (int8_t)clamp_out(rq_apply(&fo, (*a - a_zp) * (*b - b_zp)) + out_zp, lo, hi);
         }
     }
 }
