@@ -258,16 +258,28 @@ static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32
 static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
                        int32_t out_c, int8_t *dst)
 {
+    /* up to DSSDN_RQ_CHANNELS sums are kept and requantised by one call for the whole pixel */
+    int32_t acc[DSSDN_RQ_CHANNELS];
+    const int32_t batch = out_c <= DSSDN_RQ_CHANNELS;
     int32_t oc = 0;
     for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
-        int32_t a[4] = {conv_bias(bias, oc), conv_bias(bias, oc + 1), conv_bias(bias, oc + 2),
-                        conv_bias(bias, oc + 3)};
+        int32_t *a = batch ? acc + oc : acc;
+        a[0] = conv_bias(bias, oc), a[1] = conv_bias(bias, oc + 1), a[2] = conv_bias(bias, oc + 2);
+        a[3] = conv_bias(bias, oc + 3);
         dot4(w, n, x, a);
-        requant_n(rq, a, oc, 4, dst);
+        if (!batch) {
+            requant_n(rq, a, oc, 4, dst);
+        }
     }
     for (; oc < out_c; ++oc, w += n) {
-        const int32_t a = dot(w, x, n, conv_bias(bias, oc));
-        requant_n(rq, &a, oc, 1, dst);
+        int32_t *a = batch ? acc + oc : acc;
+        a[0] = dot(w, x, n, conv_bias(bias, oc));
+        if (!batch) {
+            requant_n(rq, a, oc, 1, dst);
+        }
+    }
+    if (batch) {
+        requant_n(rq, acc, 0, out_c, dst);
     }
 }
 
@@ -461,6 +473,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     const int8_t *ws[DSSDN_MAX_TAPS];
     const int8_t *zs[DSSDN_MAX_TAPS];
     const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult;
+    const int32_t batch = oc_n <= DSSDN_RQ_CHANNELS;
+    int32_t acc[DSSDN_RQ_CHANNELS];
     int32_t round[DSSDN_RQ_CHANNELS];
     const requant_t rq = requant_of(p, round);
     if (p->k_h * p->k_w > DSSDN_MAX_TAPS) {
@@ -490,10 +504,16 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             int32_t oc = 0;
             if (dm == 1) {
                 for (; oc + 4 <= oc_n; oc += 4) {
-                    int32_t a[4] = {conv_bias(p->bias, oc), conv_bias(p->bias, oc + 1), conv_bias(p->bias, oc + 2),
-                                    conv_bias(p->bias, oc + 3)};
+                    int32_t *a = batch ? acc + oc : acc; /* batch: one requantisation call per pixel */
+                    a[0] = conv_bias(p->bias, oc), a[1] = conv_bias(p->bias, oc + 1);
+                    a[2] = conv_bias(p->bias, oc + 2), a[3] = conv_bias(p->bias, oc + 3);
                     dw_quad(xs, ws, nv, zs, nz, oc, zp, a);
-                    requant_n(&rq, a, oc, 4, dst);
+                    if (!batch) {
+                        requant_n(&rq, a, oc, 4, dst);
+                    }
+                }
+                if (batch) {
+                    requant_n(&rq, acc, 0, oc, dst);
                 }
             }
             for (; oc < oc_n; ++oc) {
