@@ -224,26 +224,57 @@ static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
     return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
 }
 
+/* (h + 2^(e-1) - [h < 0]) >> e from a rounding-table entry (2^(e-1) << 8) | e: requantize's rounding for
+ * left = 0, the same bits. On Arm, ASR by a register shifts by that register's low byte, which is e. */
+static inline int32_t round_shift(int32_t h, int32_t rnd)
+{
+    const int32_t s = h + (int32_t)((uint32_t)rnd >> 8) - (int32_t)((uint32_t)h >> 31);
+#if defined(__ARM_FEATURE_DSP)
+    int32_t v;
+    __asm__("asr %0, %1, %2" : "=r"(v) : "r"(s), "r"(rnd));
+    return v;
+#else
+    return s >> (rnd & 31);
+#endif
+}
+
+/* The table path of requant_n; per_channel and full (no clamp besides int8's) are constants at each call,
+ * so each of the four combinations compiles to a loop with no index masking and no clamp it does not need. */
+static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
+                               int per_channel, int full)
+{
+    const int32_t zp = r->out_zp, lo = r->lo, hi = r->hi;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t q = per_channel ? oc + i : 0;
+        int32_t v = round_shift(high_mul(acc[i], rq_mult(r, q)), r->round[q]) + zp;
+        if (full) {
+#if defined(__ARM_FEATURE_DSP)
+            v = __ssat(v, 8);
+#else
+            v = DSSDN_CLAMP(v, -128, 127);
+#endif
+        } else {
+            v = DSSDN_CLAMP(v, lo, hi);
+        }
+        dst[oc + i] = (int8_t)v;
+    }
+}
+
 /* Channels oc .. oc+n-1 of one pixel from their accumulators. Out of line: one copy in flash, and the call
- * frees the caller's registers (inlined into the MAC loops it spilled). With the rounding table, this is
- * requantize's formula for left = 0: (h + 2^(e-1) - [h < 0]) >> e, the same bits. */
+ * frees the caller's registers (inlined into the MAC loops it spilled). */
 static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
 {
     const requant_t r = *rq;
     if (r.round) {
-        const int32_t full = r.lo == -128 && r.hi == 127;
-        for (int32_t i = 0; i < n; ++i) {
-            const int32_t q = (oc + i) & r.mask;
-            const int32_t rnd = r.round[q];
-            const int32_t h = high_mul(acc[i], rq_mult(&r, q));
-            int32_t v = ((h + (int32_t)((uint32_t)rnd >> 8) - (int32_t)((uint32_t)h >> 31)) >> (rnd & 31)) + r.out_zp;
-#if defined(__ARM_FEATURE_DSP)
-            v = full ? __ssat(v, 8) : clamp_out(v, r.lo, r.hi);
-#else
-            (void)full;
-            v = DSSDN_CLAMP(v, r.lo, r.hi);
-#endif
-            dst[oc + i] = (int8_t)v;
+        const int full = r.lo == -128 && r.hi == 127;
+        if (r.mask && full) {
+            requant_run(&r, acc, oc, n, dst, 1, 1);
+        } else if (r.mask) {
+            requant_run(&r, acc, oc, n, dst, 1, 0);
+        } else if (full) {
+            requant_run(&r, acc, oc, n, dst, 0, 1);
+        } else {
+            requant_run(&r, acc, oc, n, dst, 0, 0);
         }
         return;
     }
