@@ -139,6 +139,30 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
     acc[3] = a3;
     dot4_from(w, n, x, i, acc);
 }
+
+/* Two output channels (filter rows n bytes apart) over two input patches x and y: each filter word is
+ * loaded and widened once for both pixels, each input word once for both channels (CMSIS-NN's
+ * matrix-multiply idea): 20 instructions per 16 products, and the four sums stay in registers (four
+ * channels by two pixels would need eight and spill). */
+static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t *a, int32_t *b)
+{
+    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1], i = 0;
+    const int8_t *w1 = w + n;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t xv = load4(x + i), yv = load4(y + i), v0 = load4(w + i), v1 = load4(w1 + i);
+        const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv), ye = __sxtb16(yv), yo = odd_bytes(yv);
+        const uint32_t e0 = __sxtb16(v0), o0 = odd_bytes(v0), e1 = __sxtb16(v1), o1 = odd_bytes(v1);
+        a0 = __smlad(o0, xo, __smlad(e0, xe, a0));
+        b0 = __smlad(o0, yo, __smlad(e0, ye, b0));
+        a1 = __smlad(o1, xo, __smlad(e1, xe, a1));
+        b1 = __smlad(o1, yo, __smlad(e1, ye, b1));
+    }
+    for (; i < n; ++i) {
+        a0 += (int32_t)w[i] * x[i], b0 += (int32_t)w[i] * y[i];
+        a1 += (int32_t)w1[i] * x[i], b1 += (int32_t)w1[i] * y[i];
+    }
+    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
+}
 #else
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
 {
@@ -148,6 +172,17 @@ static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t a
 static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *acc)
 {
     dot4_from(w, n, x, 0, acc);
+}
+
+static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t *a, int32_t *b)
+{
+    const int8_t *w1 = w + n;
+    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
+    for (int32_t i = 0; i < n; ++i) {
+        a0 += (int32_t)w[i] * x[i], b0 += (int32_t)w[i] * y[i];
+        a1 += (int32_t)w1[i] * x[i], b1 += (int32_t)w1[i] * y[i];
+    }
+    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
 }
 #endif
 
@@ -314,6 +349,29 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
     }
 }
 
+/* Two output pixels from their patches x and y (filter rows of n bytes), channels two at a time; the sums
+ * of up to DSSDN_RQ_CHANNELS channels are requantised by one call per pixel, writing dst (pixel x) and
+ * dst + out_c (pixel y) after all the reads. */
+static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
+                      const requant_t *rq, int32_t out_c, int8_t *dst)
+{
+    int32_t acc[2 * DSSDN_RQ_CHANNELS];
+    int32_t oc = 0;
+    for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
+        int32_t *a = acc + oc, *b = acc + DSSDN_RQ_CHANNELS + oc;
+        a[0] = b[0] = conv_bias(bias, oc);
+        a[1] = b[1] = conv_bias(bias, oc + 1);
+        dot2x2(w, n, x, y, a, b);
+    }
+    requant_n(rq, acc, 0, oc, dst);
+    requant_n(rq, acc + DSSDN_RQ_CHANNELS, 0, oc, dst + out_c);
+    for (; oc < out_c; ++oc, w += n) {
+        const int32_t a = dot(w, x, n, conv_bias(bias, oc)), b = dot(w, y, n, conv_bias(bias, oc));
+        requant_n(rq, &a, oc, 1, dst);
+        requant_n(rq, &b, oc, 1, dst + out_c);
+    }
+}
+
 /* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
  * 0-3 bytes. */
 static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
@@ -395,9 +453,31 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const requant_t rq = requant_of(p, round);
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
+    /* pixels in pairs along a row when both patches fit the patch buffer and the sums conv_pair's */
+    const int32_t pairs = use_patch && p->out_c <= DSSDN_RQ_CHANNELS &&
+                          (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+        int32_t ox = 0;
+        for (; pairs && ox + 2 <= p->out_w; ox += 2) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l, ix1 = ix0 + p->stride_w;
+            const int8_t *x = patch, *y = patch + filter_size;
+            if (in_place) {
+                x = in + iy0 * p->in_row + ix0 * p->in_pix;
+                y = in + iy0 * p->in_row + ix1 * p->in_pix;
+            } else {
+                gather(p, in, iy0, ix0, patch);
+                gather(p, in, iy0, ix1, patch + filter_size);
+            }
+            if (p->out_c & 1) { /* the odd channel is computed after the others are stored: via the buffer */
+                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, pixel);
+                copy_bytes(out, pixel, 2 * p->out_c);
+            } else { /* every read comes before the first store: the output may overlap the input */
+                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, out);
+            }
+            out += 2 * p->out_c;
+        }
+        for (; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
             if (use_patch) {
