@@ -707,25 +707,51 @@ static inline int32_t rq_apply(const rq_fixed_t *f, int32_t x)
     return (2 * h + f->rnd - (int32_t)((uint32_t)h >> 31)) >> f->right1;
 }
 
+static inline int32_t sat8(int32_t v)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return __ssat(v, 8);
+#else
+    return DSSDN_CLAMP(v, -128, 127);
+#endif
+}
+
+/* The loop of binary_row; flat (both strides 1) and full (no activation clamp besides int8's) are constants
+ * at each call, so the common case (a residual ADD over contiguous tensors) compiles without the strides
+ * and the clamp, which frees registers the general loop spills. */
+static inline void binary_run(const dssdn_binary_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
+                              int32_t n, int8_t *out, int is_add, int flat, int full)
+{
+    const int32_t a_zp = p->a_zp, b_zp = p->b_zp, out_zp = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const rq_fixed_t fo = rq_fixed(p->out_mult, p->out_shift, 0);
+    const rq_fixed_t fa = rq_fixed(p->a_mult, p->a_shift, p->left_shift);
+    const rq_fixed_t fb = rq_fixed(p->b_mult, p->b_shift, p->left_shift);
+    if (flat) {
+        sa = sb = 1;
+    }
+    for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
+        int32_t v = is_add ? rq_apply(&fo, rq_apply(&fa, *a - a_zp) + rq_apply(&fb, *b - b_zp))
+                           : rq_apply(&fo, (*a - a_zp) * (*b - b_zp));
+        v = sat8(v + out_zp);
+        out[i] = (int8_t)(full ? v : DSSDN_CLAMP(v, lo, hi));
+    }
+}
+
 /* One row of an element-wise op: n elements at element strides sa, sb (0 for a broadcast input). Out of
  * line so each op's arithmetic exists once in flash; every parameter is read once, into locals.
  * ADD follows TFLM's reference: both inputs to a common scale, the sum, then the output scale. */
 static void binary_row(const dssdn_binary_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
                        int32_t n, int8_t *out, int is_add)
 {
-    const int32_t a_zp = p->a_zp, b_zp = p->b_zp, out_zp = p->out_zp, lo = p->act_min, hi = p->act_max;
-    const rq_fixed_t fo = rq_fixed(p->out_mult, p->out_shift, 0);
-    if (is_add) {
-        const rq_fixed_t fa = rq_fixed(p->a_mult, p->a_shift, p->left_shift);
-        const rq_fixed_t fb = rq_fixed(p->b_mult, p->b_shift, p->left_shift);
-        for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
-            const int32_t sum = rq_apply(&fa, *a - a_zp) + rq_apply(&fb, *b - b_zp);
-            out[i] = (int8_t)clamp_out(rq_apply(&fo, sum) + out_zp, lo, hi);
-        }
+    const int full = p->act_min == -128 && p->act_max == 127, flat = sa == 1 && sb == 1;
+    if (is_add && flat && full) {
+        binary_run(p, a, 1, b, 1, n, out, 1, 1, 1);
+    } else if (is_add) {
+        binary_run(p, a, sa, b, sb, n, out, 1, 0, 0);
+    } else if (flat && full) {
+        binary_run(p, a, 1, b, 1, n, out, 0, 1, 1);
     } else {
-        for (int32_t i = 0; i < n; ++i, a += sa, b += sb) {
-            out[i] = (int8_t)clamp_out(rq_apply(&fo, (*a - a_zp) * (*b - b_zp)) + out_zp, lo, hi);
-        }
+        binary_run(p, a, sa, b, sb, n, out, 0, 0, 0);
     }
 }
 
