@@ -624,18 +624,34 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     int8_t pixel[DSSDN_MAX_PIXEL];
     const int8_t *tp[DSSDN_MAX_TAPS];
     const requant_t rq = requant_of(p, round);
+    /* the taps some channel reads (all of them when channels are left outside the groups), with their
+     * offsets from the window's corner: only these get an input pointer per pixel */
+    uint8_t used[DSSDN_MAX_TAPS];
+    int16_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
+    int32_t n_used = 0;
     dw_groups(p->w, taps, oc_n, quads, groups);
+    for (int32_t t = 0; t < taps; ++t) {
+        int32_t read = 4 * quads < oc_n;
+        for (int32_t q = 0; q < quads; ++q) {
+            for (int32_t k = 0; k < groups[q].n; ++k) {
+                read |= groups[q].tap[k] == t;
+            }
+        }
+        if (read) {
+            used[n_used] = (uint8_t)t;
+            dy[n_used] = (int16_t)(t / p->k_w * p->dil_h);
+            dx[n_used++] = (int16_t)(t % p->k_w * p->dil_w);
+        }
+    }
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = via_pixel ? pixel : out;
-            int32_t t = 0;
-            for (int32_t ky = 0, iy = iy0; ky < p->k_h; ++ky, iy += p->dil_h) {
-                const int32_t row_in = iy >= 0 && iy < p->in_h;
-                for (int32_t kx = 0, ix = ix0; kx < p->k_w; ++kx, ix += p->dil_w) {
-                    tp[t++] = row_in && ix >= 0 && ix < p->in_w ? in + iy * p->in_row + ix * p->in_pix : NULL;
-                }
+            for (int32_t k = 0; k < n_used; ++k) {
+                const int32_t iy = iy0 + dy[k], ix = ix0 + dx[k];
+                tp[used[k]] = (uint32_t)iy < (uint32_t)p->in_h && (uint32_t)ix < (uint32_t)p->in_w
+                                  ? in + iy * p->in_row + ix * p->in_pix : NULL;
             }
             dw_pixel(p, tp, groups, quads, acc);
             requant_n(&rq, acc, 0, 4 * quads, dst);
