@@ -400,13 +400,20 @@ def test_conv_summed_tap_by_tap_gives_the_same_bits(tmp_path):
 
 def shaped_case(rng: np.random.Generator, name: str, in_shape: list[int], cout: int, k: tuple[int, int],
                 stride: int = 1, dil: int = 1, padding: int = 0, depthwise: bool = False, act: int = 0,
-                out_gain: float = 1.0) -> Case:
-    """One conv with the dssdn models' shapes (random values): each of the kernels' fast paths at least once."""
+                out_gain: float = 1.0, sparse: bool = False) -> Case:
+    """One conv with the dssdn models' shapes (random values): each of the kernels' fast paths at least once.
+    ``sparse``: DSSDN's depthwise pattern (channels 0-3 a cross of five taps, the others the centre tap only),
+    so groups of four channels skip taps and the corner taps are read by no channel."""
     g = GraphBuilder()
     cin = in_shape[3]
     s_in, zp_in = _scale(rng), int(rng.integers(-128, 128))
     wshape = (1, k[0], k[1], cout) if depthwise else (cout, k[0], k[1], cin)
     wv, ws = _weights(rng, wshape, True, 3 if depthwise else 0)
+    if sparse:
+        keep = np.zeros(wshape, bool)
+        keep[0, 1, 1, :] = True  # the centre tap
+        keep[0, [0, 1, 1, 2], [1, 0, 2, 1], :4] = True  # the cross, first group only
+        wv = np.where(keep, wv, 0).astype(np.int8)
     x = g.input(in_shape, s_in, zp_in)
     bias = g.const(rng.integers(-3000, 3000, cout).astype(np.int32), [s_in * s for s in ws], [0] * cout)
     inputs = [x, g.const(wv, ws, [0] * cout, 3 if depthwise else 0), bias]
@@ -429,7 +436,7 @@ def test_model_shaped_convs_match_tflm(tmp_path):
     """The kernels' special paths: 2-channel first convs (patch rows copied as runs, top padding), 1x1 convs
     read in place (channel counts multiple of 4 and not, odd pixel counts), more output channels than the
     rounding table holds, a fused ReLU (the clamp besides SSAT), multipliers >= 1 (positive shifts: the
-    general requantisation), and dilated 3x3 depthwise with channel tails."""
+    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps."""
     rng = np.random.default_rng(17)
     cases = [
         shaped_case(rng, "first", [1, 11, 16, 2], 16, (3, 2), stride=2),
@@ -443,6 +450,8 @@ def test_model_shaped_convs_match_tflm(tmp_path):
         shaped_case(rng, "dw16", [1, 9, 10, 16], 16, (3, 3), dil=2, depthwise=True),
         shaped_case(rng, "dw18", [1, 6, 7, 18], 18, (3, 3), dil=2, depthwise=True, act=3),
         shaped_case(rng, "dw_gain", [1, 4, 5, 8], 8, (3, 3), depthwise=True, out_gain=1e-3),
+        shaped_case(rng, "dw_sparse", [1, 7, 9, 16], 16, (3, 3), dil=2, depthwise=True, sparse=True),
+        shaped_case(rng, "dw_sparse_tail", [1, 5, 6, 10], 10, (3, 3), dil=2, depthwise=True, sparse=True),
     ]
     results = run_cases(cases, tmp_path)
     for name, (mine, theirs) in results.items():
