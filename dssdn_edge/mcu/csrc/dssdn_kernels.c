@@ -148,7 +148,7 @@ static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int
 {
     int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1], i = 0;
     const int8_t *w1 = w + n;
-    for (; i + 4 <= n; i += 4) {
+    for (; i < n; i += 4) { /* n is a multiple of 4 (see dssdn_conv2d) */
         const uint32_t xv = load4(x + i), yv = load4(y + i), v0 = load4(w + i), v1 = load4(w1 + i);
         const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv), ye = __sxtb16(yv), yo = odd_bytes(yv);
         const uint32_t e0 = __sxtb16(v0), o0 = odd_bytes(v0), e1 = __sxtb16(v1), o1 = odd_bytes(v1);
@@ -156,10 +156,6 @@ static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int
         b0 = __smlad(o0, yo, __smlad(e0, ye, b0));
         a1 = __smlad(o1, xo, __smlad(e1, xe, a1));
         b1 = __smlad(o1, yo, __smlad(e1, ye, b1));
-    }
-    for (; i < n; ++i) {
-        a0 += (int32_t)w[i] * x[i], b0 += (int32_t)w[i] * y[i];
-        a1 += (int32_t)w1[i] * x[i], b1 += (int32_t)w1[i] * y[i];
     }
     a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
 }
@@ -349,7 +345,8 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
     }
 }
 
-/* Two output pixels from their patches x and y (filter rows of n bytes), channels two at a time; the sums
+/* Two output pixels from their patches x and y (filter rows of n bytes, n a multiple of 4: no tail loop
+ * in the sum), channels two at a time; the sums
  * of up to DSSDN_RQ_CHANNELS channels are requantised by one call per pixel, writing dst (pixel x) and
  * dst + out_c (pixel y) after all the reads. */
 static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
@@ -454,7 +451,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
     /* pixels in pairs along a row when both patches fit the patch buffer and the sums conv_pair's */
-    const int32_t pairs = use_patch && p->out_c <= DSSDN_RQ_CHANNELS &&
+    const int32_t pairs = use_patch && p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
                           (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
