@@ -318,10 +318,9 @@ static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32
  * channels per pass over x, so each input word is loaded and widened once for all of them, their sums kept
  * in registers and requantised at once. */
 static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
-                       int32_t out_c, int8_t *dst)
+                       int32_t out_c, int8_t *dst, int32_t *acc)
 {
-    /* up to DSSDN_RQ_CHANNELS sums are kept and requantised by one call for the whole pixel */
-    int32_t acc[DSSDN_RQ_CHANNELS];
+    /* acc: out_c sums when out_c <= DSSDN_RQ_CHANNELS (requantised by one call for the whole pixel), else 4 */
     const int32_t batch = out_c <= DSSDN_RQ_CHANNELS;
     int32_t oc = 0;
     for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
@@ -347,21 +346,20 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
 
 /* Two output pixels from their patches x and y (filter rows of n bytes, n a multiple of 4: no tail loop
  * in the sum), channels two at a time; the sums
- * of up to DSSDN_RQ_CHANNELS channels are requantised by one call per pixel, writing dst (pixel x) and
+ * (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS) are requantised by one call per pixel, writing dst (pixel x) and
  * dst + out_c (pixel y) after all the reads. */
 static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
-                      const requant_t *rq, int32_t out_c, int8_t *dst)
+                      const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
 {
-    int32_t acc[2 * DSSDN_RQ_CHANNELS];
     int32_t oc = 0;
     for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
-        int32_t *a = acc + oc, *b = acc + DSSDN_RQ_CHANNELS + oc;
+        int32_t *a = acc + oc, *b = acc + DSSDN_RQ_CHANNELS / 2 + oc; /* a constant offset: no register */
         a[0] = b[0] = conv_bias(bias, oc);
         a[1] = b[1] = conv_bias(bias, oc + 1);
         dot2x2(w, n, x, y, a, b);
     }
     requant_n(rq, acc, 0, oc, dst);
-    requant_n(rq, acc + DSSDN_RQ_CHANNELS, 0, oc, dst + out_c);
+    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, oc, dst + out_c);
     for (; oc < out_c; ++oc, w += n) {
         const int32_t a = dot(w, x, n, conv_bias(bias, oc)), b = dot(w, y, n, conv_bias(bias, oc));
         requant_n(rq, &a, oc, 1, dst);
@@ -446,13 +444,14 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
     /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
     const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
+    /* pixels in pairs along a row when both pixels' sums fit acc and both patches the patch buffer */
+    const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
+                          (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
     int32_t round[DSSDN_RQ_CHANNELS];
-    const requant_t rq = requant_of(p, round);
+    int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
     int8_t patch[DSSDN_MAX_PATCH];
     int8_t pixel[DSSDN_MAX_PIXEL];
-    /* pixels in pairs along a row when both patches fit the patch buffer and the sums conv_pair's */
-    const int32_t pairs = use_patch && p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
-                          (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
+    const requant_t rq = requant_of(p, round);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         int32_t ox = 0;
@@ -467,10 +466,10 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 gather(p, in, iy0, ix1, patch + filter_size);
             }
             if (p->out_c & 1) { /* the odd channel is computed after the others are stored: via the buffer */
-                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, pixel);
+                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, pixel, acc);
                 copy_bytes(out, pixel, 2 * p->out_c);
             } else { /* every read comes before the first store: the output may overlap the input */
-                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, out);
+                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
             }
             out += 2 * p->out_c;
         }
@@ -484,7 +483,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 } else {
                     gather(p, in, iy0, ix0, patch);
                 }
-                conv_pixel(x, filter_size, p->w, p->bias, &rq, p->out_c, dst);
+                conv_pixel(x, filter_size, p->w, p->bias, &rq, p->out_c, dst, acc);
             } else {
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
