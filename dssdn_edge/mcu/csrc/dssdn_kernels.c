@@ -270,7 +270,7 @@ static inline int32_t round_shift(int32_t h, int32_t rnd)
 }
 
 /* The table path of requant_n; per_channel and full (no clamp besides int8's) are constants at each call,
- * so each of the four combinations compiles to a loop with no index masking and no clamp it does not need. */
+ * so each combination compiles to a loop with no index masking and no clamp it does not need. */
 static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
                                int per_channel, int full)
 {
@@ -296,16 +296,11 @@ static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t o
 static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
 {
     const requant_t r = *rq;
-    if (r.round) {
-        const int full = r.lo == -128 && r.hi == 127;
-        if (r.mask && full) {
+    if (r.round && r.mask) { /* per-channel parameters: what int8 converters emit for convs */
+        if (r.lo == -128 && r.hi == 127) {
             requant_run(&r, acc, oc, n, dst, 1, 1);
-        } else if (r.mask) {
-            requant_run(&r, acc, oc, n, dst, 1, 0);
-        } else if (full) {
-            requant_run(&r, acc, oc, n, dst, 0, 1);
         } else {
-            requant_run(&r, acc, oc, n, dst, 0, 0);
+            requant_run(&r, acc, oc, n, dst, 1, 0);
         }
         return;
     }
@@ -755,35 +750,36 @@ static inline void binary_run(const dssdn_binary_t *p, const int8_t *a, int32_t 
 static void binary_row(const dssdn_binary_t *p, const int8_t *a, int32_t sa, const int8_t *b, int32_t sb,
                        int32_t n, int8_t *out, int is_add)
 {
-    const int full = p->act_min == -128 && p->act_max == 127, flat = sa == 1 && sb == 1;
-    if (is_add && flat && full) {
+    /* the residual ADDs and the squeeze-excitation MULs (rows of channels): most of the element-wise work */
+    const int fast = sa == 1 && sb == 1 && p->act_min == -128 && p->act_max == 127;
+    if (is_add && fast) {
         binary_run(p, a, 1, b, 1, n, out, 1, 1, 1);
     } else if (is_add) {
         binary_run(p, a, sa, b, sb, n, out, 1, 0, 0);
-    } else if (flat && full) {
+    } else if (fast) {
         binary_run(p, a, 1, b, 1, n, out, 0, 1, 1);
     } else {
         binary_run(p, a, sa, b, sb, n, out, 0, 0, 0);
     }
 }
 
-/* A flat loop when neither input is broadcast (the common residual ADD), else the 4-D walk with strides. */
+/* One flat row when neither input is broadcast (the common residual ADD), else the 4-D walk with strides. */
 static void binary(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out, int is_add)
 {
-    const int32_t d1 = p->dims[1], d2 = p->dims[2], d3 = p->dims[3];
-    if (p->a_str[3] == 1 && p->b_str[3] == 1 && p->a_str[2] == d3 && p->b_str[2] == d3 &&
-        p->a_str[1] == d2 * d3 && p->b_str[1] == d2 * d3 && p->a_str[0] == d1 * p->a_str[1] &&
-        p->b_str[0] == d1 * p->b_str[1]) {
-        binary_row(p, a, 1, b, 1, p->dims[0] * d1 * d2 * d3, out, is_add);
-        return;
+    int32_t n0 = p->dims[0], n1 = p->dims[1], n2 = p->dims[2], n3 = p->dims[3];
+    int32_t sa = p->a_str[3], sb = p->b_str[3];
+    if (sa == 1 && sb == 1 && p->a_str[2] == n3 && p->b_str[2] == n3 && p->a_str[1] == n2 * n3 &&
+        p->b_str[1] == n2 * n3 && p->a_str[0] == n1 * p->a_str[1] && p->b_str[0] == n1 * p->b_str[1]) {
+        n3 *= n0 * n1 * n2; /* one row over everything (one call site, so binary_row is not inlined twice) */
+        n0 = n1 = n2 = 1;
     }
-    for (int32_t i0 = 0; i0 < p->dims[0]; ++i0) {
-        for (int32_t i1 = 0; i1 < d1; ++i1) {
-            for (int32_t i2 = 0; i2 < d2; ++i2) {
+    for (int32_t i0 = 0; i0 < n0; ++i0) {
+        for (int32_t i1 = 0; i1 < n1; ++i1) {
+            for (int32_t i2 = 0; i2 < n2; ++i2) {
                 const int8_t *pa = a + i0 * p->a_str[0] + i1 * p->a_str[1] + i2 * p->a_str[2];
                 const int8_t *pb = b + i0 * p->b_str[0] + i1 * p->b_str[1] + i2 * p->b_str[2];
-                binary_row(p, pa, p->a_str[3], pb, p->b_str[3], d3, out, is_add);
-                out += d3;
+                binary_row(p, pa, sa, pb, sb, n3, out, is_add);
+                out += n3;
             }
         }
     }
