@@ -187,7 +187,7 @@ static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int
 typedef struct {
     const int32_t *mult;
     const int8_t *shift;
-    const int32_t *round; /* NULL, or per channel (2^(e-1) << 8) | e for shift = -e, 1 <= e <= 24 */
+    const int32_t *round; /* NULL, or per channel ((2^(e-1) + out_zp * 2^e) << 8) | e for shift = -e, 1 <= e <= 15 */
     int32_t mask;         /* -1 per channel, 0 per tensor: the parameter index is oc & mask, without a branch */
     int32_t out_zp, lo, hi;
 } requant_t;
@@ -208,9 +208,10 @@ static inline int32_t rq_shift(const requant_t *r, int32_t q)
     return r->shift[q];
 }
 
-/* The op's requantisation. When every shift is in [-24, -1] (the usual case) and there are at most
- * DSSDN_RQ_CHANNELS parameter sets, `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each
- * channel's rounding term and shift in one word, so the per-output work is two loads and no selects. */
+/* The op's requantisation. When the parameters are per channel, every shift is in [-15, -1] (the usual
+ * case) and there are at most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's
+ * stack) gets each channel's rounding term, output zero point and shift in one word, so the per-output work
+ * is two loads and no selects. */
 static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
@@ -224,20 +225,30 @@ static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 #ifdef DSSDN_SINGLE_ROUNDING
     (void)round;
 #else
-    const int32_t n = p->per_channel ? p->out_c : 1;
-    if (n <= DSSDN_RQ_CHANNELS) {
+    if (p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS) {
         r.round = round;
-        for (int32_t q = 0; q < n; ++q) {
+        for (int32_t q = 0; q < p->out_c; ++q) {
             const int32_t e = -rq_shift(&r, q);
-            if (e < 1 || e > 24) {
+            if (e < 1 || e > 15) {
                 r.round = NULL;
                 break;
             }
-            round[q] = (((int32_t)1 << (e - 1)) << 8) | e;
+            /* |2^(e-1) + zp * 2^e| < 2^23: shifted left by 8 it still fits */
+            const int32_t term = ((int32_t)1 << (e - 1)) + r.out_zp * ((int32_t)1 << e);
+            round[q] = (int32_t)((uint32_t)term << 8) | e;
         }
     }
 #endif
     return r;
+}
+
+static inline int32_t sat8(int32_t v)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return __ssat(v, 8);
+#else
+    return DSSDN_CLAMP(v, -128, 127);
+#endif
 }
 
 static inline int32_t clamp_out(int32_t v, int32_t lo, int32_t hi)
@@ -255,11 +266,12 @@ static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
     return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
 }
 
-/* (h + 2^(e-1) - [h < 0]) >> e from a rounding-table entry (2^(e-1) << 8) | e: requantize's rounding for
- * left = 0, the same bits. On Arm, ASR by a register shifts by that register's low byte, which is e. */
+/* ((h + 2^(e-1) - [h < 0]) >> e) + zp from a rounding-table entry: requantize's rounding for left = 0 plus
+ * the output zero point, the same bits (adding zp * 2^e before the floor division adds exactly zp after it;
+ * |h| < 2^29 keeps the sum in range). On Arm, ASR by a register shifts by that register's low byte: e. */
 static inline int32_t round_shift(int32_t h, int32_t rnd)
 {
-    const int32_t s = h + (int32_t)((uint32_t)rnd >> 8) - (int32_t)((uint32_t)h >> 31);
+    const int32_t s = h + (rnd >> 8) - (int32_t)((uint32_t)h >> 31);
 #if defined(__ARM_FEATURE_DSP)
     int32_t v;
     __asm__("asr %0, %1, %2" : "=r"(v) : "r"(s), "r"(rnd));
@@ -271,23 +283,22 @@ static inline int32_t round_shift(int32_t h, int32_t rnd)
 
 /* The table path of requant_n; per_channel and full (no clamp besides int8's) are constants at each call,
  * so each combination compiles to a loop with no index masking and no clamp it does not need. */
-static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
-                               int per_channel, int full)
+static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int full)
 {
-    const int32_t zp = r->out_zp, lo = r->lo, hi = r->hi;
+    const int32_t v = round_shift(high_mul(acc, rq_mult(r, q)), r->round[q]);
+    if (full) {
+        return (int8_t)sat8(v);
+    }
+    return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
+}
+
+/* The table path of requant_n (per-channel parameters); full (no clamp besides int8's) is a constant at
+ * each call, so each case compiles to a loop without the clamp it does not need. */
+static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
+                               int full)
+{
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t q = per_channel ? oc + i : 0;
-        int32_t v = round_shift(high_mul(acc[i], rq_mult(r, q)), r->round[q]) + zp;
-        if (full) {
-#if defined(__ARM_FEATURE_DSP)
-            v = __ssat(v, 8);
-#else
-            v = DSSDN_CLAMP(v, -128, 127);
-#endif
-        } else {
-            v = DSSDN_CLAMP(v, lo, hi);
-        }
-        dst[oc + i] = (int8_t)v;
+        dst[oc + i] = requant_one(r, acc[i], oc + i, full);
     }
 }
 
@@ -296,11 +307,11 @@ static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t o
 static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
 {
     const requant_t r = *rq;
-    if (r.round && r.mask) { /* per-channel parameters: what int8 converters emit for convs */
+    if (r.round) { /* per-channel parameters: what int8 converters emit for convs */
         if (r.lo == -128 && r.hi == 127) {
-            requant_run(&r, acc, oc, n, dst, 1, 1);
+            requant_run(&r, acc, oc, n, dst, 1);
         } else {
-            requant_run(&r, acc, oc, n, dst, 1, 0);
+            requant_run(&r, acc, oc, n, dst, 0);
         }
         return;
     }
@@ -712,15 +723,6 @@ static inline int32_t rq_apply(const rq_fixed_t *f, int32_t x)
     const int32_t h = (int32_t)(((int64_t)x2 * f->m + ((int64_t)1 << 31)) >> 32);
 #endif
     return (2 * h + f->rnd - (int32_t)((uint32_t)h >> 31)) >> f->right1;
-}
-
-static inline int32_t sat8(int32_t v)
-{
-#if defined(__ARM_FEATURE_DSP)
-    return __ssat(v, 8);
-#else
-    return DSSDN_CLAMP(v, -128, 127);
-#endif
 }
 
 /* The loop of binary_row; flat (both strides 1) and full (no activation clamp besides int8's) are constants
