@@ -144,9 +144,10 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
  * loaded and widened once for both pixels, each input word once for both channels (CMSIS-NN's
  * matrix-multiply idea): 20 instructions per 16 products, and the four sums stay in registers (four
  * channels by two pixels would need eight and spill). */
-static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t *a, int32_t *b)
+static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t bias0,
+                          int32_t bias1, int32_t *a, int32_t *b)
 {
-    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1], i = 0;
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1, i = 0;
     const int8_t *w1 = w + n;
     for (; i < n; i += 4) { /* n is a multiple of 4 (see dssdn_conv2d) */
         const uint32_t xv = load4(x + i), yv = load4(y + i), v0 = load4(w + i), v1 = load4(w1 + i);
@@ -170,10 +171,11 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
     dot4_from(w, n, x, 0, acc);
 }
 
-static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t *a, int32_t *b)
+static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t bias0,
+                          int32_t bias1, int32_t *a, int32_t *b)
 {
     const int8_t *w1 = w + n;
-    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
     for (int32_t i = 0; i < n; ++i) {
         a0 += (int32_t)w[i] * x[i], b0 += (int32_t)w[i] * y[i];
         a1 += (int32_t)w1[i] * x[i], b1 += (int32_t)w1[i] * y[i];
@@ -359,10 +361,8 @@ static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t 
 {
     int32_t oc = 0;
     for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
-        int32_t *a = acc + oc, *b = acc + DSSDN_RQ_CHANNELS / 2 + oc; /* a constant offset: no register */
-        a[0] = b[0] = conv_bias(bias, oc);
-        a[1] = b[1] = conv_bias(bias, oc + 1);
-        dot2x2(w, n, x, y, a, b);
+        /* the second pixel's sums at a constant offset: no register for it */
+        dot2x2(w, n, x, y, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc, acc + DSSDN_RQ_CHANNELS / 2 + oc);
     }
     requant_n(rq, acc, 0, oc, dst);
     requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, oc, dst + out_c);
