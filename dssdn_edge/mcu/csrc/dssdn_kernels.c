@@ -283,8 +283,7 @@ static inline int32_t round_shift(int32_t h, int32_t rnd)
 #endif
 }
 
-/* The table path of requant_n; per_channel and full (no clamp besides int8's) are constants at each call,
- * so each combination compiles to a loop with no index masking and no clamp it does not need. */
+/* One output of channel q from the rounding table. */
 static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int full)
 {
     const int32_t v = round_shift(high_mul(acc, rq_mult(r, q)), r->round[q]);
@@ -362,7 +361,8 @@ static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t 
     int32_t oc = 0;
     for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
         /* the second pixel's sums at a constant offset: no register for it */
-        dot2x2(w, n, x, y, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc, acc + DSSDN_RQ_CHANNELS / 2 + oc);
+        dot2x2(w, n, x, y, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc,
+               acc + DSSDN_RQ_CHANNELS / 2 + oc);
     }
     requant_n(rq, acc, 0, oc, dst);
     requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, oc, dst + out_c);
