@@ -352,9 +352,9 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
 }
 
 /* Two output pixels from their patches x and y (filter rows of n bytes, n a multiple of 4: no tail loop
- * in the sum), channels two at a time; the sums
- * (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS) are requantised by one call per pixel, writing dst (pixel x) and
- * dst + out_c (pixel y) after all the reads. */
+ * in the sum), channels two at a time. The sums (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS)
+ * are requantised by one call per pixel, writing dst (pixel x) and dst + out_c (pixel y) after all the
+ * reads, so the output may overlap the input. */
 static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
                       const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
 {
