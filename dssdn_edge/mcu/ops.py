@@ -105,7 +105,7 @@ def _bias(graph: Graph, op: Op, prefix: str, wsum: np.ndarray, in_zp: int) -> tu
 
 
 def _check_requant(graph: Graph, op: Op, bound: int, shifts: list[int]) -> None:
-    """The kernels' requantisation (``requantize`` in dssdn_kernels.c) is exact only when every value it
+    """The kernels' requantisation (``requantize`` in dssdn_arith.h) is exact only when every value it
     scales satisfies |x · 2^max(shift, 0)| < 2^29 and every shift is >= -30; that lets it drop TFLite's
     saturation and 64-bit rounding. ``bound`` is the largest |x| the op can produce (from its weights, bias
     and the int8 ranges), so this holds for every input, not only the data seen."""
