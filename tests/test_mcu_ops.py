@@ -444,6 +444,7 @@ def test_model_shaped_convs_match_tflm(tmp_path):
         shaped_case(rng, "pw16to8", [1, 5, 7, 16], 8, (1, 1), padding=1),
         shaped_case(rng, "pw24to12", [1, 3, 5, 24], 12, (1, 1), padding=1, act=1),
         shaped_case(rng, "pw6to10", [1, 3, 3, 6], 10, (1, 1), padding=1),
+        shaped_case(rng, "pw8to5", [1, 3, 5, 8], 5, (1, 1), padding=1),  # pixel pairs with an odd channel
         shaped_case(rng, "pw8to72", [1, 3, 4, 8], 72, (1, 1), padding=1),
         shaped_case(rng, "pw_gain", [1, 3, 4, 8], 8, (1, 1), padding=1, out_gain=1e-3),
         shaped_case(rng, "s2x1", [1, 6, 8, 8], 24, (2, 1), stride=2),
