@@ -266,7 +266,7 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
                          f"{' '.join(fw['cflags'])}), split by object file from the linker map",
                 "ram": "measured: data + bss of the linked firmware + the peak stack painted on qemu -M "
                        f"{firmware_measured['calibration']['machine']}",
-                "model": "generated C (mcu/dssdn_model.c + dssdn_kernels.c): its constants, code and arena",
+                "model": "generated C (mcu/dssdn_model.c + the dssdn_* kernels): its constants, code and arena",
                 "frontend_tables": table_src + " (DSSDN_REAL = float)",
                 "tflm_arena": "for comparison only: " + arena_src,
             },

@@ -20,10 +20,18 @@
  * stack); a bigger one checks every tap per channel (same bits, slower). */
 #define DSSDN_MAX_TAPS 9
 #endif
+#ifndef DSSDN_RQ_CHANNELS
+/* Convs with at most this many output channels get a per-channel rounding table (4 bytes each, on the
+ * stack) that shortens the requantisation, and one pixel's sums (or a pixel pair's, up to half as many
+ * channels) in a buffer of the same size, requantised by one call; more channels take the general formula
+ * and per-group calls (same bits, slower). */
+#define DSSDN_RQ_CHANNELS 64
+#endif
 #ifndef DSSDN_MAX_PATCH
-/* The biggest conv window (k_h*k_w*in_c) gathered on the stack; a bigger one is summed tap by tap (same bits,
- * slower). Set it to the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
-#define DSSDN_MAX_PATCH 512
+/* The stack buffer for gathered conv windows (k_h*k_w*in_c bytes; two of them when output pixels go in pairs);
+ * a bigger window is summed tap by tap (same bits, slower). The DSSDN models need at most 2 x 160. Set it
+ * to twice the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
+#define DSSDN_MAX_PATCH 256
 #endif
 
 #ifdef __cplusplus
