@@ -439,20 +439,25 @@ static void natural_order(const DSSDN_REAL *restrict pos, DSSDN_REAL *restrict p
 static void mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_bands,
                              DSSDN_REAL *restrict part)
 {
-    int j, i, u;
+    int j, i;
     for (j = 0; j < n_bands; j++) {
         const DSSDN_REAL *restrict w = dssdn_mel_weights + dssdn_mel_offset[band0 + j];
         const DSSDN_REAL *restrict p = power + dssdn_mel_start[band0 + j];
         const int n = (int)dssdn_mel_len[band0 + j]; /* a multiple of MEL_LANES */
-        DSSDN_REAL acc[MEL_LANES] = {0};
+        /* four named accumulators, not an array: gcc keeps an array of lanes in memory on a scalar core (a
+         * load and a store per weight on the M4); named ones live in registers, and x86 still packs them
+         * into one vector. Same sums in the same order either way. */
+        DSSDN_REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (i = 0; i < n; i += MEL_LANES) {
-            for (u = 0; u < MEL_LANES; u++) {
-                acc[u] += w[i + u] * p[i + u];
-            }
+            a0 += w[i] * p[i];
+            a1 += w[i + 1] * p[i + 1];
+            a2 += w[i + 2] * p[i + 2];
+            a3 += w[i + 3] * p[i + 3];
         }
-        for (u = 0; u < MEL_LANES; u++) {
-            part[MEL_LANES * j + u] = acc[u];
-        }
+        part[MEL_LANES * j] = a0;
+        part[MEL_LANES * j + 1] = a1;
+        part[MEL_LANES * j + 2] = a2;
+        part[MEL_LANES * j + 3] = a3;
     }
 }
 
