@@ -173,6 +173,23 @@ def power_order_table(n_fft: int) -> np.ndarray:
     return fft_output_position(n_fft)[bit_reverse_table(n_fft // 2)]
 
 
+def half_window_table(window: np.ndarray) -> np.ndarray:
+    """The window table of dssdn_frontend.c: the window times 1/2 (the split step's factor, exact), its
+    even-index samples w[0], w[2] .. w[N/2], then its odd-index samples w[1], w[3] .. w[N/2 - 1].
+
+    Why half: the periodic window is symmetric (w[i] = w[N - i]), so the C reads the other half mirrored, and
+    a microcontroller keeps N/2 + 1 reals of flash instead of N. The float64 window is symmetric only to an
+    ulp (cos rounding); each pair must round to the same float32, or the device would compute another
+    window than the reference: checked here."""
+    w = np.asarray(window, dtype=np.float64)
+    n = w.size
+    mirror = w[n - np.arange(1, n)]
+    if np.abs(w[1:] - mirror).max() > 1e-12 or not np.array_equal(np.float32(w[1:]), np.float32(mirror)):
+        raise ExportError(f"{TABLES_HEADER}: the window is not symmetric (w[i] != w[N - i]): no half table")
+    half = 0.5 * w
+    return np.concatenate([half[0 : n // 2 + 1 : 2], half[1 : n // 2 : 2]])
+
+
 def padded_mel_bands(fb: SparseFilterbank, lanes: int = MEL_LANES) -> SparseFilterbank:
     """The sparse filterbank with every band zero-padded to a multiple of ``lanes`` bins, for the C loop.
 
@@ -277,8 +294,9 @@ def render_tables_header(cfg: FrontendConfig) -> str:
         _c_array(
             "DSSDN_REAL",
             "dssdn_window",
-            map(_c_real, 0.5 * np.concatenate([fe.window[0::2], fe.window[1::2]])),
-            "HALF the periodic Hann window (the split step's 1/2, exact), even-index samples then odd-index ones",
+            map(_c_real, half_window_table(fe.window)),
+            "HALF the periodic Hann window (the split step's 1/2, exact), first half of its even-index samples "
+            "(0 .. N/4) then of its odd-index ones (1 .. N/2 - 1, step 2): the C mirrors the rest",
         ),
         _c_array(
             "DSSDN_REAL",
@@ -305,7 +323,6 @@ def render_tables_header(cfg: FrontendConfig) -> str:
         ),
         _uint16_array("dssdn_mel_start", fb.start, "first FFT bin of each band"),
         _uint16_array("dssdn_mel_len", fb.length, "number of bins of each band"),
-        _uint16_array("dssdn_mel_offset", fb.offset, "index of each band's first weight"),
         _c_array(
             "float",
             "dssdn_log10_poly",

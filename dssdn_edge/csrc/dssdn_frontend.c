@@ -131,17 +131,23 @@
         STORE(7, 7, g0r - g1r, g0i - g1i, u);                                                 \
     } while (0)
 
-/* Input of the first pass: packed sample n = k + j q, windowed on the fly (the window table holds its
- * even-index half, then its odd-index half, so both reads are contiguous). */
-#define X_WIN_R(j, u) ((DSSDN_REAL)x[2 * (k + (j) * q + (u))] * wev[k + (j) * q + (u)])
-#define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * (k + (j) * q + (u)) + 1] * wod[k + (j) * q + (u)])
+/* Input of the first pass: packed sample n = k + j q, windowed on the fly. The periodic Hann window is
+ * symmetric, w[i] = w[N_FFT - i], so the table holds only the first half of each phase (saves 2 KB of flash on
+ * a microcontroller): wev[n] = w[2n] / 2 for n <= M/2 and wod[n] = w[2n + 1] / 2 for n < M/2, with
+ * wev[n] = wev[M - n] and wod[n] = wod[M - 1 - n] beyond (the generator checks the symmetry; j is a constant,
+ * so the choice folds at compile time). */
+#define WIN_I(j, u) (k + (j) * q + (u))
+#define WEV(j, u) ((j) < 4 ? wev[WIN_I(j, u)] : wev[FFT_M - WIN_I(j, u)])
+#define WOD(j, u) ((j) < 4 ? wod[WIN_I(j, u)] : wod[FFT_M - 1 - WIN_I(j, u)])
+#define X_WIN_R(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u)] * WEV(j, u))
+#define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u) + 1] * WOD(j, u))
 
 /* Pass 1: window, pack and radix-8 over the whole frame (one block, q = M / 8). */
 static void radix8_first(const float *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
 {
     enum { q = FFT_M / 8 };
     const DSSDN_REAL *restrict w = dssdn_fft_twiddle;
-    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + FFT_M;
+    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + FFT_M / 2 + 1;
     DSSDN_REAL *restrict r0 = re, *restrict r1 = re + q, *restrict r2 = re + 2 * q, *restrict r3 = re + 3 * q;
     DSSDN_REAL *restrict r4 = re + 4 * q, *restrict r5 = re + 5 * q, *restrict r6 = re + 6 * q;
     DSSDN_REAL *restrict r7 = re + 7 * q;
@@ -436,12 +442,14 @@ static void natural_order(const DSSDN_REAL *restrict pos, DSSDN_REAL *restrict p
  * loop per group instead of a chain of shuffles per band (1.3x faster on the host). */
 #define MEL_GROUP 16
 
-static void mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_bands,
-                             DSSDN_REAL *restrict part)
+/* Bands band0 .. band0 + n_bands - 1, whose weights start at w (the bands' weights follow each other in the
+ * table, so the caller carries the pointer from group to group instead of a table of offsets); returns the
+ * weights of the next band. */
+static const DSSDN_REAL *mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_bands,
+                                          const DSSDN_REAL *restrict w, DSSDN_REAL *restrict part)
 {
     int j, i;
     for (j = 0; j < n_bands; j++) {
-        const DSSDN_REAL *restrict w = dssdn_mel_weights + dssdn_mel_offset[band0 + j];
         const DSSDN_REAL *restrict p = power + dssdn_mel_start[band0 + j];
         const int n = (int)dssdn_mel_len[band0 + j]; /* a multiple of MEL_LANES */
         /* four named accumulators, not an array: gcc keeps an array of lanes in memory on a scalar core (a
@@ -458,7 +466,9 @@ static void mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_
         part[MEL_LANES * j + 1] = a1;
         part[MEL_LANES * j + 2] = a2;
         part[MEL_LANES * j + 3] = a3;
+        w += n;
     }
+    return w;
 }
 
 #ifdef DSSDN_DOUBLE
@@ -507,16 +517,17 @@ void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS
 #else
     DSSDN_REAL part[MEL_LANES * MEL_GROUP];
 #endif
+    const DSSDN_REAL *w = dssdn_mel_weights;
     int band;
     window_fft(samples, re, im);
     split_power(re, im, pos);
     natural_order(pos, scratch);
     for (band = 0; band + MEL_GROUP <= DSSDN_N_MELS; band += MEL_GROUP) {
-        mel_partial_sums(scratch, band, MEL_GROUP, part);
+        w = mel_partial_sums(scratch, band, MEL_GROUP, w, part);
         mel_finish(part, out + band, MEL_GROUP); /* constant trip count: vectorised */
     }
 #if DSSDN_N_MELS % MEL_GROUP
-    mel_partial_sums(scratch, band, DSSDN_N_MELS % MEL_GROUP, part);
+    (void)mel_partial_sums(scratch, band, DSSDN_N_MELS % MEL_GROUP, w, part);
     mel_finish(part, out + band, DSSDN_N_MELS % MEL_GROUP);
 #endif
 }

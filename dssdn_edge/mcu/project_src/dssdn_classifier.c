@@ -179,9 +179,13 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
         }
         for (i = 0; i < take; i++) {
             x[i] = (float)pcm[i] * (1.0f / 32768.0f); /* exact: as soundfile reads PCM_16 as float32 */
-            if (pcm[i] != 0) {
-                c->newest_nonzero = c->samples + i;
-            }
+        }
+        /* the newest non-zero sample of the piece, searched from its end (audio rarely ends a piece in
+         * zeros): a branch per piece instead of a test per sample in the loop above */
+        for (i = take - 1; i >= 0 && pcm[i] == 0; i--) {
+        }
+        if (i >= 0) {
+            c->newest_nonzero = c->samples + i;
         }
         got = dssdn_features_push(&c->features, x, take, NULL, &c->row[0][0], DSSDN_FEATURES_FLUSH_FRAMES);
         if (got < 0) {
