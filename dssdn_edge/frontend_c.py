@@ -50,6 +50,7 @@ MEL_LANES = 4  # accumulators of the C mel loop: every band's run of bins is pad
 LOG10_POLY_LEN = 8  # coefficients of the float build's log10 polynomial (degree 7)
 FUSED_LAST_LOG2 = 6  # from 2^6 complex points on, dssdn_frontend.c fuses the last FFT pass into the split step
 CHUNK = 32  # elements per chunk of that fused pass (4 blocks of 8)
+PCM16_SCALE = 1.0 / 32768.0  # int16 PCM to float, as soundfile reads PCM_16 (a power of two: exact)
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -242,8 +243,13 @@ def config_id(cfg: FrontendConfig) -> int:
     return int.from_bytes(digest[:4], "big")  # as runtime.cfeatures.config_id, which the device runs
 
 
-def render_tables_header(cfg: FrontendConfig) -> str:
-    """Text of dssdn_frontend_tables.h for ``cfg``, from the numpy Frontend's own window and filterbank."""
+def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
+    """Text of dssdn_frontend_tables.h for ``cfg``, from the numpy Frontend's own window and filterbank.
+
+    ``pcm16``: the front end takes 16-bit PCM (value = sample / 32768) instead of float samples, as a
+    microcontroller's ADC gives them: its sample buffer then holds int16 (half the RAM: 2 KB at n_fft 1024)
+    and no float copy of the audio is made. The 1/32768 is folded into the window table (a power of two:
+    every product rounds as ``(sample / 32768) * w`` does, so the features are bit for bit the same)."""
     fe = Frontend(cfg)
     fb = padded_mel_bands(fe.filterbank)
     if cfg.n_fft // 2 > _UINT16_MAX + 1:
@@ -280,6 +286,7 @@ def render_tables_header(cfg: FrontendConfig) -> str:
         f"#define DSSDN_FFT_LOG2 {cfg.n_fft.bit_length() - 2} /* log2(N_FFT / 2), the complex FFT */",
         f"#define DSSDN_MEL_LANES {MEL_LANES} /* every dssdn_mel_len is a multiple of this */",
         f"#define DSSDN_LOG10_POLY_LEN {LOG10_POLY_LEN}",
+        f"#define DSSDN_PCM16 {int(pcm16)} /* 1: samples are int16 PCM (value / 32768), 0: float */",
         "",
         "#endif /* DSSDN_FRONTEND_TABLES_H */",
         "",
@@ -294,9 +301,10 @@ def render_tables_header(cfg: FrontendConfig) -> str:
         _c_array(
             "DSSDN_REAL",
             "dssdn_window",
-            map(_c_real, half_window_table(fe.window)),
+            map(_c_real, half_window_table(fe.window) * (PCM16_SCALE if pcm16 else 1.0)),
             "HALF the periodic Hann window (the split step's 1/2, exact), first half of its even-index samples "
-            "(0 .. N/4) then of its odd-index ones (1 .. N/2 - 1, step 2): the C mirrors the rest",
+            "(0 .. N/4) then of its odd-index ones (1 .. N/2 - 1, step 2): the C mirrors the rest"
+            + ("; times 1/32768 (int16 PCM in, exact)" if pcm16 else ""),
         ),
         _c_array(
             "DSSDN_REAL",
@@ -415,12 +423,14 @@ def emit_c(
     force: bool = False,
     normalization: Normalization | None = None,
     input_quant: tuple[float, int] | None = None,
+    pcm16: bool = False,
 ) -> list[Path]:
     """Write the tables header and the static sources (log-mel, and the streaming features on top of it) into
     ``out_dir``, and with ``normalization`` one model's ``dssdn_input_tables.h`` (``input_quant``: its int8
-    input's scale and zero point); refuse to clobber unless force."""
+    input's scale and zero point); refuse to clobber unless force. ``pcm16``: int16 PCM samples in (an
+    ``mcu/`` project; see render_tables_header)."""
     out_dir = Path(out_dir)
-    contents = {TABLES_HEADER: render_tables_header(cfg)}
+    contents = {TABLES_HEADER: render_tables_header(cfg, pcm16)}
     for name in (*STATIC_SOURCES, *FEATURES_SOURCES):
         contents[name] = (CSRC / name).read_text(encoding="utf-8")
     if normalization is not None:

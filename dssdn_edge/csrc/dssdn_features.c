@@ -27,7 +27,7 @@
 #define W DSSDN_DELTA_HALF
 #define ZERO_CHUNK 64
 
-static const float zeros[ZERO_CHUNK]; /* the end padding, pushed a chunk at a time */
+static const dssdn_sample_t zeros[ZERO_CHUNK]; /* the end padding, pushed a chunk at a time */
 
 int dssdn_features_state_bytes(void)
 {
@@ -286,7 +286,7 @@ static long frames_completed(const dssdn_features_t *st, long n)
 }
 
 /* Push n samples (zeros when samples is NULL); write the feature frames they complete. */
-static int push_samples(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8)
+static int push_samples(dssdn_features_t *st, const dssdn_sample_t *samples, int n, float *out_float, int8_t *out_int8)
 {
     int frames = 0;
     while (n > 0) {
@@ -325,7 +325,7 @@ static int usable(const dssdn_features_t *st, const int8_t *out_int8)
     return !st->flushed && (out_int8 == NULL || (st->input != NULL && st->input->scale > 0.0f));
 }
 
-int dssdn_features_push(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8,
+int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int n, float *out_float, int8_t *out_int8,
                         int max_frames)
 {
     if (n < 0 || (samples == NULL && n > 0) || !usable(st, out_int8)) {

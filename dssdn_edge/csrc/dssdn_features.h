@@ -86,7 +86,7 @@ void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input
  * without consuming anything when: n < 0; samples is NULL with n > 0; max_frames is smaller than the frames
  * these samples complete (DSSDN_FEATURES_MAX_FRAMES(n) is always enough); out_int8 is given but input is NULL
  * or has no scale; or the stream was flushed. */
-int dssdn_features_push(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8,
+int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int n, float *out_float, int8_t *out_int8,
                         int max_frames);
 
 /* End the stream: the end padding and the end replication of the delta give the last frames (at most

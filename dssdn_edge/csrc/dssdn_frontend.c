@@ -143,7 +143,7 @@
 #define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u) + 1] * WOD(j, u))
 
 /* Pass 1: window, pack and radix-8 over the whole frame (one block, q = M / 8). */
-static void radix8_first(const float *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
+static void radix8_first(const dssdn_sample_t *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
 {
     enum { q = FFT_M / 8 };
     const DSSDN_REAL *restrict w = dssdn_fft_twiddle;
@@ -277,7 +277,7 @@ static void radix4_block(DSSDN_REAL *restrict r0, DSSDN_REAL *restrict r1, DSSDN
 
 /* Windowed, packed frame -> its M-point FFT (forward sign, unscaled) in bit-reversed order; with FUSED_LAST
  * only the first 32 elements have had the last pass (split_power does the others). */
-static void window_fft(const float *x, DSSDN_REAL *re, DSSDN_REAL *im)
+static void window_fft(const dssdn_sample_t *x, DSSDN_REAL *re, DSSDN_REAL *im)
 {
     const DSSDN_REAL *w = dssdn_fft_twiddle + 14 * (FFT_M / 8);
     int len = FFT_M / 8, q, start;
@@ -508,7 +508,7 @@ static void mel_finish(const DSSDN_REAL *restrict part, float *restrict out, int
     }
 }
 
-void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
+void dssdn_logmel_frame(const dssdn_sample_t samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
                         DSSDN_REAL scratch[DSSDN_SCRATCH_LEN])
 {
     DSSDN_REAL *re = scratch, *im = scratch + SCRATCH_IM, *pos = scratch + SCRATCH_POWER;
@@ -547,7 +547,7 @@ static long frames_completed(int fill, long n)
 }
 
 /* push and flush share this; samples == NULL means n zeros. */
-static int push_samples(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+static int push_samples(dssdn_frontend_t *st, const dssdn_sample_t *samples, int n, float *out_frames,
                         int max_frames)
 {
     long needed;
@@ -565,24 +565,24 @@ static int push_samples(dssdn_frontend_t *st, const float *samples, int n, float
             take = n;
         }
         if (samples != NULL) {
-            memcpy(st->buf + st->fill, samples, (size_t)take * sizeof(float));
+            memcpy(st->buf + st->fill, samples, (size_t)take * sizeof(st->buf[0]));
             samples += take;
         } else {
-            memset(st->buf + st->fill, 0, (size_t)take * sizeof(float));
+            memset(st->buf + st->fill, 0, (size_t)take * sizeof(st->buf[0]));
         }
         st->fill += take;
         n -= take;
         if (st->fill == DSSDN_N_FFT) {
             dssdn_logmel_frame(st->buf, out_frames + (long)frames * DSSDN_N_MELS, st->scratch);
             frames++;
-            memmove(st->buf, st->buf + DSSDN_HOP, (size_t)(DSSDN_N_FFT - DSSDN_HOP) * sizeof(float));
+            memmove(st->buf, st->buf + DSSDN_HOP, (size_t)(DSSDN_N_FFT - DSSDN_HOP) * sizeof(st->buf[0]));
             st->fill = DSSDN_N_FFT - DSSDN_HOP;
         }
     }
     return frames;
 }
 
-int dssdn_frontend_push(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+int dssdn_frontend_push(dssdn_frontend_t *st, const dssdn_sample_t *samples, int n, float *out_frames,
                         int max_frames)
 {
     if (samples == NULL && n > 0) {

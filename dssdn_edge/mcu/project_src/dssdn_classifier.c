@@ -161,7 +161,9 @@ static int take_rows(dssdn_classifier_t *c, int n, dssdn_window_fn on_window, vo
 int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssdn_window_fn on_window,
                           void *user)
 {
+#if !DSSDN_PCM16
     float x[DSSDN_CLASSIFIER_CHUNK];
+#endif
     int done = 0;
     if (c->finished || n < 0 || (pcm == NULL && n > 0)) {
         return -1;
@@ -174,12 +176,16 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
         if (take > n) {
             take = n;
         }
+#if DSSDN_PCM16
+        /* the front end takes the PCM as it is (dssdn_frontend.h): no float copy on the stack */
+#else
         if (take > DSSDN_CLASSIFIER_CHUNK) {
             take = DSSDN_CLASSIFIER_CHUNK;
         }
         for (i = 0; i < take; i++) {
             x[i] = (float)pcm[i] * (1.0f / 32768.0f); /* exact: as soundfile reads PCM_16 as float32 */
         }
+#endif
         /* the newest non-zero sample of the piece, searched from its end (audio rarely ends a piece in
          * zeros): a branch per piece instead of a test per sample in the loop above */
         for (i = take - 1; i >= 0 && pcm[i] == 0; i--) {
@@ -187,7 +193,11 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
         if (i >= 0) {
             c->newest_nonzero = c->samples + i;
         }
+#if DSSDN_PCM16
+        got = dssdn_features_push(&c->features, pcm, take, NULL, &c->row[0][0], DSSDN_FEATURES_FLUSH_FRAMES);
+#else
         got = dssdn_features_push(&c->features, x, take, NULL, &c->row[0][0], DSSDN_FEATURES_FLUSH_FRAMES);
+#endif
         if (got < 0) {
             return -1;
         }

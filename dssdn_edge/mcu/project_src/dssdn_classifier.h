@@ -47,7 +47,8 @@ extern "C" {
     (DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE ? DSSDN_CLASSIFIER_WINDOW - DSSDN_CLASSIFIER_STRIDE : 1)
 /* A clip shorter than this is zero-padded to it (one window: 1 + n / HOP = DSSDN_MODEL_IN_FRAMES). */
 #define DSSDN_CLASSIFIER_MIN_SAMPLES ((DSSDN_CLASSIFIER_WINDOW - 1) * DSSDN_HOP)
-/* Samples converted to float per call of the front end (a stack buffer of 4 bytes each). */
+/* Samples converted to float per call of the front end (a stack buffer of 4 bytes each), when the front end
+ * takes float samples; an mcu/ project's front end takes the int16 PCM itself (DSSDN_PCM16) and needs none. */
 #ifndef DSSDN_CLASSIFIER_CHUNK
 #define DSSDN_CLASSIFIER_CHUNK 64
 #endif
@@ -57,7 +58,7 @@ extern "C" {
 #define DSSDN_CLASSIFIER_ROWBUF_BYTES (DSSDN_FEATURES_FLUSH_FRAMES * DSSDN_CLASSIFIER_ROW_BYTES)
 #define DSSDN_CLASSIFIER_OWN_KEEP \
     (DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_CLASSIFIER_ROWBUF_BYTES || \
-     DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_N_FFT * 4)
+     DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_N_FFT * (DSSDN_PCM16 ? 2 : 4))
 /* Frames whose silence record is kept (the delta delays a row by DSSDN_DELTA_HALF frames). */
 #define DSSDN_CLASSIFIER_SILENCE_RING 16
 
