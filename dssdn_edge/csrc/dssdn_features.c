@@ -337,25 +337,62 @@ int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int
     return push_samples(st, samples, n, out_float, out_int8);
 }
 
+int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8)
+{
+    if (!usable(st, out_int8)) {
+        return -1;
+    }
+    if (!st->ending) {
+        st->ending = 1;
+        st->pad_left = DSSDN_N_FFT / 2;
+        st->tail = -1;
+    }
+    while (st->pad_left > 0) { /* the end padding, up to the next log-mel frame at most */
+        int take = DSSDN_N_FFT - st->fe.fill, got;
+        if (take > st->pad_left) {
+            take = st->pad_left;
+        }
+        got = push_samples(st, NULL, take, out_float, out_int8);
+        if (got < 0) {
+            return -1; /* not reached: take never completes more than one frame */
+        }
+        st->pad_left -= take;
+        if (st->pad_left == 0) {
+            st->tail = (st->seen < W ? st->seen : W) - 1; /* every frame still waiting for its look-ahead */
+        }
+        if (got == 1) {
+            return 1;
+        }
+    }
+    if (st->tail >= 0) {
+        emit(st, st->tail, out_float, out_int8);
+        st->tail--;
+        return 1;
+    }
+    st->flushed = 1;
+    return 0;
+}
+
 int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
 {
     const long pad = DSSDN_N_FFT / 2, total_fill = (long)st->fe.fill + pad;
     const long mel_new = total_fill < DSSDN_N_FFT ? 0 : 1 + (total_fill - DSSDN_N_FFT) / DSSDN_HOP;
     const long seen_after = (long)st->seen + mel_new;
-    int frames, d;
-    if (!usable(st, out_int8)) {
-        return -1;
+    int frames, got;
+    if (!usable(st, out_int8) || st->ending) {
+        return -1; /* a stream half flushed by steps must finish with steps */
     }
     /* the padding's frames, then every frame still waiting for its look-ahead: min(frames so far, W) */
     if (frames_completed(st, pad) + (seen_after < W ? seen_after : W) > max_frames) {
         return -1;
     }
-    frames = push_samples(st, NULL, (int)pad, out_float, out_int8);
-    for (d = (st->seen < W ? st->seen : W) - 1; d >= 0; d--) {
-        emit(st, d, out_float != NULL ? out_float + (long)frames * DSSDN_FRAME_VALUES : NULL,
-             out_int8 != NULL ? out_int8 + (long)frames * DSSDN_FRAME_VALUES : NULL);
+    /* one path for both ends: the step function, frame after frame */
+    frames = 0;
+    while ((got = dssdn_features_flush_step(st, out_float != NULL ? out_float + (long)frames * DSSDN_FRAME_VALUES
+                                                                  : NULL,
+                                            out_int8 != NULL ? out_int8 + (long)frames * DSSDN_FRAME_VALUES
+                                                             : NULL)) == 1) {
         frames++;
     }
-    st->flushed = 1;
-    return frames;
+    return got < 0 ? -1 : frames;
 }

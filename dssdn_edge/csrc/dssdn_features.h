@@ -70,6 +70,9 @@ typedef struct {
     int head;                                        /* ring slot the next log-mel frame goes to */
     int seen;                                        /* log-mel frames so far, saturated at MEL_HISTORY */
     int flushed;
+    int ending;                                      /* flush begun: end padding left, then the tail */
+    int pad_left;                                    /* samples of end padding not yet pushed */
+    int tail;                                        /* next distance of the tail (-1: none left) */
 } dssdn_features_t;
 
 /* Static RAM of one stream: 4 (2 N_FFT + N_BINS) + 4 (2W + 1) N_MELS bytes plus a few words. At the defaults
@@ -92,6 +95,12 @@ int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int
 /* End the stream: the end padding and the end replication of the delta give the last frames (at most
  * DSSDN_FEATURES_FLUSH_FRAMES); -1 as for push. dssdn_features_init starts again. */
 int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames);
+
+/* End the stream one frame at a time, for a caller that puts each frame somewhere else (a microcontroller
+ * writes each int8 row straight into its model's input): writes at most one frame and returns 1, or 0 when
+ * no frame is left (the stream is then flushed, as by dssdn_features_flush), or -1 as for flush. The frames
+ * are those of dssdn_features_flush, in the same order. */
+int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8);
 
 /* One frame's float features -> its int8 row (normalise, quantise, reorder to N_MELS x CHANNELS); for callers
  * that hold float features already. */
