@@ -8,7 +8,7 @@ timing on the host: raw float32 samples in, raw float32 log-mel frames out.
 
 The tables follow the C code's algorithm (see the comment at the top of dssdn_frontend.c): the real FFT as a
 radix-8 complex FFT of half the length whose last pass is fused into the real-FFT split step, the powers
-permuted once into bin order, each mel band zero-padded to a multiple of 4 bins, and log10 in the float
+stored at their bins through one table, each mel band zero-padded to a multiple of 4 bins, and log10 in the float
 build as a polynomial on the float's mantissa. Each table function says which loop reads it and in what order.
 
 Precision: the C code computes in ``DSSDN_REAL``, float by default, or double with ``-DDSSDN_DOUBLE``
@@ -174,6 +174,15 @@ def power_order_table(n_fft: int) -> np.ndarray:
     return fft_output_position(n_fft)[bit_reverse_table(n_fft // 2)]
 
 
+def power_bin_table(n_fft: int) -> np.ndarray:
+    """Frequency bin whose Z[k] the C code's FFT leaves at output position p < N/2 (power_order_table
+    inverted): the split step stores each |X[k]|^2 straight at its bin through it."""
+    order = power_order_table(n_fft)
+    out = np.empty_like(order)
+    out[order] = np.arange(order.size)
+    return out
+
+
 def half_window_table(window: np.ndarray) -> np.ndarray:
     """The window table of dssdn_frontend.c: the window times 1/2 (the split step's factor, exact), its
     even-index samples w[0], w[2] .. w[N/2], then its odd-index samples w[1], w[3] .. w[N/2 - 1].
@@ -318,11 +327,19 @@ def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
             map(_c_real, split_twiddle_table(cfg.n_fft)),
             "exp(-2 pi i k / N_FFT) for the real-FFT split step, in its walk order (split_twiddle_table)",
         ),
+        "#if DSSDN_POWER_SCATTER /* set by dssdn_frontend.c: scalar cores store each power at its bin */",
+        _uint16_array(
+            "dssdn_power_bin",
+            power_bin_table(cfg.n_fft),
+            "bin at each FFT output position (bit reversal, then the fused last pass)",
+        ),
+        "#else",
         _uint16_array(
             "dssdn_power_order",
             power_order_table(cfg.n_fft),
             "position of bin k in the FFT output order (bit reversal, then the fused last pass)",
         ),
+        "#endif",
         _c_array(
             "DSSDN_REAL",
             "dssdn_mel_weights",

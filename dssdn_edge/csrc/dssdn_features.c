@@ -121,7 +121,10 @@ static int32_t round_half_even(float v, float s)
 
 static int8_t clamp_int8(int32_t q)
 {
-    return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
+    /* two one-sided clamps, not one nested conditional: gcc turns these into a single SSAT on a Cortex-M */
+    q = q < -128 ? -128 : q;
+    q = q > 127 ? 127 : q;
+    return (int8_t)q;
 }
 
 /* Bands are normalised and quantised BLOCK at a time: loops of constant trip count over contiguous bands, which
@@ -155,12 +158,14 @@ static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_C
         for (j = 0; j < n; j++) {
             const float x = (v[c][j] - mean[j]) / std[j];
             const float f = x / s;
-            const float a = f < 0.0f ? -f : f;
             int32_t q;
-            if (a < (float)QMAX) { /* false for NaN */
+            if (f < (float)QMAX && f > -(float)QMAX) { /* false for NaN */
                 const float r = (f + MAGIC) - MAGIC;
-                const float d = f - r; /* exact */
-                q = d == 0.5f || d == -0.5f ? round_half_even(x, s) : (int32_t)r;
+                const float d = f - r; /* exact, |d| <= 1/2 */
+                /* d * d == 1/4 exactly when |d| == 1/2: otherwise |d| <= 1/2 - u (u >= 2^-24 the ulp of f when
+                 * |f| >= 1/2, and |d| = |f| < 1/2 - 2^-25 below), so d * d <= 1/4 - u + u^2 rounds below 1/4.
+                 * One compare instead of two. */
+                q = d * d == 0.25f ? round_half_even(x, s) : (int32_t)r;
             } else {
                 q = round_half_even(x, s);
             }

@@ -43,9 +43,10 @@ typedef int16_t dssdn_sample_t;
 typedef float dssdn_sample_t;
 #endif
 
-/* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power. A frame
+/* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power and 3 that stay
+ * zero (what a mel band padded past the last bin reads; dssdn_frontend.c). A frame
  * also takes about 0.9 KB of stack on a Cortex-M, most of it two chunks of the fused last FFT pass. */
-#define DSSDN_SCRATCH_LEN (DSSDN_N_FFT + DSSDN_N_BINS)
+#define DSSDN_SCRATCH_LEN (DSSDN_N_FFT + DSSDN_N_BINS + DSSDN_MEL_LANES - 1)
 
 /* Upper bound of the frames one push of n samples can produce (size out_frames with it). */
 #define DSSDN_MAX_FRAMES(n) (((n) + DSSDN_HOP - 1) / DSSDN_HOP)
