@@ -51,6 +51,11 @@
  * The same values either way. The tables header holds the one table each needs. */
 #define DSSDN_POWER_SCATTER (DSSDN_LANES == 1)
 
+/* The window table: with one lane, half of it (the window is symmetric; 2 KB less flash on a microcontroller,
+ * see X_WIN_R); with vector lanes the whole, as the mirrored half's reads run backwards and cost x86 a shuffle
+ * per vector (2 % of the log-mel). The same values either way. */
+#define DSSDN_WINDOW_HALF (DSSDN_LANES == 1)
+
 /* Include the tables again, now with their data: this translation unit owns it. */
 #define DSSDN_FRONTEND_TABLES_DEFINE
 #include "dssdn_frontend_tables.h"
@@ -146,14 +151,21 @@
         STORE(7, 7, g0r - g1r, g0i - g1i, u);                                                 \
     } while (0)
 
-/* Input of the first pass: packed sample n = k + j q, windowed on the fly. The periodic Hann window is
- * symmetric, w[i] = w[N_FFT - i], so the table holds only the first half of each phase (saves 2 KB of flash on
- * a microcontroller): wev[n] = w[2n] / 2 for n <= M/2 and wod[n] = w[2n + 1] / 2 for n < M/2, with
+/* Input of the first pass: packed sample n = k + j q, windowed on the fly (the table holds the even-index
+ * samples, then the odd-index ones, so both reads are contiguous). The periodic Hann window is symmetric,
+ * w[i] = w[N_FFT - i], so with DSSDN_WINDOW_HALF the table holds only the first half of each phase: wev[n] = w[2n] / 2 for n <= M/2 and wod[n] = w[2n + 1] / 2 for n < M/2, with
  * wev[n] = wev[M - n] and wod[n] = wod[M - 1 - n] beyond (the generator checks the symmetry; j is a constant,
  * so the choice folds at compile time). */
 #define WIN_I(j, u) (k + (j) * q + (u))
+#if DSSDN_WINDOW_HALF
 #define WEV(j, u) ((j) < 4 ? wev[WIN_I(j, u)] : wev[FFT_M - WIN_I(j, u)])
 #define WOD(j, u) ((j) < 4 ? wod[WIN_I(j, u)] : wod[FFT_M - 1 - WIN_I(j, u)])
+#define WIN_ODD (FFT_M / 2 + 1)
+#else
+#define WEV(j, u) wev[WIN_I(j, u)]
+#define WOD(j, u) wod[WIN_I(j, u)]
+#define WIN_ODD FFT_M
+#endif
 #define X_WIN_R(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u)] * WEV(j, u))
 #define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u) + 1] * WOD(j, u))
 
@@ -162,7 +174,7 @@ static void radix8_first(const dssdn_sample_t *restrict x, DSSDN_REAL *restrict 
 {
     enum { q = FFT_M / 8 };
     const DSSDN_REAL *restrict w = dssdn_fft_twiddle;
-    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + FFT_M / 2 + 1;
+    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + WIN_ODD;
     DSSDN_REAL *restrict r0 = re, *restrict r1 = re + q, *restrict r2 = re + 2 * q, *restrict r3 = re + 3 * q;
     DSSDN_REAL *restrict r4 = re + 4 * q, *restrict r5 = re + 5 * q, *restrict r6 = re + 6 * q;
     DSSDN_REAL *restrict r7 = re + 7 * q;
@@ -488,9 +500,9 @@ static const DSSDN_REAL *mel_partial_sums(const DSSDN_REAL *restrict power, int 
     for (j = 0; j < n_bands; j++) {
         const DSSDN_REAL *restrict p = power + dssdn_mel_start[band0 + j];
         const int n = (int)dssdn_mel_len[band0 + j]; /* a multiple of MEL_LANES */
-        /* four named accumulators, not an array: gcc keeps an array of lanes in memory on a scalar core (a
-         * load and a store per weight on the M4); named ones live in registers, and x86 still packs them
-         * into one vector. Same sums in the same order either way. */
+#if LANES == 1
+        /* four named accumulators: gcc keeps an array of lanes in memory on a scalar core (a load and a store
+         * per weight on the M4, 1.7x the instructions), named ones in registers */
         DSSDN_REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         for (i = 0; i < n; i += MEL_LANES) {
             a0 += w[i] * p[i];
@@ -502,6 +514,19 @@ static const DSSDN_REAL *mel_partial_sums(const DSSDN_REAL *restrict power, int 
         part[MEL_LANES * j + 1] = a1;
         part[MEL_LANES * j + 2] = a2;
         part[MEL_LANES * j + 3] = a3;
+#else
+        /* an array of lanes: one SSE/NEON vector (named accumulators were 2 % slower on x86); same sums */
+        DSSDN_REAL acc[MEL_LANES] = {0};
+        int u;
+        for (i = 0; i < n; i += MEL_LANES) {
+            for (u = 0; u < MEL_LANES; u++) {
+                acc[u] += w[i + u] * p[i + u];
+            }
+        }
+        for (u = 0; u < MEL_LANES; u++) {
+            part[MEL_LANES * j + u] = acc[u];
+        }
+#endif
         w += n;
     }
     return w;
