@@ -182,6 +182,84 @@ static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int
 }
 #endif
 
+/* Packed int16 pairs, the portable twins of SXTB16 / SXTB16 ROR #8 / SMLAD: the pixel-pair conv path keeps
+ * its patches widened once per pair (see dssdn_conv.c), so the same code runs (and is tested) on both paths. */
+static inline uint32_t load_word(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4); /* one (unaligned-capable) LDR on ARMv7E-M */
+    return v;
+}
+
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+static inline uint32_t even16(uint32_t v)
+{
+    return __sxtb16(v);
+}
+
+static inline uint32_t odd16(uint32_t v)
+{
+    return odd_bytes(v);
+}
+
+static inline int32_t mac16x2(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad(a, b, acc);
+}
+#else
+static inline uint32_t even16(uint32_t v)
+{
+    const uint32_t lo = (uint16_t)(int16_t)(int8_t)(v & 0xff), hi = (uint16_t)(int16_t)(int8_t)(v >> 16 & 0xff);
+    return lo | hi << 16;
+}
+
+static inline uint32_t odd16(uint32_t v)
+{
+    return even16(v >> 8);
+}
+
+static inline int32_t mac16x2(uint32_t a, uint32_t b, int32_t acc)
+{
+    const int32_t lo = (int32_t)(int16_t)(a & 0xffff) * (int16_t)(b & 0xffff);
+    return acc + lo + (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+#endif
+
+/* Two output channels (filter rows w and w + step; step 0 for one channel) over a widened pixel pair: per
+ * input word i, wide[4i .. 4i+3] = even16/odd16 of pixel x's word, then of pixel y's. Each filter word is
+ * loaded and widened once for both pixels; the inputs were widened once for all channel pairs. With `unroll`
+ * (a constant n at the call) the loop is unrolled: fixed offsets, no counter. */
+#define DSSDN_DOT2X2_WIDE_STEP                                                                                \
+    do {                                                                                                      \
+        const uint32_t v0 = load_word(w + i), v1 = load_word(w + step + i);                                   \
+        const uint32_t e0 = even16(v0), o0 = odd16(v0), e1 = even16(v1), o1 = odd16(v1);                      \
+        uint32_t xe = wide[i], xo = wide[i + 1];                                                              \
+        a0 = mac16x2(o0, xo, mac16x2(e0, xe, a0));                                                            \
+        a1 = mac16x2(o1, xo, mac16x2(e1, xe, a1));                                                            \
+        xe = wide[i + 2], xo = wide[i + 3];                                                                   \
+        b0 = mac16x2(o0, xo, mac16x2(e0, xe, b0));                                                            \
+        b1 = mac16x2(o1, xo, mac16x2(e1, xe, b1));                                                            \
+    } while (0)
+
+static inline __attribute__((always_inline)) void dot2x2_wide(const int8_t *w, int32_t step, int32_t n,
+                                                              const uint32_t *wide, int32_t bias0, int32_t bias1,
+                                                              int32_t *a, int32_t *b, int unroll)
+{
+    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
+    if (unroll) {
+#pragma GCC unroll 16
+        for (int32_t i = 0; i < n; i += 4) {
+            DSSDN_DOT2X2_WIDE_STEP;
+        }
+    } else {
+#pragma GCC unroll 1
+        for (int32_t i = 0; i < n; i += 4) {
+            DSSDN_DOT2X2_WIDE_STEP;
+        }
+    }
+    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
+}
+
 static inline int32_t sat8(int32_t v)
 {
 #if defined(__ARM_FEATURE_DSP)

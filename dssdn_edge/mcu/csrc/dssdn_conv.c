@@ -176,6 +176,59 @@ static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t 
     }
 }
 
+/* The pixel pair's patches x and y (n bytes each, n a multiple of 4) widened into wide[4n / 4 * 4] words (see
+ * dot2x2_wide). x and y may lie in wide's last 2n bytes: word i is read before words 4i .. 4i+3 are written,
+ * and those end at byte 16i + 16 <= 6n, before any word still to be read. */
+static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wide)
+{
+    for (int32_t i = 0; i < n; i += 4, wide += 4) {
+        const uint32_t xv = load_word(x + i), yv = load_word(y + i);
+        wide[0] = even16(xv), wide[1] = odd16(xv), wide[2] = even16(yv), wide[3] = odd16(yv);
+    }
+}
+
+/* The channel pairs of conv_pair_wide with the window size n known at compile time (inlined with a constant):
+ * the sum's loop unrolls, filter and widened words load at fixed offsets, no loop counter. */
+static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
+                                                             const int32_t *bias, int32_t pairs2, int32_t *acc,
+                                                             int unroll)
+{
+    for (int32_t oc = 0; oc < pairs2; oc += 2, w += 2 * n) {
+        dot2x2_wide(w, n, n, wide, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc,
+                    acc + DSSDN_RQ_CHANNELS / 2 + oc, unroll);
+    }
+}
+
+/* conv_pair over a widened pair: the same sums, requantised the same way. */
+static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w, const int32_t *bias,
+                           const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
+{
+    const int32_t pairs2 = out_c & ~1;
+    switch (n) {
+    case 12:
+        pairs_wide(wide, 12, w, bias, pairs2, acc, 1);
+        break;
+    case 16:
+        pairs_wide(wide, 16, w, bias, pairs2, acc, 1);
+        break;
+    case 24:
+        pairs_wide(wide, 24, w, bias, pairs2, acc, 1);
+        break;
+    case 32:
+        pairs_wide(wide, 32, w, bias, pairs2, acc, 1);
+        break;
+    default:
+        pairs_wide(wide, n, w, bias, pairs2, acc, 0);
+        break;
+    }
+    if (pairs2 < out_c) { /* the odd channel as a pair with itself */
+        const int32_t b = conv_bias(bias, pairs2);
+        dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2, 0);
+    }
+    requant_n(rq, acc, 0, out_c, dst);
+    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, out_c, dst + out_c);
+}
+
 /* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
  * 0-3 bytes. */
 static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
@@ -256,9 +309,12 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     /* pixels in pairs along a row when both pixels' sums fit acc and both patches the patch buffer */
     const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
                           (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
+    /* pairs widened in the patch buffer when their 8 * filter_size bytes fit it (see widen_pair) */
+    const int32_t wide = pairs && 8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
-    int8_t patch[DSSDN_MAX_PATCH];
+    uint32_t patch_words[(DSSDN_MAX_PATCH + 3) / 4]; /* the gathered patches, or a widened pair */
+    int8_t *const patch = (int8_t *)patch_words;
     int8_t pixel[DSSDN_MAX_PIXEL];
     const requant_t rq = requant_of(p, round);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -267,6 +323,20 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
         for (; pairs && ox + 2 <= p->out_w; ox += 2) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l, ix1 = ix0 + p->stride_w;
             const int8_t *x = patch, *y = patch + filter_size;
+            if (wide) { /* the patches in the buffer's tail, widened in place; outputs after all reads */
+                x = patch + 6 * filter_size, y = patch + 7 * filter_size;
+                if (in_place) {
+                    x = in + iy0 * p->in_row + ix0 * p->in_pix;
+                    y = in + iy0 * p->in_row + ix1 * p->in_pix;
+                } else {
+                    gather(p, in, iy0, ix0, (int8_t *)x);
+                    gather(p, in, iy0, ix1, (int8_t *)y);
+                }
+                widen_pair(x, y, filter_size, patch_words);
+                conv_pair_wide(patch_words, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
+                out += 2 * p->out_c;
+                continue;
+            }
             if (in_place) {
                 x = in + iy0 * p->in_row + ix0 * p->in_pix;
                 y = in + iy0 * p->in_row + ix1 * p->in_pix;
