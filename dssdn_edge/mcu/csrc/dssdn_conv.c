@@ -214,9 +214,6 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
     case 24:
         pairs_wide(wide, 24, w, bias, pairs2, acc, 1);
         break;
-    case 32:
-        pairs_wide(wide, 32, w, bias, pairs2, acc, 1);
-        break;
     default:
         pairs_wide(wide, n, w, bias, pairs2, acc, 0);
         break;
