@@ -436,7 +436,8 @@ def test_model_shaped_convs_match_tflm(tmp_path):
     """The kernels' special paths: 2-channel first convs (patch rows copied as runs, top padding), 1x1 convs
     read in place (channel counts multiple of 4 and not, odd pixel counts), more output channels than the
     rounding table holds, a fused ReLU (the clamp besides SSAT), multipliers >= 1 (positive shifts: the
-    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps."""
+    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps, pixel pairs
+    widened with and without an unrolled sum (12/16/24-byte windows unrolled) and too wide to widen."""
     rng = np.random.default_rng(17)
     cases = [
         shaped_case(rng, "first", [1, 11, 16, 2], 16, (3, 2), stride=2),
@@ -453,6 +454,9 @@ def test_model_shaped_convs_match_tflm(tmp_path):
         shaped_case(rng, "dw_gain", [1, 4, 5, 8], 8, (3, 3), depthwise=True, out_gain=1e-3),
         shaped_case(rng, "dw_sparse", [1, 7, 9, 16], 16, (3, 3), dil=2, depthwise=True, sparse=True),
         shaped_case(rng, "dw_sparse_tail", [1, 5, 6, 10], 10, (3, 3), dil=2, depthwise=True, sparse=True),
+        shaped_case(rng, "pw32to16", [1, 3, 5, 32], 16, (1, 1), padding=1),  # widened pairs, sum not unrolled
+        shaped_case(rng, "pw48to24", [1, 2, 4, 48], 24, (1, 1), padding=1),  # too wide to widen: pixel by pixel
+        shaped_case(rng, "s2x1_odd", [1, 6, 8, 12], 7, (2, 1), stride=2, act=1),  # gathered 24-byte pairs, odd
     ]
     results = run_cases(cases, tmp_path)
     for name, (mine, theirs) in results.items():

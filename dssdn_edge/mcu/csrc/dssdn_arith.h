@@ -138,26 +138,6 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
     dot4_from(w, n, x, i, acc);
 }
 
-/* Two output channels (filter rows n bytes apart) over two input patches x and y: each filter word is
- * loaded and widened once for both pixels, each input word once for both channels (CMSIS-NN's
- * matrix-multiply idea): 20 instructions per 16 products, and the four sums stay in registers (four
- * channels by two pixels would need eight and spill). */
-static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t bias0,
-                          int32_t bias1, int32_t *a, int32_t *b)
-{
-    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1, i = 0;
-    const int8_t *w1 = w + n;
-    for (; i < n; i += 4) { /* n is a multiple of 4 (see dssdn_conv2d) */
-        const uint32_t xv = load4(x + i), yv = load4(y + i), v0 = load4(w + i), v1 = load4(w1 + i);
-        const uint32_t xe = __sxtb16(xv), xo = odd_bytes(xv), ye = __sxtb16(yv), yo = odd_bytes(yv);
-        const uint32_t e0 = __sxtb16(v0), o0 = odd_bytes(v0), e1 = __sxtb16(v1), o1 = odd_bytes(v1);
-        a0 = __smlad(o0, xo, __smlad(e0, xe, a0));
-        b0 = __smlad(o0, yo, __smlad(e0, ye, b0));
-        a1 = __smlad(o1, xo, __smlad(e1, xe, a1));
-        b1 = __smlad(o1, yo, __smlad(e1, ye, b1));
-    }
-    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
-}
 #else
 static inline int32_t dot(const int8_t *w, const int8_t *x, int32_t n, int32_t acc)
 {
@@ -169,17 +149,6 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
     dot4_from(w, n, x, 0, acc);
 }
 
-static inline void dot2x2(const int8_t *w, int32_t n, const int8_t *x, const int8_t *y, int32_t bias0,
-                          int32_t bias1, int32_t *a, int32_t *b)
-{
-    const int8_t *w1 = w + n;
-    int32_t a0 = bias0, a1 = bias1, b0 = bias0, b1 = bias1;
-    for (int32_t i = 0; i < n; ++i) {
-        a0 += (int32_t)w[i] * x[i], b0 += (int32_t)w[i] * y[i];
-        a1 += (int32_t)w1[i] * x[i], b1 += (int32_t)w1[i] * y[i];
-    }
-    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
-}
 #endif
 
 /* Packed int16 pairs, the portable twins of SXTB16 / SXTB16 ROR #8 / SMLAD: the pixel-pair conv path keeps

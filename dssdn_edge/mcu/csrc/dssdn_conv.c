@@ -154,31 +154,10 @@ static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_
     }
 }
 
-/* Two output pixels from their patches x and y (filter rows of n bytes, n a multiple of 4: no tail loop
- * in the sum), channels two at a time. The sums (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS)
- * are requantised by one call per pixel, writing dst (pixel x) and dst + out_c (pixel y) after all the
- * reads, so the output may overlap the input. */
-static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
-                      const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
-{
-    int32_t oc = 0;
-    for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
-        /* the second pixel's sums at a constant offset: no register for it */
-        dot2x2(w, n, x, y, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc,
-               acc + DSSDN_RQ_CHANNELS / 2 + oc);
-    }
-    requant_n(rq, acc, 0, oc, dst);
-    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, oc, dst + out_c);
-    for (; oc < out_c; ++oc, w += n) {
-        const int32_t a = dot(w, x, n, conv_bias(bias, oc)), b = dot(w, y, n, conv_bias(bias, oc));
-        requant_n(rq, &a, oc, 1, dst);
-        requant_n(rq, &b, oc, 1, dst + out_c);
-    }
-}
-
-/* The pixel pair's patches x and y (n bytes each, n a multiple of 4) widened into wide[4n / 4 * 4] words (see
- * dot2x2_wide). x and y may lie in wide's last 2n bytes: word i is read before words 4i .. 4i+3 are written,
- * and those end at byte 16i + 16 <= 6n, before any word still to be read. */
+/* The pixel pair's patches x and y (n bytes each, n a multiple of 4) widened into wide[2n] words (8n bytes, see
+ * dot2x2_wide), once per pair rather than once per channel pair. x and y may lie in wide's last 2n bytes: the
+ * input word at byte j is read before wide's bytes 4j .. 4j+15 are written, and those end at 4j + 16 <= 6n + j,
+ * before any input word still to be read. */
 static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wide)
 {
     for (int32_t i = 0; i < n; i += 4, wide += 4) {
@@ -199,9 +178,14 @@ static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wid
     }
 }
 
-/* conv_pair over a widened pair: the same sums, requantised the same way. */
-static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w, const int32_t *bias,
-                           const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
+/* Two output pixels from their widened patches (n bytes each, n a multiple of 4: no tail loop in the sum),
+ * channels two at a time. The sums (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS) are requantised
+ * by one call per pixel, writing dst (pixel x) and dst + out_c (pixel y) after all the reads, so the output
+ * may overlap the input. Not inlined: inlined, the compiler hoists the widened words out of the channel loop
+ * and spills them. */
+static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
+                                                     const int32_t *bias, const requant_t *rq, int32_t out_c,
+                                                     int8_t *dst, int32_t *acc)
 {
     const int32_t pairs2 = out_c & ~1;
     switch (n) {
@@ -220,7 +204,8 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
     }
     if (pairs2 < out_c) { /* the odd channel as a pair with itself */
         const int32_t b = conv_bias(bias, pairs2);
-        dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2, 0);
+        dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2,
+                    0);
     }
     requant_n(rq, acc, 0, out_c, dst);
     requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, out_c, dst + out_c);
@@ -303,11 +288,10 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
     /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
     const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
-    /* pixels in pairs along a row when both pixels' sums fit acc and both patches the patch buffer */
+    /* pixels in pairs along a row when both pixels' sums fit acc and their widened patches (8 * filter_size
+     * bytes, see widen_pair) the patch buffer */
     const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
-                          (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
-    /* pairs widened in the patch buffer when their 8 * filter_size bytes fit it (see widen_pair) */
-    const int32_t wide = pairs && 8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
+                          8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
     uint32_t patch_words[(DSSDN_MAX_PATCH + 3) / 4]; /* the gathered patches, or a widened pair */
@@ -319,34 +303,18 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
         int32_t ox = 0;
         for (; pairs && ox + 2 <= p->out_w; ox += 2) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l, ix1 = ix0 + p->stride_w;
-            const int8_t *x = patch, *y = patch + filter_size;
-            if (wide) { /* the patches in the buffer's tail, widened in place; outputs after all reads */
-                x = patch + 6 * filter_size, y = patch + 7 * filter_size;
-                if (in_place) {
-                    x = in + iy0 * p->in_row + ix0 * p->in_pix;
-                    y = in + iy0 * p->in_row + ix1 * p->in_pix;
-                } else {
-                    gather(p, in, iy0, ix0, (int8_t *)x);
-                    gather(p, in, iy0, ix1, (int8_t *)y);
-                }
-                widen_pair(x, y, filter_size, patch_words);
-                conv_pair_wide(patch_words, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
-                out += 2 * p->out_c;
-                continue;
-            }
+            /* the patches in the buffer's tail, widened in place; the outputs stored after all the reads,
+             * so they may overlap the input */
+            const int8_t *x = patch + 6 * filter_size, *y = patch + 7 * filter_size;
             if (in_place) {
                 x = in + iy0 * p->in_row + ix0 * p->in_pix;
                 y = in + iy0 * p->in_row + ix1 * p->in_pix;
             } else {
-                gather(p, in, iy0, ix0, patch);
-                gather(p, in, iy0, ix1, patch + filter_size);
+                gather(p, in, iy0, ix0, patch + 6 * filter_size);
+                gather(p, in, iy0, ix1, patch + 7 * filter_size);
             }
-            if (p->out_c & 1) { /* the odd channel is computed after the others are stored: via the buffer */
-                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, pixel, acc);
-                copy_bytes(out, pixel, 2 * p->out_c);
-            } else { /* every read comes before the first store: the output may overlap the input */
-                conv_pair(x, y, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
-            }
+            widen_pair(x, y, filter_size, patch_words);
+            conv_pair_wide(patch_words, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
             out += 2 * p->out_c;
         }
         for (; ox < p->out_w; ++ox) {

@@ -28,9 +28,9 @@
 #define DSSDN_RQ_CHANNELS 64
 #endif
 #ifndef DSSDN_MAX_PATCH
-/* The stack buffer for gathered conv windows (k_h*k_w*in_c bytes; two of them when output pixels go in pairs);
- * a bigger window is summed tap by tap (same bits, slower). The DSSDN models need at most 2 x 160. Set it
- * to twice the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
+/* The stack buffer for gathered conv windows (k_h*k_w*in_c bytes); output pixels go in pairs when the pair's
+ * two windows widened to int16 (8 * k_h*k_w*in_c bytes) fit it. A bigger window is summed tap by tap (same
+ * bits, slower). The DSSDN models' windows are at most 160 bytes (DSSDN_MODEL_MAX_PATCH in dssdn_model.h). */
 #define DSSDN_MAX_PATCH 256
 #endif
 
