@@ -166,15 +166,39 @@ static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wi
     }
 }
 
+/* One pixel's window straight into a widened pair (wide: words 0, 1 of each group of four for pixel x, 2, 3
+ * for pixel y), for windows whose rows are runs of adjacent pixels inside the input, row_bytes = k_w * in_c a
+ * multiple of 4 (the first convs: one word per row). Rows outside the input read the zero point. */
+static void gather_wide(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, uint32_t *wide)
+{
+    const int32_t row_bytes = p->k_w * p->in_c;
+    const uint32_t zp = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
+    const uint32_t ze = even16(zp), zo = odd16(zp);
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            for (int32_t j = 0; j < row_bytes; j += 4, wide += 4) {
+                wide[0] = ze, wide[1] = zo;
+            }
+            continue;
+        }
+        const int8_t *src = in + iy * p->in_row + ix0 * p->in_pix;
+        for (int32_t j = 0; j < row_bytes; j += 4, wide += 4) {
+            const uint32_t v = load_word(src + j);
+            wide[0] = even16(v), wide[1] = odd16(v);
+        }
+    }
+}
+
 /* The channel pairs of conv_pair_wide with the window size n known at compile time (inlined with a constant):
  * the sum's loop unrolls, filter and widened words load at fixed offsets, no loop counter. */
 static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
                                                              const int32_t *bias, int32_t pairs2, int32_t *acc,
                                                              int unroll)
 {
-    for (int32_t oc = 0; oc < pairs2; oc += 2, w += 2 * n) {
-        dot2x2_wide(w, n, n, wide, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc,
-                    acc + DSSDN_RQ_CHANNELS / 2 + oc, unroll);
+    /* pointers, not a channel index: fewer registers live across the sum */
+    for (const int8_t *const end = w + pairs2 * n; w != end; w += 2 * n, bias += 2, acc += 2) {
+        dot2x2_wide(w, n, n, wide, bias[0], bias[1], acc, acc + DSSDN_RQ_CHANNELS / 2, unroll);
     }
 }
 
@@ -187,7 +211,11 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
                                                      const int32_t *bias, const requant_t *rq, int32_t out_c,
                                                      int8_t *dst, int32_t *acc)
 {
+    static const int32_t no_bias[DSSDN_RQ_CHANNELS / 2];
     const int32_t pairs2 = out_c & ~1;
+    if (!bias) {
+        bias = no_bias;
+    }
     switch (n) {
     case 12:
         pairs_wide(wide, 12, w, bias, pairs2, acc, 1);
@@ -203,7 +231,7 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
         break;
     }
     if (pairs2 < out_c) { /* the odd channel as a pair with itself */
-        const int32_t b = conv_bias(bias, pairs2);
+        const int32_t b = bias[pairs2];
         dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2,
                     0);
     }
@@ -292,6 +320,8 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
      * bytes, see widen_pair) the patch buffer */
     const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
                           8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
+    /* window rows that are runs of adjacent input pixels, a whole number of words (see gather_wide) */
+    const int32_t runs = p->dil_w == 1 && p->in_pix == p->in_c && ((p->k_w * p->in_c) & 3) == 0;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
     uint32_t patch_words[(DSSDN_MAX_PATCH + 3) / 4]; /* the gathered patches, or a widened pair */
@@ -303,17 +333,18 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
         int32_t ox = 0;
         for (; pairs && ox + 2 <= p->out_w; ox += 2) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l, ix1 = ix0 + p->stride_w;
-            /* the patches in the buffer's tail, widened in place; the outputs stored after all the reads,
-             * so they may overlap the input */
-            const int8_t *x = patch + 6 * filter_size, *y = patch + 7 * filter_size;
             if (in_place) {
-                x = in + iy0 * p->in_row + ix0 * p->in_pix;
-                y = in + iy0 * p->in_row + ix1 * p->in_pix;
-            } else {
+                widen_pair(in + iy0 * p->in_row + ix0 * p->in_pix, in + iy0 * p->in_row + ix1 * p->in_pix,
+                           filter_size, patch_words);
+            } else if (runs && ix0 >= 0 && ix1 + p->k_w <= p->in_w) {
+                gather_wide(p, in, iy0, ix0, patch_words);
+                gather_wide(p, in, iy0, ix1, patch_words + 2);
+            } else { /* gathered into the buffer's tail, then widened in place */
                 gather(p, in, iy0, ix0, patch + 6 * filter_size);
                 gather(p, in, iy0, ix1, patch + 7 * filter_size);
+                widen_pair(patch + 6 * filter_size, patch + 7 * filter_size, filter_size, patch_words);
             }
-            widen_pair(x, y, filter_size, patch_words);
+            /* the outputs are stored after all the reads, so they may overlap the input */
             conv_pair_wide(patch_words, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
             out += 2 * p->out_c;
         }
