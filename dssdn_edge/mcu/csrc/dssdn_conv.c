@@ -324,7 +324,9 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t runs = p->dil_w == 1 && p->in_pix == p->in_c && ((p->k_w * p->in_c) & 3) == 0;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
-    uint32_t patch_words[(DSSDN_MAX_PATCH + 3) / 4]; /* the gathered patches, or a widened pair */
+    /* the gathered patches, or a widened pair (at least one group of four words, so that even a build without
+     * pairs compiles their addressing without bounds warnings) */
+    uint32_t patch_words[DSSDN_MAX_PATCH < 16 ? 4 : (DSSDN_MAX_PATCH + 3) / 4];
     int8_t *const patch = (int8_t *)patch_words;
     int8_t pixel[DSSDN_MAX_PIXEL];
     const requant_t rq = requant_of(p, round);
