@@ -501,6 +501,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
      * offsets from the window's corner: only these get an input pointer per pixel */
     uint8_t used[DSSDN_MAX_TAPS];
     int16_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
+    int32_t off[DSSDN_MAX_TAPS]; /* byte offsets from the window's corner pixel */
     int32_t n_used = 0;
     dw_groups(p->w, taps, oc_n, quads, groups);
     for (int32_t t = 0; t < taps; ++t) {
@@ -513,18 +514,29 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
         if (read) {
             used[n_used] = (uint8_t)t;
             dy[n_used] = (int16_t)(t / p->k_w * p->dil_h);
-            dx[n_used++] = (int16_t)(t % p->k_w * p->dil_w);
+            dx[n_used] = (int16_t)(t % p->k_w * p->dil_w);
+            off[n_used] = dy[n_used] * p->in_row + dx[n_used] * p->in_pix;
+            ++n_used;
         }
     }
+    /* the window's corner range in which every tap is inside the input: there a tap's pointer is an offset */
+    const int32_t iy_max = p->in_h - 1 - (p->k_h - 1) * p->dil_h, ix_max = p->in_w - 1 - (p->k_w - 1) * p->dil_w;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = via_pixel ? pixel : out;
-            for (int32_t k = 0; k < n_used; ++k) {
-                const int32_t iy = iy0 + dy[k], ix = ix0 + dx[k];
-                tp[used[k]] = (uint32_t)iy < (uint32_t)p->in_h && (uint32_t)ix < (uint32_t)p->in_w
-                                  ? in + iy * p->in_row + ix * p->in_pix : NULL;
+            if (iy0 >= 0 && iy0 <= iy_max && ix0 >= 0 && ix0 <= ix_max) {
+                const int8_t *const corner = in + iy0 * p->in_row + ix0 * p->in_pix;
+                for (int32_t k = 0; k < n_used; ++k) {
+                    tp[used[k]] = corner + off[k];
+                }
+            } else {
+                for (int32_t k = 0; k < n_used; ++k) {
+                    const int32_t iy = iy0 + dy[k], ix = ix0 + dx[k];
+                    tp[used[k]] = (uint32_t)iy < (uint32_t)p->in_h && (uint32_t)ix < (uint32_t)p->in_w
+                                      ? in + iy * p->in_row + ix * p->in_pix : NULL;
+                }
             }
             dw_pixel(p, tp, groups, quads, acc);
             requant_n(&rq, acc, 0, 4 * quads, dst);
