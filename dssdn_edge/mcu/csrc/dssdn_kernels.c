@@ -83,6 +83,21 @@ static inline void binary_run(const dssdn_binary_t *p, const int8_t *a, int32_t 
     }
 }
 
+/* The residual ADD over contiguous rows without a clamp when input b's multiplier is exactly 1/2 (m = 2^30,
+ * shift 0: TFLite's common scale is twice the larger input scale, so the input with that scale always has
+ * it): requantize((b - zp) * 2^left, 2^30, 0) is (b - zp) * 2^(left - 1) exactly (the doubling high multiply
+ * by 2^30 halves an even number, the right shift is 0), so that input costs a shift, not a requantisation. */
+static void add_half_run(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int32_t n, int8_t *out)
+{
+    const int32_t a_zp = p->a_zp, b_zp = p->b_zp, out_zp = p->out_zp, b_left = p->left_shift - 1;
+    const rq_fixed_t fo = rq_fixed(p->out_mult, p->out_shift, 0);
+    const rq_fixed_t fa = rq_fixed(p->a_mult, p->a_shift, p->left_shift);
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t bv = (int32_t)((uint32_t)(b[i] - b_zp) << b_left);
+        out[i] = (int8_t)sat8(rq_apply(&fo, rq_apply(&fa, a[i] - a_zp) + bv) + out_zp);
+    }
+}
+
 /* One row of an element-wise op: n elements at element strides sa, sb (0 for a broadcast input). Out of
  * line so each op's arithmetic exists once in flash; every parameter is read once, into locals.
  * ADD follows TFLM's reference: both inputs to a common scale, the sum, then the output scale. */
@@ -91,9 +106,15 @@ static void binary_row(const dssdn_binary_t *p, const int8_t *a, int32_t sa, con
 {
     /* the residual ADDs and the squeeze-excitation MULs (rows of channels): most of the element-wise work */
     const int fast = sa == 1 && sb == 1 && p->act_min == -128 && p->act_max == 127;
-    if (is_add && fast) {
-        binary_run(p, a, 1, b, 1, n, out, 1, 1, 1);
-    } else if (is_add) {
+    const int32_t half = (int32_t)1 << 30;
+    if (is_add && fast && p->left_shift >= 1 && (p->b_mult == half && p->b_shift == 0)) {
+        add_half_run(p, a, b, n, out);
+    } else if (is_add && fast && p->left_shift >= 1 && (p->a_mult == half && p->a_shift == 0)) {
+        dssdn_binary_t q = *p; /* the sum is symmetric: a and b swap roles, the same integers */
+        q.a_zp = p->b_zp, q.b_zp = p->a_zp, q.a_mult = p->b_mult, q.a_shift = p->b_shift;
+        q.b_mult = p->a_mult, q.b_shift = p->a_shift;
+        add_half_run(&q, b, a, n, out);
+    } else if (is_add) { /* (a TFLite ADD always has an input at multiplier 1/2: this loop is for others) */
         binary_run(p, a, sa, b, sb, n, out, 1, 0, 0);
     } else if (fast) {
         binary_run(p, a, 1, b, 1, n, out, 0, 1, 1);
