@@ -124,6 +124,24 @@ static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32
     }
 }
 
+/* A pixel pair's outputs (sums of pixel x at acc[0 .. n), of pixel y DSSDN_RQ_CHANNELS / 2 further) to dst
+ * and dst + n: on the table path without a clamp (the common case) one loop reads each channel's multiplier
+ * and table entry once for both pixels; otherwise requant_n per pixel. */
+static void requant_pair(const requant_t *rq, const int32_t *acc, int32_t n, int8_t *dst)
+{
+    const requant_t r = *rq;
+    if (r.round && r.lo == -128 && r.hi == 127) {
+        for (int32_t i = 0; i < n; ++i) {
+            const int32_t m = rq_mult(&r, i), rnd = r.round[i];
+            dst[i] = (int8_t)sat8(round_shift(high_mul(acc[i], m), rnd));
+            dst[n + i] = (int8_t)sat8(round_shift(high_mul(acc[DSSDN_RQ_CHANNELS / 2 + i], m), rnd));
+        }
+        return;
+    }
+    requant_n(rq, acc, 0, n, dst);
+    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, n, dst + n);
+}
+
 /* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
  * channels per pass over x, so each input word is loaded and widened once for all of them, their sums kept
  * in registers and requantised at once. */
@@ -235,8 +253,7 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
         dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2,
                     0);
     }
-    requant_n(rq, acc, 0, out_c, dst);
-    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, out_c, dst + out_c);
+    requant_pair(rq, acc, out_c, dst);
 }
 
 /* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
