@@ -168,9 +168,73 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
 }
 #endif
 
-/* The requantisation of a conv's outputs, in locals: int8 stores may alias anything reachable through a
- * pointer, so fields read through the op's struct would be reloaded after every store. */
+/* A reader of the bit-packed channel constants (dssdn_chan_t): bits come out least significant first. */
 typedef struct {
+    const uint32_t *next;
+    uint64_t acc;
+    int32_t n; /* bits in acc */
+} bit_reader_t;
+
+static inline bit_reader_t bits_of(const dssdn_chan_t *c)
+{
+    bit_reader_t r;
+    r.next = c->bits;
+    r.acc = 0;
+    r.n = 0;
+    return r;
+}
+
+static inline uint32_t take_bits(bit_reader_t *r, int32_t w)
+{
+    if (w == 0) {
+        return 0;
+    }
+    if (r->n < w) {
+        r->acc |= (uint64_t)*r->next++ << r->n;
+        r->n += 32;
+    }
+    const uint32_t v = (uint32_t)(r->acc & (((uint64_t)1 << w) - 1));
+    r->acc >>= w;
+    r->n -= w;
+    return v;
+}
+
+/* One channel's constants: the bias, and with has_q its multiplier and shift. */
+static inline int32_t next_channel(bit_reader_t *r, const dssdn_chan_t *c, int32_t has_q, int32_t *mult,
+                                   int32_t *shift)
+{
+    int32_t bias = 0;
+    if (c->bias_bits) {
+        const uint32_t sign = (uint32_t)1 << (c->bias_bits - 1);
+        bias = (int32_t)((take_bits(r, c->bias_bits) ^ sign) - sign);
+    }
+    if (has_q) {
+        *mult = (int32_t)(take_bits(r, c->mult_bits) | (c->mult_bits == 30 ? (uint32_t)1 << 30 : 0));
+        *shift = (int32_t)take_bits(r, c->shift_bits) + c->shift_min;
+    }
+    return bias;
+}
+
+/* All n channels into bias[n], mult[nq], shift[nq]: once per op call, out of the hot loops. */
+static void chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int32_t *bias, int32_t *mult,
+                        int8_t *shift)
+{
+    bit_reader_t r = bits_of(c);
+    for (int32_t i = 0; i < n; ++i) {
+        int32_t m = 0, s = 0;
+        bias[i] = next_channel(&r, c, i < nq, &m, &s);
+        if (i < nq) {
+            mult[i] = m;
+            shift[i] = (int8_t)s;
+        }
+    }
+}
+
+/* The requantisation of a conv's outputs, in locals: int8 stores may alias anything reachable through a
+ * pointer, so fields read through the op's struct would be reloaded after every store. bias, mult and
+ * shift point into the op's work area, where requant_of has unpacked them. */
+typedef struct {
+    const int32_t *bias;
     const int32_t *mult;
     const int8_t *shift;
     int32_t per_channel, out_zp, lo, hi;
@@ -179,8 +243,13 @@ typedef struct {
 static inline requant_t requant_of(const dssdn_conv_t *p)
 {
     requant_t r;
-    r.mult = p->mult;
-    r.shift = p->shift;
+    const int32_t nq = p->per_channel ? p->out_c : 1;
+    int32_t *bias = (int32_t *)(void *)p->work, *mult = bias + p->out_c;
+    int8_t *shift = (int8_t *)(mult + nq);
+    chan_unpack(&p->chan, p->out_c, nq, bias, mult, shift);
+    r.bias = bias;
+    r.mult = mult;
+    r.shift = shift;
     r.per_channel = p->per_channel ? -1 : 0; /* a mask: the channel index or 0 without a branch */
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
@@ -313,11 +382,11 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = p->buffered ? pixel : out;
             if (use_patch) {
-                conv_pixel(gather(p, in, iy0, ix0, patch), filter_size, p->w, p->bias, &rq, p->out_c, dst);
+                conv_pixel(gather(p, in, iy0, ix0, patch), filter_size, p->w, rq.bias, &rq, p->out_c, dst);
             } else {
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
-                                                    p->bias ? p->bias[oc] : 0);
+                                                    rq.bias[oc]);
                     requant_block(&rq, &acc, oc, 1, dst);
                 }
             }
@@ -341,7 +410,7 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
             int8_t *dst = p->buffered ? pixel : out;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
                 const int32_t ic = oc / p->depth_mult;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
+                int32_t acc = rq.bias[oc];
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
                     const int32_t iy = iy0 + ky * p->dil_h;
                     for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -402,9 +471,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             if (dm == 1) {
                 for (; oc + 4 <= oc_n; oc += 4) {
                     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                    if (p->bias) {
-                        a0 = p->bias[oc], a1 = p->bias[oc + 1], a2 = p->bias[oc + 2], a3 = p->bias[oc + 3];
-                    }
+                    a0 = rq.bias[oc], a1 = rq.bias[oc + 1], a2 = rq.bias[oc + 2], a3 = rq.bias[oc + 3];
                     for (int32_t j = 0; j < nv; ++j) {
                         const int8_t *x = xs[j] + oc, *w = ws[j] + oc;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
@@ -434,7 +501,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             }
             for (; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
-                int32_t acc = p->bias ? p->bias[oc] : 0;
+                int32_t acc = rq.bias[oc];
                 for (int32_t j = 0; j < nv; ++j) {
                     acc += (int32_t)ws[j][oc] * xs[j][ic];
                 }
@@ -455,9 +522,11 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
 {
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;
+        bit_reader_t chan = bits_of(&p->chan); /* the channel constants, unit by unit */
+        int32_t mult = 0, shift = 0;
         for (int32_t u = 0; u < p->units; ++u) {
             const int8_t *w = p->w + u * p->depth;
-            int32_t acc = p->bias ? p->bias[u] : 0;
+            int32_t acc = next_channel(&chan, &p->chan, u == 0 || p->per_channel, &mult, &shift);
             if (p->w_zp == 0) {
                 acc = dot(w, x, p->depth, acc);
             } else {
@@ -465,8 +534,7 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
                     acc += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
                 }
             }
-            const int32_t q = p->per_channel ? u : 0;
-            const int32_t v = requantize(acc, p->mult[q], p->shift[q]) + p->out_zp;
+            const int32_t v = requantize(acc, mult, shift) + p->out_zp;
             *out++ = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
         }
     }

@@ -30,6 +30,17 @@
 extern "C" {
 #endif
 
+/* The per-output-channel constants of a conv or FC, bit-packed by the generator (dssdn_edge/mcu/pack.py):
+ * for each channel, bias_bits bits of the folded bias (two's complement; 0 bits: no bias), then, for every
+ * channel with its own requantisation (all of them, or only channel 0 without per_channel), mult_bits bits of
+ * the multiplier (30: bit 30, always set by QuantizeMultiplier, is implied) and shift_bits bits of
+ * shift - shift_min; least significant bit first in little-endian uint32 words. A conv unpacks them into its
+ * work area once per call (requant_of), so the loops read plain int32 values as before. */
+typedef struct {
+    const uint32_t *bits;
+    int8_t bias_bits, mult_bits, shift_bits, shift_min;
+} dssdn_chan_t;
+
 /* CONV_2D and DEPTHWISE_CONV_2D. The input is a view: element (y, x, c) is at in[y*in_row + x*in_pix + c],
  * so a slice along H or W of a bigger tensor is read in place. Taps outside the input read the input zero
  * point; bias holds bias - in_zp * sum(filter of that channel), so the sum needs no subtraction per tap. conv filter: [out_c][k_h][k_w][k_c] (k_c = in_c / groups);
@@ -41,14 +52,14 @@ typedef struct {
     int16_t k_h, k_w, k_c;
     int16_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int16_t depth_mult;
-    int16_t per_channel; /* 0: mult[0], shift[0] for every channel */
-    int16_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
-                            output overwrite the input pixel it is computed from) */
-    int16_t in_zp, out_zp, act_min, act_max;
+    int8_t per_channel; /* 0: one multiplier and shift for every channel */
+    int8_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
+                           output overwrite the input pixel it is computed from) */
+    int8_t in_zp, out_zp, act_min, act_max;
     const int8_t *w;
-    const int32_t *bias; /* may be NULL */
-    const int32_t *mult;
-    const int8_t *shift;
+    int8_t *work;       /* 4-aligned arena bytes free while this op runs: 9*out_c (4*out_c + 5 without
+                           per_channel), where the channel constants are unpacked */
+    dssdn_chan_t chan;
 } dssdn_conv_t;
 
 void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
@@ -58,12 +69,10 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out
  * bias - in_zp * sum(filter row - w_zp), as for the convolutions. */
 typedef struct {
     int32_t batches, depth, units;
-    int16_t per_channel;
-    int16_t in_zp, w_zp, out_zp, act_min, act_max;
+    int8_t per_channel;
+    int8_t in_zp, w_zp, out_zp, act_min, act_max;
     const int8_t *w;
-    const int32_t *bias; /* may be NULL */
-    const int32_t *mult;
-    const int8_t *shift;
+    dssdn_chan_t chan; /* read unit by unit, no work area */
 } dssdn_fc_t;
 
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
