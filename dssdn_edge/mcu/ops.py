@@ -248,9 +248,12 @@ def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
                           "zero point -128 (as TFLite Micro requires)")
-    table = quant.logistic_table(t_in.scale, t_in.zero_point)
-    arrays = [Array(f"{prefix}_lut", "int8_t", np.asarray(table, np.int8))]
-    return Lowered(None, {}, arrays, f"dssdn_lookup({prefix}_lut, A + {plan.addr(op.inputs[0])}, "
+    mult, shift, radius = quant.logistic_params(t_in.scale)
+    if not -31 <= shift <= 31:
+        raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}): input scale {t_in.scale} is out of range")
+    radius = min(radius, quant.INT32_MAX)  # |input - zero point| <= 255: a bigger radius never saturates
+    fields = {"mult": mult, "radius": radius, "in_zp": t_in.zero_point, "shift": shift}
+    return Lowered("dssdn_logistic_t", fields, [], f"dssdn_logistic(&{prefix}, A + {plan.addr(op.inputs[0])}, "
                    f"A + {plan.addr(op.outputs[0])}, {out.size});")
 
 

@@ -107,8 +107,14 @@ typedef struct {
 
 void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out);
 
-/* An element-wise op of one int8 input given as its 256-entry table (LOGISTIC). */
-void dssdn_lookup(const int8_t table[256], const int8_t *in, int8_t *out, int32_t n);
+/* LOGISTIC (int8, output scale 1/256 and zero point -128): TFLM's fixed-point path at run time. The input
+ * minus in_zp is rescaled to Q4.27 by mult, shift; inputs at or beyond +-radius saturate. */
+typedef struct {
+    int32_t mult, radius;
+    int8_t in_zp, shift;
+} dssdn_logistic_t;
+
+void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n);
 
 /* Byte moves for SLICE, PAD and CONCATENATION when they cannot be views. */
 typedef struct {
