@@ -8,6 +8,7 @@ The C has no interpreter and parses nothing: every shape, offset, multiplier and
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,9 @@ from .ops import LOWER, Array, Lowered, lower_copy
 from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
-# sizeof on a 32-bit target (4-byte pointers), as tests/test_mcu_ops.py checks with arm-none-eabi-gcc
-STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 32, "dssdn_binary_t": 4 * 24,
-                "dssdn_mean_t": 4 * 7, "dssdn_logistic_t": 12, "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
+# sizeof on a 32-bit target (4-byte pointers), as tests/test_mcu_consts.py checks with arm-none-eabi-gcc
+STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 32, "dssdn_binary_t": 72, "dssdn_mean_t": 20, "dssdn_logistic_t": 12,
+               "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 
 @dataclass
@@ -65,17 +66,26 @@ def _field(v: object) -> str:
     return str(v)
 
 
-INT32_FIELDS = {"in_row", "in_pix", "batches", "depth", "units"}  # the other integers of these structs are narrower
-INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "out_zp", "act_min", "act_max"}
+INT32_FIELDS = {"in_row", "in_pix", "batches", "depth", "units"}  # the other integers of these structs are int16_t
 NARROW_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t")
+INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "a_zp", "b_zp", "out_zp", "act_min", "act_max",
+               "left_shift", "a_shift", "b_shift", "out_shift", "shift"}
+
+
+INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_binary_t", "dssdn_mean_t", "dssdn_logistic_t")
+
+
+def _field_bits(struct_type: str, name: str) -> int:
+    if name in INT8_FIELDS and struct_type in INT8_STRUCTS:
+        return 8
+    return 16 if struct_type in NARROW_STRUCTS and name not in INT32_FIELDS else 32
 
 
 def _struct(struct_type: str, name: str, fields: dict[str, object]) -> str:
-    if struct_type in NARROW_STRUCTS:
-        for k, v in fields.items():
-            bits = 32 if k in INT32_FIELDS else 8 if k in INT8_FIELDS else 16
-            if isinstance(v, int) and not -(1 << (bits - 1)) <= v < 1 << (bits - 1):
-                raise ExportError(f"{name}: {k} = {v} does not fit the kernel's {bits}-bit field")
+    for k, v in fields.items():
+        bits = _field_bits(struct_type, k)
+        if isinstance(v, int) and not -(1 << (bits - 1)) <= v < 1 << (bits - 1):
+            raise ExportError(f"{name}: {k} = {v} does not fit the kernel's {bits}-bit field")
     body = ", ".join(f".{k} = {_field(v)}" for k, v in fields.items())
     return f"static const {struct_type} {name} = {{{body}}};\n"
 
@@ -146,6 +156,7 @@ const int8_t *{symbol}_invoke(void);   /* runs the graph; returns the int8 outpu
     calls: list[str] = []
     const_bytes = 0
     weight_count = 0
+    first_of: dict[tuple[str, bytes], str] = {}  # an array's type and values -> the array that holds them
     for k, items in lowered:
         op = graph.ops[k]
         shapes = " + ".join(str(list(graph.t(i).shape)) for i in op.inputs if i >= 0 and not graph.t(i).is_const)
@@ -155,13 +166,21 @@ const int8_t *{symbol}_invoke(void);   /* runs the graph; returns the int8 outpu
             continue
         calls.append(f"    {note} */")
         for item in items:
+            same: dict[str, str] = {}
             for a in item.arrays:
-                consts.append(_array(a))
-                const_bytes += a.values.size * (1 if a.ctype == "int8_t" else 4)
                 if a.name.endswith("_w"):
                     weight_count += a.values.size
+                key = (a.ctype, np.ascontiguousarray(a.values).tobytes())
+                if key in first_of:  # e.g. one conv applied to two bands: its arrays are emitted once
+                    same[a.name] = first_of[key]
+                    consts.append(f"/* {a.name}: the values of {first_of[key]} */\n")
+                    continue
+                first_of[key] = a.name
+                consts.append(_array(a))
+                const_bytes += a.values.size * (1 if a.ctype == "int8_t" else 4)
             if item.struct_type is not None:
-                consts.append(_struct(item.struct_type, item.name or f"{symbol}_op{k}", item.fields))
+                fields = {f: _renamed(v, same) for f, v in item.fields.items()}
+                consts.append(_struct(item.struct_type, item.name or f"{symbol}_op{k}", fields))
                 const_bytes += STRUCT_BYTES[item.struct_type]
             calls.append(f"    {item.call}")
     if labels:
@@ -211,6 +230,13 @@ const int8_t *{symbol}_invoke(void)
 #undef A
 """
     return Emitted(header, source, const_bytes, weight_count)
+
+
+def _renamed(value: object, same: dict[str, str]) -> object:
+    """A struct field with references to arrays that were not emitted replaced by their twins."""
+    if not isinstance(value, str) or not same:
+        return value
+    return re.sub(r"\b\w+\b", lambda m: same.get(m.group(0), m.group(0)), value)
 
 
 def _max_patch(graph: Graph) -> int:

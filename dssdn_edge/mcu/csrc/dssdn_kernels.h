@@ -81,9 +81,11 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
 typedef struct {
     int32_t dims[4];
     int32_t a_str[4], b_str[4];
-    int32_t a_zp, b_zp, out_zp, act_min, act_max;
-    int32_t left_shift, a_mult, a_shift, b_mult, b_shift; /* ADD only */
-    int32_t out_mult, out_shift;
+    int32_t a_mult, b_mult; /* ADD only */
+    int32_t out_mult;
+    int8_t a_zp, b_zp, out_zp, act_min, act_max;
+    int8_t left_shift, a_shift, b_shift; /* ADD only */
+    int8_t out_shift;
 } dssdn_binary_t;
 
 void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
@@ -92,8 +94,8 @@ void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
 /* MEAN over the middle axis of [outer][reduced][inner]: TFLM's fixed-point path, 1/n folded into mult/shift
  * (the pinned wheel takes it even when input and output quantisation agree). */
 typedef struct {
-    int32_t outer, reduced, inner;
-    int32_t in_zp, out_zp, mult, shift;
+    int32_t outer, reduced, inner, mult;
+    int8_t in_zp, out_zp, shift;
 } dssdn_mean_t;
 
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out);
