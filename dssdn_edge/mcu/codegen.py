@@ -22,7 +22,7 @@ from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
 # sizeof on a 32-bit target (4-byte pointers), as tests/test_mcu_consts.py checks with arm-none-eabi-gcc
-STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 32, "dssdn_binary_t": 72, "dssdn_mean_t": 20, "dssdn_logistic_t": 12,
+STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 36, "dssdn_binary_t": 72, "dssdn_mean_t": 20, "dssdn_logistic_t": 12,
                "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 

@@ -165,11 +165,12 @@ def lower_fc(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     lo, hi = _act(graph, op)
     wsum = (np.asarray(w.data, np.int64).reshape(units, depth) - w.zero_point).sum(1)
     chan, packed = _channels(prefix, _bias(graph, op, wsum, t_in.zero_point), mults, shifts)
+    work = work_area(plan, op.index, pack.work_bytes(units, len(mults)))
     arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), packed]
     fields = {
         "batches": batches, "depth": depth, "units": units, "per_channel": int(len(mults) > 1),
         "in_zp": t_in.zero_point, "w_zp": w.zero_point, "out_zp": out.zero_point, "act_min": lo,
-        "act_max": hi, "w": f"{prefix}_w", **chan,
+        "act_max": hi, "w": f"{prefix}_w", "work": f"A + {work}", **chan,
     }
     return Lowered("dssdn_fc_t", fields, arrays,
                    f"dssdn_fully_connected(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")

@@ -7,8 +7,9 @@ take a handful of neighbouring values, so ``shift - shift_min`` fits 0-3 bits. P
 writes ``bias_bits`` bits of bias (two's complement), then, for the channels that have their own
 multiplier (all of them, or only the first with per-tensor quantisation), ``mult_bits`` bits of multiplier
 and ``shift_bits`` bits of ``shift - shift_min``, least significant bit first, into little-endian uint32 words.
-``chan_unpack`` in dssdn_kernels.c reads them back once per op call, so the per-output arithmetic is
-unchanged: the layout saves flash, never instructions in the hot loops.
+``chan_unpack`` in dssdn_kernels.c reads them back once per op call into the op's work area (arena bytes
+free while it runs, see ``plan.work_area``), so the per-output arithmetic is unchanged: the layout saves
+flash, not instructions in the hot loops.
 """
 
 from __future__ import annotations
@@ -95,5 +96,5 @@ def unpack_channels(p: PackedChannels, channels: int, n_mult: int) -> tuple[list
 
 
 def work_bytes(channels: int, n_mult: int) -> int:
-    """RAM ``chan_unpack`` writes for a conv: int32 biases, int32 multipliers, int8 shifts."""
+    """Bytes ``chan_unpack`` writes into an op's work area: int32 biases, int32 multipliers, int8 shifts."""
     return 4 * channels + 4 * n_mult + n_mult

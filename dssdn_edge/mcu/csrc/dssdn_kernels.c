@@ -169,66 +169,49 @@ static inline void dot4(const int8_t *w, int32_t n, const int8_t *x, int32_t *ac
 }
 #endif
 
-/* A reader of the bit-packed channel constants (dssdn_chan_t): bits come out least significant first. */
-typedef struct {
-    const uint32_t *next;
-    uint64_t acc;
-    int32_t n; /* bits in acc */
-} bit_reader_t;
-
-static inline bit_reader_t bits_of(const dssdn_chan_t *c)
-{
-    bit_reader_t r;
-    r.next = c->bits;
-    r.acc = 0;
-    r.n = 0;
-    return r;
-}
-
-static inline uint32_t take_bits(bit_reader_t *r, int32_t w)
+/* w (0..32) bits of the bit-packed channel constants from bit *pos on, least significant first. */
+static inline uint32_t take_bits(const uint32_t *words, uint32_t *pos, int32_t w)
 {
     if (w == 0) {
         return 0;
     }
-    if (r->n < w) {
-        r->acc |= (uint64_t)*r->next++ << r->n;
-        r->n += 32;
+    const uint32_t i = *pos >> 5, o = *pos & 31;
+    uint32_t v = words[i] >> o;
+    if (o + (uint32_t)w > 32) { /* then o >= 1: the rest is in the next word */
+        v |= words[i + 1] << (32 - o);
     }
-    const uint32_t v = (uint32_t)(r->acc & (((uint64_t)1 << w) - 1));
-    r->acc >>= w;
-    r->n -= w;
-    return v;
+    *pos += (uint32_t)w;
+    return w == 32 ? v : v & (((uint32_t)1 << w) - 1);
 }
 
-/* One channel's constants: the bias, and with has_q its multiplier and shift. */
-static inline int32_t next_channel(bit_reader_t *r, const dssdn_chan_t *c, int32_t has_q, int32_t *mult,
-                                   int32_t *shift)
-{
-    int32_t bias = 0;
-    if (c->bias_bits) {
-        const uint32_t sign = (uint32_t)1 << (c->bias_bits - 1);
-        bias = (int32_t)((take_bits(r, c->bias_bits) ^ sign) - sign);
-    }
-    if (has_q) {
-        *mult = (int32_t)(take_bits(r, c->mult_bits) | (c->mult_bits == 30 ? (uint32_t)1 << 30 : 0));
-        *shift = (int32_t)take_bits(r, c->shift_bits) + c->shift_min;
-    }
-    return bias;
-}
+/* The channel constants of an op, unpacked into plain arrays in its work area. */
+typedef struct {
+    const int32_t *bias;  /* [n] */
+    const int32_t *mult;  /* [nq] */
+    const int8_t *shift;  /* [nq] */
+} chan_arrays_t;
 
-/* All n channels into bias[n], mult[nq], shift[nq]: once per op call, out of the hot loops. */
-static void chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int32_t *bias, int32_t *mult,
-                        int8_t *shift)
+/* All n channels (nq of them with their own requantisation) into work: int32 bias[n], int32 mult[nq],
+ * int8 shift[nq]. Once per op call, out of the hot loops, so they read plain values. */
+static chan_arrays_t chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int8_t *work)
 {
-    bit_reader_t r = bits_of(c);
+    int32_t *bias = (int32_t *)(void *)work, *mult = bias + n;
+    int8_t *shift = (int8_t *)(mult + nq);
+    const uint32_t sign = c->bias_bits ? (uint32_t)1 << (c->bias_bits - 1) : 0;
+    const uint32_t implied = c->mult_bits == 30 ? (uint32_t)1 << 30 : 0;
+    uint32_t pos = 0;
     for (int32_t i = 0; i < n; ++i) {
-        int32_t m = 0, s = 0;
-        bias[i] = next_channel(&r, c, i < nq, &m, &s);
+        bias[i] = (int32_t)((take_bits(c->bits, &pos, c->bias_bits) ^ sign) - sign);
         if (i < nq) {
-            mult[i] = m;
-            shift[i] = (int8_t)s;
+            mult[i] = (int32_t)(take_bits(c->bits, &pos, c->mult_bits) | implied);
+            shift[i] = (int8_t)((int32_t)take_bits(c->bits, &pos, c->shift_bits) + c->shift_min);
         }
     }
+    chan_arrays_t a;
+    a.bias = bias;
+    a.mult = mult;
+    a.shift = shift;
+    return a;
 }
 
 /* The requantisation of a conv's outputs, in locals: int8 stores may alias anything reachable through a
@@ -244,13 +227,10 @@ typedef struct {
 static inline requant_t requant_of(const dssdn_conv_t *p)
 {
     requant_t r;
-    const int32_t nq = p->per_channel ? p->out_c : 1;
-    int32_t *bias = (int32_t *)(void *)p->work, *mult = bias + p->out_c;
-    int8_t *shift = (int8_t *)(mult + nq);
-    chan_unpack(&p->chan, p->out_c, nq, bias, mult, shift);
-    r.bias = bias;
-    r.mult = mult;
-    r.shift = shift;
+    const chan_arrays_t a = chan_unpack(&p->chan, p->out_c, p->per_channel ? p->out_c : 1, p->work);
+    r.bias = a.bias;
+    r.mult = a.mult;
+    r.shift = a.shift;
     r.per_channel = p->per_channel ? -1 : 0; /* a mask: the channel index or 0 without a branch */
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
@@ -521,13 +501,12 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
 
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
 {
+    const chan_arrays_t chan = chan_unpack(&p->chan, p->units, p->per_channel ? p->units : 1, p->work);
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;
-        bit_reader_t chan = bits_of(&p->chan); /* the channel constants, unit by unit */
-        int32_t mult = 0, shift = 0;
         for (int32_t u = 0; u < p->units; ++u) {
             const int8_t *w = p->w + u * p->depth;
-            int32_t acc = next_channel(&chan, &p->chan, u == 0 || p->per_channel, &mult, &shift);
+            int32_t acc = chan.bias[u];
             if (p->w_zp == 0) {
                 acc = dot(w, x, p->depth, acc);
             } else {
@@ -535,7 +514,8 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
                     acc += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
                 }
             }
-            const int32_t v = requantize(acc, mult, shift) + p->out_zp;
+            const int32_t q = p->per_channel ? u : 0;
+            const int32_t v = requantize(acc, chan.mult[q], chan.shift[q]) + p->out_zp;
             *out++ = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
         }
     }

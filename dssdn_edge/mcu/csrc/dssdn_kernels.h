@@ -34,8 +34,8 @@ extern "C" {
  * for each channel, bias_bits bits of the folded bias (two's complement; 0 bits: no bias), then, for every
  * channel with its own requantisation (all of them, or only channel 0 without per_channel), mult_bits bits of
  * the multiplier (30: bit 30, always set by QuantizeMultiplier, is implied) and shift_bits bits of
- * shift - shift_min; least significant bit first in little-endian uint32 words. A conv unpacks them into its
- * work area once per call (requant_of), so the loops read plain int32 values as before. */
+ * shift - shift_min; least significant bit first in little-endian uint32 words. A conv or FC unpacks them
+ * into its work area once per call, so the loops read plain int32 values as before. */
 typedef struct {
     const uint32_t *bits;
     int8_t bias_bits, mult_bits, shift_bits, shift_min;
@@ -72,7 +72,8 @@ typedef struct {
     int8_t per_channel;
     int8_t in_zp, w_zp, out_zp, act_min, act_max;
     const int8_t *w;
-    dssdn_chan_t chan; /* read unit by unit, no work area */
+    int8_t *work; /* as dssdn_conv_t's, for units channels */
+    dssdn_chan_t chan;
 } dssdn_fc_t;
 
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
