@@ -44,7 +44,8 @@ from dssdn_edge.fileio import write_json, write_text  # noqa: E402
 from dssdn_edge.frontend import Frontend, Normalization  # noqa: E402
 from dssdn_edge.model import ModelConfig, build_model, config_for  # noqa: E402
 from dssdn_edge.teacher import TeacherTable  # noqa: E402
-from dssdn_edge.train import Batcher, TrainConfig, train_step  # noqa: E402
+from dssdn_edge.train_config import TrainConfig  # noqa: E402
+from dssdn_edge.train_steps import Batcher, train_step  # noqa: E402
 
 SIZES = ("dssdn-small", "dssdn-middle", "dssdn-large")
 TARGET = 3.0  # dssdn-small: now / previous windows per second

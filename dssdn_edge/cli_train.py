@@ -111,8 +111,8 @@ def train(size: str | None, data: Path | None, init: str | None, out: Path | Non
     from .data import Dataset
     from .distributed import COMMAND_ENV, LAUNCHED_ENV
     from .runlock import exclusive
-    from .train import TrainConfig
     from .train import train as run
+    from .train_config import TrainConfig
 
     command = os.environ.get(COMMAND_ENV) or "dssdn-edge " + " ".join(sys.argv[1:])
     if nproc > 1:

@@ -20,7 +20,8 @@ from dssdn_edge.data import Dataset
 from dssdn_edge.errors import CheckpointError, DssdnError
 from dssdn_edge.frontend import FrontendConfig
 from dssdn_edge.model import config_for
-from dssdn_edge.train import STATE_FILE, TrainConfig, kd_loss, train
+from dssdn_edge.train import STATE_FILE, TrainConfig, train
+from dssdn_edge.train_steps import kd_loss
 
 QUIET = {"log": lambda *_: None}
 

@@ -134,7 +134,7 @@ def command(meta: dict[str, Any]) -> str:
     t = meta["training"]
     if t.get("command"):
         return repo_relative(t["command"])
-    from dssdn_edge.train import TrainConfig
+    from dssdn_edge.train_config import TrainConfig
 
     defaults = TrainConfig().to_dict()
     parts = ["dssdn-edge train"]
