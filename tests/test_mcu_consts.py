@@ -90,6 +90,22 @@ def test_storage_variants_match_tflm(tmp_path):
         assert re.search(expect, text[f"m{i}"]), (name, expect)
 
 
+def test_logistic_at_extreme_input_scales(tmp_path):
+    """LOGISTIC's run-time path over every int8 input where its rescale shift is far from the random cases'
+    (tiny and huge input scales: long shifts, radii of a few LSB or beyond the int8 range)."""
+    rng = np.random.default_rng(2)
+    cases = []
+    for i, (scale, zp) in enumerate(((1e-4, 0), (0.9, -40), (4.0, 3), (30.0, 127))):
+        g = GraphBuilder()
+        x = g.input([1, 256], scale, zp)
+        y = g.act([1, 256], 1.0 / 256, -128)
+        g.op("LOGISTIC", [x], [y])
+        cases.append(make_case(f"logistic_x{i}", g.build([y]), [[1, 256]], rng, samples=1,
+                               values=np.arange(-128, 128, dtype=np.int8)))
+    for name, (mine, theirs) in run_cases(cases, tmp_path).items():
+        assert np.array_equal(mine, theirs), name
+
+
 def test_identical_arrays_are_emitted_once(tmp_path):
     """Two convs with the same filter and bias on two halves of one input (dssdn's two bands): one array."""
     rng = np.random.default_rng(3)

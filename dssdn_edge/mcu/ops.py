@@ -250,7 +250,9 @@ def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
                           "zero point -128 (as TFLite Micro requires)")
     mult, shift, radius = quant.logistic_params(t_in.scale)
-    if not -31 <= shift <= 31:
+    if radius <= 0:  # every input saturates (scale >= 2^4): the rescale is never evaluated
+        shift = 0
+    elif not -31 <= shift <= 31:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}): input scale {t_in.scale} is out of range")
     radius = min(radius, quant.INT32_MAX)  # |input - zero point| <= 255: a bigger radius never saturates
     fields = {"mult": mult, "radius": radius, "in_zp": t_in.zero_point, "shift": shift}
