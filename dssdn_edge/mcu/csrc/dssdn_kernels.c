@@ -199,11 +199,22 @@ static chan_arrays_t chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, i
     const uint32_t sign = c->bias_bits ? (uint32_t)1 << (c->bias_bits - 1) : 0;
     const uint32_t implied = c->mult_bits == 30 ? (uint32_t)1 << 30 : 0;
     uint32_t pos = 0;
+    const int32_t q_bits = c->mult_bits + c->shift_bits; /* one read for both when they fit a word */
+    const uint32_t m_mask = ((uint32_t)1 << c->mult_bits) - 1;
     for (int32_t i = 0; i < n; ++i) {
         bias[i] = (int32_t)((take_bits(c->bits, &pos, c->bias_bits) ^ sign) - sign);
         if (i < nq) {
-            mult[i] = (int32_t)(take_bits(c->bits, &pos, c->mult_bits) | implied);
-            shift[i] = (int8_t)((int32_t)take_bits(c->bits, &pos, c->shift_bits) + c->shift_min);
+            uint32_t m, s;
+            if (q_bits <= 32) {
+                const uint32_t v = take_bits(c->bits, &pos, q_bits);
+                m = v & m_mask;
+                s = v >> c->mult_bits;
+            } else {
+                m = take_bits(c->bits, &pos, c->mult_bits);
+                s = take_bits(c->bits, &pos, c->shift_bits);
+            }
+            mult[i] = (int32_t)(m | implied);
+            shift[i] = (int8_t)((int32_t)s + c->shift_min);
         }
     }
     chan_arrays_t a;

@@ -82,11 +82,9 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
 typedef struct {
     int32_t dims[4];
     int32_t a_str[4], b_str[4];
-    int32_t a_mult, b_mult; /* ADD only */
-    int32_t out_mult;
-    int8_t a_zp, b_zp, out_zp, act_min, act_max;
-    int8_t left_shift, a_shift, b_shift; /* ADD only */
-    int8_t out_shift;
+    int32_t a_zp, b_zp, out_zp, act_min, act_max;
+    int32_t left_shift, a_mult, a_shift, b_mult, b_shift; /* ADD only */
+    int32_t out_mult, out_shift;
 } dssdn_binary_t;
 
 void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
