@@ -566,6 +566,32 @@ def test_runner_reports_stages_and_streaming(export_dir: Path) -> None:
     assert stream["ms_per_audio_second"] == pytest.approx(stream["stages_ms_per_hop"]["total"]["p50"] / 0.5)
 
 
+def test_window_scores_are_softmax_mean_bit_for_bit(export_dir: Path) -> None:
+    """The bench's post-processing of one window (a table for int8 outputs, fewer calls for float ones) must give
+    ``softmax_mean(dequantize(raw))`` to the bit: every int8 maximum, ties at the top, float logits."""
+    rng = np.random.default_rng(7)
+    for rel, layout in (("dssdn-small.int8.tflite", "NHWC"), ("dssdn-small.tflite", "NHWC"),
+                        ("dssdn-small.onnx", None)):
+        path = str(export_dir / rel)
+        model = runner.open_runtime(rel, "onnxruntime" if rel.endswith(".onnx") else "litert", path, 1, 2, layout)
+        scores = runner.WindowScores(model)
+        out = model.invoke(np.zeros(model.input_shape, np.dtype(model.input_dtype or np.float32)))
+        if out.dtype == np.int8:
+            raws = []
+            for top in range(-128, 128):
+                raw = rng.integers(-128, top + 1, size=out.shape).astype(np.int8)
+                raw.flat[rng.integers(raw.size, size=2)] = top
+                raws.append(raw)
+        else:
+            raws = [(rng.standard_normal(out.shape) * 8).astype(out.dtype) for _ in range(50)]
+        raws.append(out)
+        for raw in raws:
+            want = runner.softmax_mean(model.dequantize(raw).reshape(1, -1))
+            got = scores(raw)
+            assert got.dtype == want.dtype and np.array_equal(got.view(np.uint32), want.view(np.uint32)), rel
+        assert (scores._table is not None) == (out.dtype == np.int8)  # noqa: SLF001 - the int8 table was used
+
+
 def test_runner_measures_both_front_ends_side_by_side(export_dir: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture) -> None:
     """With the C library the host builds, every features-in model is measured with the numpy and the C front

@@ -138,19 +138,19 @@ def test_every_fft_plan_matches_numpy(cfg: FrontendConfig, tmp_path: Path, clips
 
 
 def test_scalar_lanes_give_the_same_bits(tmp_path: Path, clips: list) -> None:
-    """The FFT loops run 4 lanes where the compiler has vectors and 1 on a Cortex-M (DSSDN_LANES); both must
-    do the same arithmetic in the same order, so the device build is the host build, bit for bit."""
+    """The FFT loops run 4 lanes where the compiler has vectors (8 with AVX) and 1 on a Cortex-M (DSSDN_LANES);
+    all must do the same arithmetic in the same order, so the device build is the host build, bit for bit."""
     cfg = FrontendConfig()
     emit_c(cfg, tmp_path / "src")
     outs = []
-    for lanes in (1, 4):
+    for lanes in (1, 4, 8):
         binary = tmp_path / f"fe_lanes{lanes}"
         src = tmp_path / "src"
         cmd = ["cc", *CFLAGS, f"-DDSSDN_LANES={lanes}", f"-I{src}", str(src / "dssdn_frontend.c"),
                str(CSRC / HARNESS_SOURCE), "-o", str(binary), "-lm"]
         subprocess.run(cmd, check=True, capture_output=True)
         outs.append(np.concatenate([run_c_frontend(binary, a, cfg.n_mels) for a in clips[:3]]))
-    assert np.array_equal(outs[0], outs[1])
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
 
 
 def test_tables_keep_the_numpy_filterbank_and_a_tight_log() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,19 @@ from dssdn_edge.frontend import Frontend, FrontendConfig, Normalization
 from dssdn_edge.frontend_c import CFLAGS, INPUT_TABLES_HEADER, emit_c
 from dssdn_edge.frontend_native import (
     AARCH64_CC,
+    LIB_CFLAGS,
+    LIB_NAME,
+    NATIVE_FLAG,
     ModelInput,
     NativeFrontend,
     NativeUnavailable,
+    build_key,
     build_library,
     frontend_name,
+    library_flags,
+    library_sources,
     make_frontend,
+    native_target,
 )
 from dssdn_edge.runtime import quantize
 from dssdn_edge.runtime.cfeatures import FeatureLibrary, LibraryError
@@ -132,6 +140,24 @@ def test_int8_rows_are_numpys_bit_for_bit_on_the_same_features(native: NativeFro
     assert (want == 127).any() and (want == -128).any()
 
 
+def test_clip_features_equal_the_stream_with_one_reused_buffer(native: NativeFrontend, audios: list) -> None:
+    """The bench's clip path (three C calls into one buffer): the stream's frames for any length, float or int8,
+    longer and shorter clips after each other; a result is a view of the buffer, valid until the next clip."""
+    mi = _model_input(4, 0.047058824, -1)
+    rows, floats = native.library.clip(native.params(mi)), native.library.clip()
+    for audio in (audios[0][:16000], audios[1], audios[0][:16000], audios[0][:100], audios[0][:0],
+                  audios[2].astype(np.float64)):
+        stream = native.stream(mi)
+        assert np.array_equal(rows(audio), np.concatenate([stream.push_int8(audio), stream.flush_int8()]))
+        stream = native.stream()
+        assert np.array_equal(floats(audio), np.concatenate([stream.push(audio), stream.flush()]))
+    first = rows(audios[0][:16000])
+    kept = first.copy()
+    second = rows(audios[1][:16000])
+    assert np.shares_memory(first, second) and np.array_equal(second, native.features_int8(audios[1][:16000], mi))
+    assert not np.array_equal(first, kept)
+
+
 def test_window_stream_gives_the_newest_rows_every_hop(native: NativeFrontend, audios: list) -> None:
     """What an always-on device classifies every hop: the newest 51 int8 rows, equal to the offline rows."""
     from dssdn_edge.runtime.cfeatures import WindowStream
@@ -199,6 +225,38 @@ def test_library_is_cached_by_key_and_refused_for_another_config(native: NativeF
     with pytest.raises(LibraryError, match="another front end config"):
         FeatureLibrary(str(path), NO_DELTA.to_dict())
     assert frontend_name(native) == "c" and frontend_name(Frontend(CFG)) == "numpy"
+
+
+def test_host_build_is_for_this_cpu_and_keeps_the_portable_builds_bits(native: NativeFrontend, audios: list,
+                                                                       tmp_path: Path) -> None:
+    """The host library is built for this CPU (``-march=native``, what it expanded to in the build key) without
+    contracting multiply-adds into FMA: its float features and int8 rows are bit for bit those of the portable
+    ``LIB_CFLAGS`` build (SSE2 on x86-64). A cross-build for a Pi gets no -march=native."""
+    flags, target = library_flags("cc")
+    assert "-ffp-contract=off" in flags
+    if native_target("cc") is None:
+        pytest.skip("cc does not take -march=native here")
+    assert NATIVE_FLAG in flags and target
+    sources = library_sources(CFG)
+    assert build_key(sources, "cc", flags, target) != build_key(sources, "cc", flags, target + " -mno-avx2")
+    assert native.library.path.endswith(LIB_NAME)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in sources.items():
+        (src / name).write_text(text)
+    portable = tmp_path / "portable.so"
+    subprocess.run(["cc", *LIB_CFLAGS, f"-I{src}", str(src / "dssdn_frontend.c"), str(src / "dssdn_features.c"),
+                    "-o", str(portable), "-lm"], check=True, capture_output=True)
+    base = FeatureLibrary(str(portable), CFG.to_dict())
+    mi = _model_input(5, 0.047058824, 3)
+    for audio in audios[:4]:
+        got, want = native.library.features(audio), base.features(audio)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+        assert np.array_equal(native.features_int8(audio, mi), base.features_int8(audio, base.params(
+            mi.normalization.mean, mi.normalization.std, mi.scale, mi.zero_point)))
+    if shutil.which(AARCH64_CC) is not None:
+        cross_flags, cross_target = library_flags(AARCH64_CC)
+        assert NATIVE_FLAG not in cross_flags and "-ffp-contract=off" in cross_flags and cross_target == ""
 
 
 def test_no_compiler_falls_back_to_numpy_with_one_line(
