@@ -49,7 +49,7 @@ def regenerate(export: Path, work: Path) -> tuple[Path, dict]:
     report = generate_model_c((export / rel).read_bytes(), mcu, manifest["name"], list(manifest["labels"]))
     emit_c(FrontendConfig.from_dict(manifest["frontend"]), mcu, force=True,
            normalization=Normalization.from_dict(manifest["normalization"]),
-           input_quant=(io["scale"], int(io["zero_point"])))
+           input_quant=(io["scale"], int(io["zero_point"])), pcm16=True)
     mcu_project.write_project(mcu, manifest["name"])
     return mcu, {"manifest": manifest, "generator": report}
 

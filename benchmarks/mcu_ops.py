@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from dssdn_edge.device.cortex_m import MCU_SRC, TARGETS, run_qemu, toolchain  # noqa: E402
 from dssdn_edge.device.firmware import INSTRUCTIONS_PER_TICK  # noqa: E402
-from dssdn_edge.mcu.generate import generate_model_c  # noqa: E402
+from dssdn_edge.mcu.generate import KERNEL_SOURCES, generate_model_c  # noqa: E402
 
 MAX_OPS = 1024
 MAIN = """#include <stdint.h>
@@ -93,7 +93,7 @@ def profile(model: bytes, window: np.ndarray, core: str, work: Path) -> dict:
     (work / "window.h").write_text("static const int8_t g_window[] = {" + ",".join(map(str, window.reshape(-1)))
                                    + "};\n")
     t = TARGETS[core]
-    srcs = [work / n for n in ("main.c", "dssdn_model.c", "dssdn_kernels.c")]
+    srcs = [work / n for n in ("main.c", "dssdn_model.c", *KERNEL_SOURCES)]
     srcs += [MCU_SRC / "startup.c", MCU_SRC / "semihost.c"]
     elf = work / "profile.elf"
     subprocess.run([toolchain()["arm-none-eabi-gcc"], *t.cflags, "-O2", "-std=c99", "-ffunction-sections",

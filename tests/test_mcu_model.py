@@ -12,6 +12,7 @@ from dssdn_edge.export import sources
 from dssdn_edge.export.pipeline import resolve_checkpoint
 from dssdn_edge.export.tflm import open_tflm
 from dssdn_edge.mcu import generate_model_c
+from dssdn_edge.mcu.generate import KERNEL_SOURCES
 from dssdn_edge.mcu.host import HostModel
 
 
@@ -92,7 +93,7 @@ def test_dsp_kernels_on_emulated_cortex_m(target, shared_int8_tflite, data_root,
         "        if (sh_write(fd, dssdn_model_invoke(), DSSDN_MODEL_OUT_CLASSES) != 0) {\n            return 1;\n"
         "        }\n    }\n    sh_close(fd);\n    return 0;\n}\n")
     t = TARGETS[target]
-    srcs = [tmp_path / n for n in ("main.c", "dssdn_model.c", "dssdn_kernels.c")]
+    srcs = [tmp_path / n for n in ("main.c", "dssdn_model.c", *KERNEL_SOURCES)]
     srcs += [MCU_SRC / "startup.c", MCU_SRC / "semihost.c"]
     elf = tmp_path / "fw.elf"
     subprocess.run(["arm-none-eabi-gcc", *t.cflags, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror",

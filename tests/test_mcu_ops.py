@@ -396,3 +396,66 @@ def test_conv_summed_tap_by_tap_gives_the_same_bits(tmp_path):
     cases = [conv_case(rng, i, False) for i in range(12)]
     for name, (mine, theirs) in run_cases(cases, tmp_path, defines=["DSSDN_MAX_PATCH=1"]).items():
         assert np.array_equal(mine, theirs), name
+
+
+def shaped_case(rng: np.random.Generator, name: str, in_shape: list[int], cout: int, k: tuple[int, int],
+                stride: int = 1, dil: int = 1, padding: int = 0, depthwise: bool = False, act: int = 0,
+                out_gain: float = 1.0, sparse: bool = False) -> Case:
+    """One conv with the dssdn models' shapes (random values): each of the kernels' fast paths at least once.
+    ``sparse``: DSSDN's depthwise pattern (channels 0-3 a cross of five taps, the others the centre tap only),
+    so groups of four channels skip taps and the corner taps are read by no channel."""
+    g = GraphBuilder()
+    cin = in_shape[3]
+    s_in, zp_in = _scale(rng), int(rng.integers(-128, 128))
+    wshape = (1, k[0], k[1], cout) if depthwise else (cout, k[0], k[1], cin)
+    wv, ws = _weights(rng, wshape, True, 3 if depthwise else 0)
+    if sparse:
+        keep = np.zeros(wshape, bool)
+        keep[0, 1, 1, :] = True  # the centre tap
+        keep[0, [0, 1, 1, 2], [1, 0, 2, 1], :4] = True  # the cross, first group only
+        wv = np.where(keep, wv, 0).astype(np.int8)
+    x = g.input(in_shape, s_in, zp_in)
+    bias = g.const(rng.integers(-3000, 3000, cout).astype(np.int32), [s_in * s for s in ws], [0] * cout)
+    inputs = [x, g.const(wv, ws, [0] * cout, 3 if depthwise else 0), bias]
+    h, w = in_shape[1], in_shape[2]
+    oh = (h + stride - 1) // stride if padding == 0 else (h - (k[0] - 1) * dil - 1 + stride) // stride
+    ow = (w + stride - 1) // stride if padding == 0 else (w - (k[1] - 1) * dil - 1 + stride) // stride
+    taps = k[0] * k[1] * (1 if depthwise else cin)
+    s_out = _out_scale(rng, s_in, float(np.mean(ws)), taps) * out_gain
+    y = g.act([1, oh, ow, cout], s_out, int(rng.integers(-20, 20)))
+    common = dict(padding=padding, strideH=stride, strideW=stride, dilationHFactor=dil, dilationWFactor=dil,
+                  fusedActivationFunction=act)
+    if depthwise:
+        g.op("DEPTHWISE_CONV_2D", inputs, [y], options("DepthwiseConv2DOptions", depthMultiplier=1, **common))
+    else:
+        g.op("CONV_2D", inputs, [y], options("Conv2DOptions", **common))
+    return make_case(name, g.build([y]), [in_shape], rng)
+
+
+def test_model_shaped_convs_match_tflm(tmp_path):
+    """The kernels' special paths: 2-channel first convs (patch rows copied as runs, top padding), 1x1 convs
+    read in place (channel counts multiple of 4 and not, odd pixel counts), more output channels than the
+    rounding table holds, a fused ReLU (the clamp besides SSAT), multipliers >= 1 (positive shifts: the
+    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps."""
+    rng = np.random.default_rng(17)
+    cases = [
+        shaped_case(rng, "first", [1, 11, 16, 2], 16, (3, 2), stride=2),
+        shaped_case(rng, "first_valid", [1, 9, 13, 2], 16, (3, 2), stride=2, padding=1),
+        shaped_case(rng, "pw16to8", [1, 5, 7, 16], 8, (1, 1), padding=1),
+        shaped_case(rng, "pw24to12", [1, 3, 5, 24], 12, (1, 1), padding=1, act=1),
+        shaped_case(rng, "pw6to10", [1, 3, 3, 6], 10, (1, 1), padding=1),
+        shaped_case(rng, "pw8to5", [1, 3, 5, 8], 5, (1, 1), padding=1),  # pixel pairs with an odd channel
+        shaped_case(rng, "pw8to72", [1, 3, 4, 8], 72, (1, 1), padding=1),
+        shaped_case(rng, "pw_gain", [1, 3, 4, 8], 8, (1, 1), padding=1, out_gain=1e-3),
+        shaped_case(rng, "s2x1", [1, 6, 8, 8], 24, (2, 1), stride=2),
+        shaped_case(rng, "dw16", [1, 9, 10, 16], 16, (3, 3), dil=2, depthwise=True),
+        shaped_case(rng, "dw18", [1, 6, 7, 18], 18, (3, 3), dil=2, depthwise=True, act=3),
+        shaped_case(rng, "dw_gain", [1, 4, 5, 8], 8, (3, 3), depthwise=True, out_gain=1e-3),
+        shaped_case(rng, "dw_sparse", [1, 7, 9, 16], 16, (3, 3), dil=2, depthwise=True, sparse=True),
+        shaped_case(rng, "dw_sparse_tail", [1, 5, 6, 10], 10, (3, 3), dil=2, depthwise=True, sparse=True),
+    ]
+    results = run_cases(cases, tmp_path)
+    for name, (mine, theirs) in results.items():
+        assert np.array_equal(mine, theirs), name
+    spread = [len(np.unique(mine)) > 4 for name, (mine, _) in results.items() if "gain" not in name]
+    assert all(spread), spread

@@ -135,10 +135,15 @@ class Fit:
 
 
 # --------------------------------------------------------------------------------------- tables
+_ELSE_BRANCH = re.compile(r"^#else\b.*?^#endif\b", re.S | re.M)
+
+
 def tables_bytes(header_text: str) -> int:
-    """Bytes of every ``static const TYPE name[N]`` table (DSSDN_REAL as float: the device build)."""
+    """Bytes of every ``static const TYPE name[N]`` table (DSSDN_REAL as float: the device build). Where the
+    header holds a table in two layouts (``#if DSSDN_WINDOW_HALF`` ... ``#else`` ...), the first is the one a
+    scalar core (the device) compiles: the ``#else`` branches are not counted."""
     total = 0
-    for ctype, name, n in _ARRAY.findall(header_text):
+    for ctype, name, n in _ARRAY.findall(_ELSE_BRANCH.sub("", header_text)):
         if ctype not in C_TYPE_BYTES:
             raise BenchError(f"dssdn_frontend_tables.h: unknown C type {ctype} of {name}")
         total += C_TYPE_BYTES[ctype] * int(n)
@@ -266,7 +271,7 @@ def footprint(export_dir: Path, manifest: dict[str, Any], device: str | None = N
                          f"{' '.join(fw['cflags'])}), split by object file from the linker map",
                 "ram": "measured: data + bss of the linked firmware + the peak stack painted on qemu -M "
                        f"{firmware_measured['calibration']['machine']}",
-                "model": "generated C (mcu/dssdn_model.c + dssdn_kernels.c): its constants, code and arena",
+                "model": "generated C (mcu/dssdn_model.c + the dssdn_* kernels): its constants, code and arena",
                 "frontend_tables": table_src + " (DSSDN_REAL = float)",
                 "tflm_arena": "for comparison only: " + arena_src,
             },

@@ -70,12 +70,16 @@ typedef struct {
     int head;                                        /* ring slot the next log-mel frame goes to */
     int seen;                                        /* log-mel frames so far, saturated at MEL_HISTORY */
     int flushed;
+    int ending;                                      /* flush begun: end padding left, then the tail */
+    int pad_left;                                    /* samples of end padding not yet pushed */
+    int tail;                                        /* next distance of the tail (-1: none left) */
 } dssdn_features_t;
 
-/* Static RAM of one stream: 4 (2 N_FFT + N_BINS) + 4 (2W + 1) N_MELS bytes plus a few words. At the defaults
- * 12 828 bytes on a Cortex-M4 (10 252 log-mel state, 2 560 delta history, 16 bookkeeping), 12 840 on a 64-bit
- * host. Code: 2.4 KB (arm-none-eabi-gcc -O2, Cortex-M4F); stack: emit 216 + quantize_block 208 bytes on top of
- * dssdn_frontend_push's. */
+/* Static RAM of one stream: 4 (2 N_FFT + N_BINS + 3) + 4 (2W + 1) N_MELS bytes plus a few words, 2 N_FFT bytes
+ * fewer with int16 PCM samples (DSSDN_PCM16, an mcu/ project). At the defaults on a Cortex-M4: 10 804 bytes
+ * with int16 PCM (8 216 log-mel state: 2 048 samples + 6 160 FFT work space; 2 560 delta history; 28
+ * bookkeeping), 12 852 with float samples. Code: 2.4 KB (arm-none-eabi-gcc -O2, Cortex-M4F); stack: emit 216
+ * + quantize_block 48 bytes on top of dssdn_frontend_push's. */
 #define DSSDN_FEATURES_STATE_BYTES ((int)sizeof(dssdn_features_t))
 
 /* Start a stream. input may be NULL when only float features are wanted; otherwise it must outlive st. */
@@ -86,12 +90,18 @@ void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input
  * without consuming anything when: n < 0; samples is NULL with n > 0; max_frames is smaller than the frames
  * these samples complete (DSSDN_FEATURES_MAX_FRAMES(n) is always enough); out_int8 is given but input is NULL
  * or has no scale; or the stream was flushed. */
-int dssdn_features_push(dssdn_features_t *st, const float *samples, int n, float *out_float, int8_t *out_int8,
+int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int n, float *out_float, int8_t *out_int8,
                         int max_frames);
 
 /* End the stream: the end padding and the end replication of the delta give the last frames (at most
  * DSSDN_FEATURES_FLUSH_FRAMES); -1 as for push. dssdn_features_init starts again. */
 int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames);
+
+/* End the stream one frame at a time, for a caller that puts each frame somewhere else (a microcontroller
+ * writes each int8 row straight into its model's input): writes at most one frame and returns 1, or 0 when
+ * no frame is left (the stream is then flushed, as by dssdn_features_flush), or -1 as for flush. The frames
+ * are those of dssdn_features_flush, in the same order. */
+int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8);
 
 /* One frame's float features -> its int8 row (normalise, quantise, reorder to N_MELS x CHANNELS); for callers
  * that hold float features already. */

@@ -9,7 +9,7 @@
  *      Z[M-k] of Z[k] sits mirrored inside the same block of positions, so the step reads contiguous runs
  *      (forwards and backwards) instead of gathering through a permutation; the FFT's last pass is fused
  *      into it;
- *   3. one permutation of the M + 1 powers into natural bin order (a generated index table);
+ *   3. each power stored straight at its bin (a generated table: the bin at each FFT output position);
  *   4. the mel filterbank as the sparse product it is: per band its first bin, its length and its weights,
  *      each band zero-padded by the generator to a multiple of 4 bins;
  *   5. log10(sum + eps): in the float build a polynomial on the float's mantissa (generated coefficients,
@@ -27,12 +27,6 @@
 #include <string.h>
 
 #include "dssdn_frontend.h"
-/* Include the tables again, now with their data: this translation unit owns it. */
-#define DSSDN_FRONTEND_TABLES_DEFINE
-#include "dssdn_frontend_tables.h"
-
-#define FFT_M (DSSDN_N_FFT / 2) /* complex FFT length */
-#define MEL_LANES 4 /* the mel tables pad every band to a multiple of this (dssdn_frontend_tables.h) */
 
 /* Lanes of the FFT and split loops: 4 where the compiler has 4-float vectors to map them to, 8 where it has
  * 8-float ones (AVX: a host build with -march=native, 10 % faster there than 4), 1 on scalar cores (Cortex-M),
@@ -52,6 +46,26 @@
 #endif
 #define LANES DSSDN_LANES
 
+/* Where the split step puts the powers: with one lane (a scalar core), straight at their bins through a table
+ * of the bin at each FFT output position (a gathering pass over 513 powers saved: 3 k emulated instructions
+ * per frame on the M4); with vector lanes at the FFT output positions, then gathered into bin order by one
+ * pass, which keeps the split loop's stores contiguous (storing through the table was 15 % slower on x86).
+ * The same values either way. The tables header holds the one table each needs. */
+#define DSSDN_POWER_SCATTER (DSSDN_LANES == 1)
+
+/* The window table: with one lane, half of it (the window is symmetric; 2 KB less flash on a microcontroller,
+ * see X_WIN_R); with vector lanes the whole, as the mirrored half's reads run backwards and cost x86 a shuffle
+ * per vector (2 % of the log-mel). The same values either way. */
+#define DSSDN_WINDOW_HALF (DSSDN_LANES == 1)
+
+/* Include the tables again, now with their data: this translation unit owns it. */
+#define DSSDN_FRONTEND_TABLES_DEFINE
+#include "dssdn_frontend_tables.h"
+
+#define FFT_M (DSSDN_N_FFT / 2) /* complex FFT length */
+#define MEL_LANES 4 /* the mel tables pad every band to a multiple of this (dssdn_frontend_tables.h) */
+
+
 #if DSSDN_N_BINS != FFT_M + 1
 #error "dssdn_frontend_tables.h: DSSDN_N_BINS must be DSSDN_N_FFT / 2 + 1"
 #endif
@@ -69,11 +83,17 @@
  * last8_chunk); frontend_c.FUSED_LAST_LOG2 makes the tables for the same choice. */
 #define FUSED_LAST (DSSDN_FFT_LOG2 >= 6)
 
-/* Scratch (DSSDN_SCRATCH_LEN = N_FFT + N_BINS reals): re[M] | im[M] | powers in FFT order[M + 1]. The powers
- * in natural order then go to the start (re and im[0], free by then), so the mel sums' padding bins, up to 3
- * past the last one, are still inside the scratch (zero weights times finite numbers). */
+/* Scratch (DSSDN_SCRATCH_LEN = N_FFT + N_BINS + MEL_LANES - 1 reals): re[M] | im[M] | powers[M + 1] | 3 reals.
+ * Scattered (DSSDN_POWER_SCATTER), the powers are in bin order there, and the 3 reals after them stay zero
+ * (dssdn_frontend_init clears them, nothing writes them); gathered, the powers at FFT positions go there and
+ * then in bin order to the start (re and im[0], free by then), im after them. Either way a mel band's padding
+ * bins, up to 3 past the last one in a front end with fewer bins than one band's padded width, read zero
+ * weights times finite numbers. */
 #define SCRATCH_IM FFT_M
 #define SCRATCH_POWER DSSDN_N_FFT
+#if DSSDN_SCRATCH_LEN < DSSDN_N_FFT + DSSDN_N_BINS + MEL_LANES - 1
+#error "dssdn_frontend.h: DSSDN_SCRATCH_LEN too small for the powers and the mel padding"
+#endif
 
 /* ------------------------------------------------------------------------------------------ FFT */
 
@@ -133,17 +153,30 @@
         STORE(7, 7, g0r - g1r, g0i - g1i, u);                                                 \
     } while (0)
 
-/* Input of the first pass: packed sample n = k + j q, windowed on the fly (the window table holds its
- * even-index half, then its odd-index half, so both reads are contiguous). */
-#define X_WIN_R(j, u) ((DSSDN_REAL)x[2 * (k + (j) * q + (u))] * wev[k + (j) * q + (u)])
-#define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * (k + (j) * q + (u)) + 1] * wod[k + (j) * q + (u)])
+/* Input of the first pass: packed sample n = k + j q, windowed on the fly (the table holds the even-index
+ * samples, then the odd-index ones, so both reads are contiguous). The periodic Hann window is symmetric,
+ * w[i] = w[N_FFT - i], so with DSSDN_WINDOW_HALF the table holds only the first half of each phase: wev[n] = w[2n] / 2 for n <= M/2 and wod[n] = w[2n + 1] / 2 for n < M/2, with
+ * wev[n] = wev[M - n] and wod[n] = wod[M - 1 - n] beyond (the generator checks the symmetry; j is a constant,
+ * so the choice folds at compile time). */
+#define WIN_I(j, u) (k + (j) * q + (u))
+#if DSSDN_WINDOW_HALF
+#define WEV(j, u) ((j) < 4 ? wev[WIN_I(j, u)] : wev[FFT_M - WIN_I(j, u)])
+#define WOD(j, u) ((j) < 4 ? wod[WIN_I(j, u)] : wod[FFT_M - 1 - WIN_I(j, u)])
+#define WIN_ODD (FFT_M / 2 + 1)
+#else
+#define WEV(j, u) wev[WIN_I(j, u)]
+#define WOD(j, u) wod[WIN_I(j, u)]
+#define WIN_ODD FFT_M
+#endif
+#define X_WIN_R(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u)] * WEV(j, u))
+#define X_WIN_I(j, u) ((DSSDN_REAL)x[2 * WIN_I(j, u) + 1] * WOD(j, u))
 
 /* Pass 1: window, pack and radix-8 over the whole frame (one block, q = M / 8). */
-static void radix8_first(const float *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
+static void radix8_first(const dssdn_sample_t *restrict x, DSSDN_REAL *restrict re, DSSDN_REAL *restrict im)
 {
     enum { q = FFT_M / 8 };
     const DSSDN_REAL *restrict w = dssdn_fft_twiddle;
-    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + FFT_M;
+    const DSSDN_REAL *restrict wev = dssdn_window, *restrict wod = dssdn_window + WIN_ODD;
     DSSDN_REAL *restrict r0 = re, *restrict r1 = re + q, *restrict r2 = re + 2 * q, *restrict r3 = re + 3 * q;
     DSSDN_REAL *restrict r4 = re + 4 * q, *restrict r5 = re + 5 * q, *restrict r6 = re + 6 * q;
     DSSDN_REAL *restrict r7 = re + 7 * q;
@@ -273,7 +306,7 @@ static void radix4_block(DSSDN_REAL *restrict r0, DSSDN_REAL *restrict r1, DSSDN
 
 /* Windowed, packed frame -> its M-point FFT (forward sign, unscaled) in bit-reversed order; with FUSED_LAST
  * only the first 32 elements have had the last pass (split_power does the others). */
-static void window_fft(const float *x, DSSDN_REAL *re, DSSDN_REAL *im)
+static void window_fft(const dssdn_sample_t *x, DSSDN_REAL *re, DSSDN_REAL *im)
 {
     const DSSDN_REAL *w = dssdn_fft_twiddle + 14 * (FFT_M / 8);
     int len = FFT_M / 8, q, start;
@@ -316,23 +349,32 @@ static void window_fft(const float *x, DSSDN_REAL *re, DSSDN_REAL *im)
  * Z[M - k] sits at 6h - 1 - p, the mirror image inside the same block. With a = Z[k], b = Z[M - k] (z was
  * windowed with HALF the window): E = a + conj b, D = a - conj b, T = W^k D with W = exp(-2 pi i / N),
  * X[k] = E - i T and X[M - k] = conj(E) - i conj(T). One pair: a at index ia of the a run, b at index ib of
- * the b run, W^k at index ia of wr/wi; |X|^2 goes to the same indices of pa and pb. */
+ * the b run, W^k at index ia of wr/wi; |X|^2 goes to index ia of da and ib of db (PUT_POWER: the powers' bins
+ * through the table, or the same positions; see DSSDN_POWER_SCATTER). */
+#if DSSDN_POWER_SCATTER
+typedef const uint16_t *power_dst_t; /* bin of each position */
+#define PUT_POWER(d, i, v) (power[(d)[i]] = (v))
+#else
+typedef DSSDN_REAL *restrict power_dst_t; /* the powers at positions */
+#define PUT_POWER(d, i, v) ((d)[i] = (v))
+#endif
 #define SPLIT_PAIR(ia, ib)                                                               \
     do {                                                                                 \
         const DSSDN_REAL ar = are[ia], ai = aim[ia], br = bre[ib], bi = bim[ib];         \
         const DSSDN_REAL er = ar + br, ei = ai - bi, dr = ar - br, di = ai + bi;         \
         const DSSDN_REAL tr = wr[ia] * dr - wi[ia] * di, ti = wr[ia] * di + wi[ia] * dr; \
         const DSSDN_REAL xr = er + ti, xi = ei - tr, yr = er - ti, yi = ei + tr;         \
-        pa[ia] = xr * xr + xi * xi;                                                      \
-        pb[ib] = yr * yr + yi * yi;                                                      \
+        PUT_POWER(da, ia, xr * xr + xi * xi);                                            \
+        PUT_POWER(db, ib, yr * yr + yi * yi);                                            \
     } while (0)
 
 /* The pairs of one block [2h, 4h): a run = positions 2h.., b run = positions 3h.. read backwards. */
 static void split_block(const DSSDN_REAL *restrict are, const DSSDN_REAL *restrict aim,
                         const DSSDN_REAL *restrict bre, const DSSDN_REAL *restrict bim,
-                        const DSSDN_REAL *restrict wr, const DSSDN_REAL *restrict wi, DSSDN_REAL *restrict pa,
-                        DSSDN_REAL *restrict pb, int h)
+                        const DSSDN_REAL *restrict wr, const DSSDN_REAL *restrict wi,
+                        power_dst_t da, power_dst_t db, DSSDN_REAL *restrict power, int h)
 {
+    (void)power; /* unused when the powers stay at their positions */
     int t, u;
     if (h % LANES) {
         for (t = 0; t < h; t++) {
@@ -373,9 +415,10 @@ static void last8_chunk(const DSSDN_REAL *restrict xr, const DSSDN_REAL *restric
 /* n pairs (a[t], b[n - 1 - t]) of last8_chunk outputs; wr/wi hold W^k of each a position. */
 static void split_chunk(const DSSDN_REAL *restrict are, const DSSDN_REAL *restrict aim,
                         const DSSDN_REAL *restrict bre, const DSSDN_REAL *restrict bim,
-                        const DSSDN_REAL *restrict wr, const DSSDN_REAL *restrict wi, DSSDN_REAL *restrict pa,
-                        DSSDN_REAL *restrict pb, int n)
+                        const DSSDN_REAL *restrict wr, const DSSDN_REAL *restrict wi,
+                        power_dst_t da, power_dst_t db, DSSDN_REAL *restrict power, int n)
 {
+    (void)power;
     int t;
     for (t = 0; t < n; t++) {
         SPLIT_PAIR(t, n - 1 - t);
@@ -387,17 +430,26 @@ static void split_chunk(const DSSDN_REAL *restrict are, const DSSDN_REAL *restri
  * FUSED_LAST, chunks after the first in last8_chunk's order). The mirror pairing survives that order: a block
  * [2h, 4h) with h >= 16 is whole chunks, and the mirror of chunk position 4s + u in chunk c is position
  * 4(7 - s) + (3 - u) of the mirror chunk. */
-static void split_power(const DSSDN_REAL *re, const DSSDN_REAL *im, DSSDN_REAL *pw)
+static void split_power(const DSSDN_REAL *re, const DSSDN_REAL *im, DSSDN_REAL *power)
 {
     const DSSDN_REAL *w = dssdn_split_twiddle;
+#if DSSDN_POWER_SCATTER
+    const uint16_t *bin = dssdn_power_bin; /* split_block's destinations: the bins of the positions */
+#else
+    DSSDN_REAL *bin = power; /* the positions themselves */
+#endif
     const DSSDN_REAL four = 4;
     int h;
     /* k = 0 and M from Z[0], k = M/2 from Z[M/2] at position 1 (each its own partner). */
-    pw[0] = four * (re[0] + im[0]) * (re[0] + im[0]);
-    pw[FFT_M] = four * (re[0] - im[0]) * (re[0] - im[0]);
-    pw[1] = four * (re[1] * re[1] + im[1] * im[1]);
+    power[0] = four * (re[0] + im[0]) * (re[0] + im[0]);
+    power[FFT_M] = four * (re[0] - im[0]) * (re[0] - im[0]);
+#if DSSDN_POWER_SCATTER
+    power[FFT_M / 2] = four * (re[1] * re[1] + im[1] * im[1]);
+#else
+    power[1] = four * (re[1] * re[1] + im[1] * im[1]);
+#endif
     for (h = 1; h <= FFT_M / 4 && (!FUSED_LAST || h < 16); h *= 2) {
-        split_block(re + 2 * h, im + 2 * h, re + 3 * h, im + 3 * h, w, w + h, pw + 2 * h, pw + 3 * h, h);
+        split_block(re + 2 * h, im + 2 * h, re + 3 * h, im + 3 * h, w, w + h, bin + 2 * h, bin + 3 * h, power, h);
         w += 2 * h;
     }
 #if FUSED_LAST
@@ -405,14 +457,14 @@ static void split_power(const DSSDN_REAL *re, const DSSDN_REAL *im, DSSDN_REAL *
         DSSDN_REAL ar[32], ai[32], br[32], bi[32];
         int c;
         last8_chunk(re + 32, im + 32, ar, ai); /* block [32, 64) is chunk 1 alone: its pairs are inside it */
-        split_chunk(ar, ai, ar + 16, ai + 16, w, w + 16, pw + 32, pw + 48, 16);
+        split_chunk(ar, ai, ar + 16, ai + 16, w, w + 16, bin + 32, bin + 48, power, 16);
         w += 32;
         for (h = 32; h <= FFT_M / 4; h *= 2) {
             for (c = h / 16; c < 3 * h / 32; c++) { /* chunk c of block [2h, 4h) pairs with 3h/16 - 1 - c */
                 const int c2 = 3 * h / 16 - 1 - c;
                 last8_chunk(re + 32 * c, im + 32 * c, ar, ai);
                 last8_chunk(re + 32 * c2, im + 32 * c2, br, bi);
-                split_chunk(ar, ai, br, bi, w, w + 32, pw + 32 * c, pw + 32 * c2, 32);
+                split_chunk(ar, ai, br, bi, w, w + 32, bin + 32 * c, bin + 32 * c2, power, 32);
                 w += 64;
             }
         }
@@ -420,6 +472,7 @@ static void split_power(const DSSDN_REAL *re, const DSSDN_REAL *im, DSSDN_REAL *
 #endif
 }
 
+#if !DSSDN_POWER_SCATTER
 /* Powers at FFT output positions -> natural bin order (dssdn_power_order[k] = position of bin k). */
 static void natural_order(const DSSDN_REAL *restrict pos, DSSDN_REAL *restrict power)
 {
@@ -429,6 +482,7 @@ static void natural_order(const DSSDN_REAL *restrict pos, DSSDN_REAL *restrict p
     }
     power[FFT_M] = pos[FFT_M];
 }
+#endif
 
 /* ------------------------------------------------------------------------------------ mel, log */
 
@@ -440,15 +494,34 @@ static void natural_order(const DSSDN_REAL *restrict pos, DSSDN_REAL *restrict p
  * on an AVX-512 host, the same with SSE2); the partial sums, 4 per band, still fit in the free scratch. */
 #define MEL_GROUP 64
 
-static void mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_bands,
-                             DSSDN_REAL *restrict part)
+/* Bands band0 .. band0 + n_bands - 1, whose weights start at w (the bands' weights follow each other in the
+ * table, so the caller carries the pointer from group to group instead of a table of offsets); returns the
+ * weights of the next band. */
+static const DSSDN_REAL *mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_bands,
+                                          const DSSDN_REAL *restrict w, DSSDN_REAL *restrict part)
 {
-    int j, i, u;
+    int j, i;
     for (j = 0; j < n_bands; j++) {
-        const DSSDN_REAL *restrict w = dssdn_mel_weights + dssdn_mel_offset[band0 + j];
         const DSSDN_REAL *restrict p = power + dssdn_mel_start[band0 + j];
         const int n = (int)dssdn_mel_len[band0 + j]; /* a multiple of MEL_LANES */
+#if LANES == 1
+        /* four named accumulators: gcc keeps an array of lanes in memory on a scalar core (a load and a store
+         * per weight on the M4, 1.7x the instructions), named ones in registers */
+        DSSDN_REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (i = 0; i < n; i += MEL_LANES) {
+            a0 += w[i] * p[i];
+            a1 += w[i + 1] * p[i + 1];
+            a2 += w[i + 2] * p[i + 2];
+            a3 += w[i + 3] * p[i + 3];
+        }
+        part[MEL_LANES * j] = a0;
+        part[MEL_LANES * j + 1] = a1;
+        part[MEL_LANES * j + 2] = a2;
+        part[MEL_LANES * j + 3] = a3;
+#else
+        /* an array of lanes: one SSE/NEON vector (named accumulators were 2 % slower on x86); same sums */
         DSSDN_REAL acc[MEL_LANES] = {0};
+        int u;
         for (i = 0; i < n; i += MEL_LANES) {
             for (u = 0; u < MEL_LANES; u++) {
                 acc[u] += w[i + u] * p[i + u];
@@ -457,7 +530,10 @@ static void mel_partial_sums(const DSSDN_REAL *restrict power, int band0, int n_
         for (u = 0; u < MEL_LANES; u++) {
             part[MEL_LANES * j + u] = acc[u];
         }
+#endif
+        w += n;
     }
+    return w;
 }
 
 #ifdef DSSDN_DOUBLE
@@ -497,25 +573,40 @@ static void mel_finish(const DSSDN_REAL *restrict part, float *restrict out, int
     }
 }
 
-void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
+void dssdn_logmel_frame(const dssdn_sample_t samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
                         DSSDN_REAL scratch[DSSDN_SCRATCH_LEN])
 {
-    DSSDN_REAL *re = scratch, *im = scratch + SCRATCH_IM, *pos = scratch + SCRATCH_POWER;
-#if DSSDN_N_BINS >= MEL_LANES * MEL_GROUP
-    DSSDN_REAL *part = pos; /* free once the powers are in bin order: spares a microcontroller's stack */
+    DSSDN_REAL *re = scratch, *im = scratch + SCRATCH_IM;
+#if DSSDN_POWER_SCATTER
+    DSSDN_REAL *power = scratch + SCRATCH_POWER;
+#if FFT_M >= MEL_LANES * MEL_GROUP
+    DSSDN_REAL *part = re; /* free once the powers are out: spares a microcontroller's stack */
 #else
     DSSDN_REAL part[MEL_LANES * MEL_GROUP];
 #endif
+#else
+    DSSDN_REAL *power = scratch, *pos = scratch + SCRATCH_POWER;
+#if DSSDN_N_BINS >= MEL_LANES * MEL_GROUP
+    DSSDN_REAL *part = pos; /* free once the powers are in bin order */
+#else
+    DSSDN_REAL part[MEL_LANES * MEL_GROUP];
+#endif
+#endif
+    const DSSDN_REAL *w = dssdn_mel_weights;
     int band;
     window_fft(samples, re, im);
+#if DSSDN_POWER_SCATTER
+    split_power(re, im, power);
+#else
     split_power(re, im, pos);
-    natural_order(pos, scratch);
+    natural_order(pos, power);
+#endif
     for (band = 0; band + MEL_GROUP <= DSSDN_N_MELS; band += MEL_GROUP) {
-        mel_partial_sums(scratch, band, MEL_GROUP, part);
+        w = mel_partial_sums(power, band, MEL_GROUP, w, part);
         mel_finish(part, out + band, MEL_GROUP); /* constant trip count: vectorised */
     }
 #if DSSDN_N_MELS % MEL_GROUP
-    mel_partial_sums(scratch, band, DSSDN_N_MELS % MEL_GROUP, part);
+    (void)mel_partial_sums(power, band, DSSDN_N_MELS % MEL_GROUP, w, part);
     mel_finish(part, out + band, DSSDN_N_MELS % MEL_GROUP);
 #endif
 }
@@ -535,7 +626,7 @@ static long frames_completed(int fill, long n)
 }
 
 /* push and flush share this; samples == NULL means n zeros. */
-static int push_samples(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+static int push_samples(dssdn_frontend_t *st, const dssdn_sample_t *samples, int n, float *out_frames,
                         int max_frames)
 {
     long needed;
@@ -553,24 +644,24 @@ static int push_samples(dssdn_frontend_t *st, const float *samples, int n, float
             take = n;
         }
         if (samples != NULL) {
-            memcpy(st->buf + st->fill, samples, (size_t)take * sizeof(float));
+            memcpy(st->buf + st->fill, samples, (size_t)take * sizeof(st->buf[0]));
             samples += take;
         } else {
-            memset(st->buf + st->fill, 0, (size_t)take * sizeof(float));
+            memset(st->buf + st->fill, 0, (size_t)take * sizeof(st->buf[0]));
         }
         st->fill += take;
         n -= take;
         if (st->fill == DSSDN_N_FFT) {
             dssdn_logmel_frame(st->buf, out_frames + (long)frames * DSSDN_N_MELS, st->scratch);
             frames++;
-            memmove(st->buf, st->buf + DSSDN_HOP, (size_t)(DSSDN_N_FFT - DSSDN_HOP) * sizeof(float));
+            memmove(st->buf, st->buf + DSSDN_HOP, (size_t)(DSSDN_N_FFT - DSSDN_HOP) * sizeof(st->buf[0]));
             st->fill = DSSDN_N_FFT - DSSDN_HOP;
         }
     }
     return frames;
 }
 
-int dssdn_frontend_push(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+int dssdn_frontend_push(dssdn_frontend_t *st, const dssdn_sample_t *samples, int n, float *out_frames,
                         int max_frames)
 {
     if (samples == NULL && n > 0) {

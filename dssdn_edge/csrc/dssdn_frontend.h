@@ -34,9 +34,19 @@ typedef double DSSDN_REAL;
 typedef float DSSDN_REAL;
 #endif
 
-/* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power. A frame
+/* The sample type: float, or with DSSDN_PCM16 (set by the generated tables, an mcu/ project) 16-bit PCM whose
+ * value is sample / 32768. int16 halves the sample buffer's RAM and spares a microcontroller a float copy of
+ * the audio; the features are bit for bit the same (the 1/32768 is folded into the window table). */
+#if DSSDN_PCM16
+typedef int16_t dssdn_sample_t;
+#else
+typedef float dssdn_sample_t;
+#endif
+
+/* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power and 3 that stay
+ * zero (what a mel band padded past the last bin reads; dssdn_frontend.c). A frame
  * also takes about 0.9 KB of stack on a Cortex-M, most of it two chunks of the fused last FFT pass. */
-#define DSSDN_SCRATCH_LEN (DSSDN_N_FFT + DSSDN_N_BINS)
+#define DSSDN_SCRATCH_LEN (DSSDN_N_FFT + DSSDN_N_BINS + DSSDN_MEL_LANES - 1)
 
 /* Upper bound of the frames one push of n samples can produce (size out_frames with it). */
 #define DSSDN_MAX_FRAMES(n) (((n) + DSSDN_HOP - 1) / DSSDN_HOP)
@@ -45,7 +55,7 @@ typedef float DSSDN_REAL;
 #define DSSDN_FLUSH_FRAMES DSSDN_MAX_FRAMES(DSSDN_N_FFT / 2)
 
 typedef struct {
-    float buf[DSSDN_N_FFT];             /* the analysis window being filled, oldest sample first */
+    dssdn_sample_t buf[DSSDN_N_FFT];    /* the analysis window being filled, oldest sample first */
     int fill;                           /* samples currently in buf */
     int flushed;                        /* set by flush: the stream is over until the next init */
     DSSDN_REAL scratch[DSSDN_SCRATCH_LEN]; /* FFT and power work space */
@@ -53,7 +63,7 @@ typedef struct {
 
 /* One full analysis window (N_FFT samples) -> one frame of N_MELS log10 mel powers.
  * scratch must hold DSSDN_SCRATCH_LEN reals and must not alias samples or out. */
-void dssdn_logmel_frame(const float samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
+void dssdn_logmel_frame(const dssdn_sample_t samples[DSSDN_N_FFT], float out[DSSDN_N_MELS],
                         DSSDN_REAL scratch[DSSDN_SCRATCH_LEN]);
 
 /* Start a stream: N_FFT/2 zeros of centre padding, as librosa center=True. */
@@ -63,7 +73,7 @@ void dssdn_frontend_init(dssdn_frontend_t *st);
  * Returns the number of frames written, or -1 without consuming anything when max_frames is too
  * small for the frames these samples complete (DSSDN_MAX_FRAMES(n) is always enough), n < 0, or
  * the stream was already flushed. */
-int dssdn_frontend_push(dssdn_frontend_t *st, const float *samples, int n, float *out_frames,
+int dssdn_frontend_push(dssdn_frontend_t *st, const dssdn_sample_t *samples, int n, float *out_frames,
                         int max_frames);
 
 /* End the stream: push N_FFT/2 zeros of end padding and return the frames they complete

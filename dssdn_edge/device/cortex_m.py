@@ -298,20 +298,30 @@ def _c_float(v: float) -> str:
     return (text if any(c in text for c in ".e") else text + ".0") + "f"
 
 
-def render_clips_header(clips: list[np.ndarray], n_samples: int) -> str:
-    """The clips as one float32 table (each padded or cut to ``n_samples``), exact to the bit."""
+def tables_take_pcm16(tables_header: Path) -> bool:
+    """Whether generated tables were made for int16 PCM samples (an mcu/ project's, ``DSSDN_PCM16 1``)."""
+    return re.search(r"#define\s+DSSDN_PCM16\s+1\b", Path(tables_header).read_text(errors="replace")) is not None
+
+
+def render_clips_header(clips: list[np.ndarray], n_samples: int, pcm16: bool = False) -> str:
+    """The clips as one float32 table (each padded or cut to ``n_samples``), exact to the bit; with ``pcm16``
+    (a front end that takes int16 PCM) as int16, round(x * 32768), as a 16-bit recording of them holds."""
     rows = []
     for clip in clips:
         x = np.zeros(n_samples, np.float32)
         a = np.asarray(clip, np.float32).ravel()[:n_samples]
         x[: len(a)] = a
-        body = ",".join(_c_float(float(v)) for v in x)
+        if pcm16:
+            body = ",".join(str(int(v)) for v in np.clip(np.round(x.astype(np.float64) * 32768), -32768, 32767))
+        else:
+            body = ",".join(_c_float(float(v)) for v in x)
         rows.append("    {" + body + "}")
+    ctype = "int16_t" if pcm16 else "float"
     return (
-        "/* dssdn_clips.h - GENERATED test audio for fe_firmware.c (float32 samples). */\n"
-        "#ifndef DSSDN_CLIPS_H\n#define DSSDN_CLIPS_H\n"
+        f"/* dssdn_clips.h - GENERATED test audio for fe_firmware.c ({ctype} samples). */\n"
+        "#ifndef DSSDN_CLIPS_H\n#define DSSDN_CLIPS_H\n#include <stdint.h>\n"
         f"#define DSSDN_N_CLIPS {len(clips)}\n#define DSSDN_CLIP_SAMPLES {n_samples}\n"
-        "static const float dssdn_clips[DSSDN_N_CLIPS][DSSDN_CLIP_SAMPLES] = {\n"
+        f"static const {ctype} dssdn_clips[DSSDN_N_CLIPS][DSSDN_CLIP_SAMPLES] = {{\n"
         + ",\n".join(rows)
         + "\n};\n#endif\n"
     )
@@ -367,7 +377,7 @@ def run_on_qemu(build: FrontendBuild, cfg: FrontendConfig | None, clips: list[np
     out_dir = Path(build.build_dir)
     src, obj, run_dir = out_dir / "src", out_dir / "obj", out_dir / "run"
     n_samples = max(len(np.asarray(c).ravel()) for c in clips)
-    (src / CLIPS_HEADER).write_text(render_clips_header(clips, n_samples))
+    (src / CLIPS_HEADER).write_text(render_clips_header(clips, n_samples, tables_take_pcm16(src / TABLES_HEADER)))
     fw_obj = obj / "fe_firmware.o"
     _compile(gcc, target, MCU_SRC / "fe_firmware.c", fw_obj, [MCU_SRC, src], (), build.cflags[-1])
     elf = out_dir / "fe_firmware.elf"

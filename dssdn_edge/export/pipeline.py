@@ -371,7 +371,7 @@ class _Builder:
         tflm_mod.write_c_array(model, self.staging / "mcu")
         i, o = tflite_mod.io_details(model)
         emit_c(self.ckpt.frontend_config, self.staging / "mcu", force=True, normalization=self.ckpt.normalization,
-               input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None)
+               input_quant=(i.scale, int(i.zero_point or 0)) if i.scale is not None else None, pcm16=True)
         unit = "LSB" if i.scale is not None else "abs"
         self.artifacts["mcu/model_data.cc"] = {
             "format": "c-array (.tflite flatbuffer)",

@@ -13,7 +13,9 @@ from .codegen import emit, op_summary
 from .graph import read_graph
 from .plan import plan_memory
 
-KERNEL_FILES = ("dssdn_kernels.h", "dssdn_kernels.c")
+# The kernels copied beside every generated model; a build compiles every .c among them (KERNEL_SOURCES).
+KERNEL_FILES = ("dssdn_kernels.h", "dssdn_arith.h", "dssdn_kernels.c", "dssdn_conv.c")
+KERNEL_SOURCES = tuple(n for n in KERNEL_FILES if n.endswith(".c"))
 
 
 @dataclass

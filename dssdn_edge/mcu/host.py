@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
+from .generate import KERNEL_FILES, KERNEL_SOURCES
 
 CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
@@ -66,14 +67,16 @@ def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines:
     """Compile the kernels and the models ``symbols`` found in ``c_dir`` into one shared library."""
     # absolute: the unity file that #includes the models is written in another folder than the caller's cwd
     c_dir, build_dir = Path(c_dir).resolve(), Path(build_dir).resolve()
-    sources = [c_dir / "dssdn_kernels.c", *(c_dir / f"{sym}.c" for sym in symbols)]
+    kernels = [c_dir / n for n in KERNEL_SOURCES]
+    sources = [*kernels, *(c_dir / f"{sym}.c" for sym in symbols)]
     harness = {}
     for sym in symbols:
         text = (c_dir / f"{sym}.h").read_text()
         sizes = re.findall(rf"#define {sym.upper()}_IN\d+_BYTES (\d+)", text)
         harness[f"{sym}_harness.c"] = _HARNESS.format(symbol=sym, macro=sym.upper(), sizes=", ".join(sizes))
     h = hashlib.sha256()
-    for path in [*sources, c_dir / "dssdn_kernels.h", *(c_dir / f"{sym}.h" for sym in symbols)]:
+    headers = [c_dir / n for n in KERNEL_FILES if n.endswith(".h")]
+    for path in [*sources, *headers, *(c_dir / f"{sym}.h" for sym in symbols)]:
         h.update(path.name.encode() + b"\0" + path.read_bytes())
     for name, text in sorted(harness.items()):
         h.update(name.encode() + text.encode())
@@ -91,7 +94,7 @@ def build_library(c_dir: Path, symbols: Sequence[str], build_dir: Path, defines:
         unity.write_text("".join(f'#include "{c_dir / f"{sym}.c"}"\n' for sym in symbols)
                          + "".join(harness[f"{sym}_harness.c"] for sym in symbols))
         tmp = work / lib.name
-        cmd = [compiler(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{c_dir}", str(c_dir / "dssdn_kernels.c"),
+        cmd = [compiler(), *CFLAGS, *(f"-D{d}" for d in defines), f"-I{c_dir}", *map(str, kernels),
                str(unity), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:

@@ -112,6 +112,22 @@ def _channels(prefix: str, bias: np.ndarray | None, mults: list[int], shifts: li
     return {"chan": "{" + init + "}"}, Array(f"{prefix}_c", "uint32_t", packed.words)
 
 
+def _check_requant(graph: Graph, op: Op, bound: int, shifts: list[int]) -> None:
+    """The kernels' requantisation (``requantize`` in dssdn_arith.h) is exact only when every value it
+    scales satisfies |x · 2^max(shift, 0)| < 2^29 and every shift is >= -30; that lets it drop TFLite's
+    saturation and 64-bit rounding. ``bound`` is the largest |x| the op can produce (from its weights, bias
+    and the int8 ranges), so this holds for every input, not only the data seen."""
+    for sh in shifts:
+        if sh < -30 or bound << max(int(sh), 0) >= 1 << 29:
+            raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): accumulators up to {bound} with "
+                              f"shift {sh} exceed the kernels' requantisation range (2^29)")
+
+
+def _bias_bound(bias: np.ndarray | None) -> int:
+    """The largest |bias| of the kernel's (folded) bias (none: 0)."""
+    return 0 if bias is None or bias.size == 0 else int(np.abs(bias).max())
+
+
 def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     src, extra_t, extra_l = plan.pad_fold.get(op.inputs[0], (op.inputs[0], 0, 0))
     pin = plan.places[src]
@@ -136,7 +152,10 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     lo, hi = _act(graph, op)
     wv = np.asarray(w.data, np.int64)
     wsum = wv.reshape(-1, oc).sum(0) if depthwise else wv.reshape(oc, -1).sum(1)
-    chan, packed = _channels(prefix, _bias(graph, op, wsum, t_in.zero_point), mults, shifts)
+    bias = _bias(graph, op, wsum, t_in.zero_point)
+    taps = wv.size // oc  # products summed per output value, each |w * x| <= 128 * 128
+    _check_requant(graph, op, _bias_bound(bias) + taps * 128 * 128, shifts)
+    chan, packed = _channels(prefix, bias, mults, shifts)
     work = work_area(plan, op.index, pack.work_bytes(oc, len(mults)))
     arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), packed]
     fields = {
@@ -164,7 +183,9 @@ def lower_fc(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, units)
     lo, hi = _act(graph, op)
     wsum = (np.asarray(w.data, np.int64).reshape(units, depth) - w.zero_point).sum(1)
-    chan, packed = _channels(prefix, _bias(graph, op, wsum, t_in.zero_point), mults, shifts)
+    bias = _bias(graph, op, wsum, t_in.zero_point)
+    _check_requant(graph, op, _bias_bound(bias) + depth * 256 * 128, shifts)  # |w - w_zp| <= 255
+    chan, packed = _channels(prefix, bias, mults, shifts)
     work = work_area(plan, op.index, pack.work_bytes(units, len(mults)))
     arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), packed]
     fields = {
@@ -199,10 +220,15 @@ def lower_binary(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         p = quant.add_params(a.scale, b.scale, out.scale)
         fields.update(left_shift=p["left_shift"], a_mult=p["m1"], a_shift=p["s1"], b_mult=p["m2"],
                       b_shift=p["s2"], out_mult=p["mo"], out_shift=p["so"])
+        scaled = 255 << p["left_shift"]  # |x - zp| <= 255, then the common left shift
+        _check_requant(graph, op, scaled, [p["s1"], p["s2"]])
+        # each rescaled input is at most |x| * 2^max(s, 0) + 1 (the multiplier is below 1, then rounding)
+        _check_requant(graph, op, sum((scaled << max(s, 0)) + 1 for s in (p["s1"], p["s2"])), [p["so"]])
         fn = "dssdn_add"
     else:
         m, s = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
         fields.update(left_shift=0, a_mult=0, a_shift=0, b_mult=0, b_shift=0, out_mult=m, out_shift=s)
+        _check_requant(graph, op, 256 * 256, [s])
         fn = "dssdn_mul"
     call = (f"{fn}(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.inputs[1])}, "
             f"A + {plan.addr(op.outputs[0])});")
@@ -221,6 +247,7 @@ def lower_mean(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     reduced = int(np.prod(dims[axes[0]: axes[-1] + 1], dtype=np.int64))
     inner = int(np.prod(dims[axes[-1] + 1:], dtype=np.int64))
     m, s = quant.mean_params(t_in.scale, out.scale, reduced)
+    _check_requant(graph, op, 256 * reduced, [s])
     fields = {"outer": outer, "reduced": reduced, "inner": inner, "in_zp": t_in.zero_point,
               "out_zp": out.zero_point, "mult": m, "shift": s}
     return Lowered("dssdn_mean_t", fields, [],

@@ -7,7 +7,7 @@ take a handful of neighbouring values, so ``shift - shift_min`` fits 0-3 bits. P
 writes ``bias_bits`` bits of bias (two's complement), then, for the channels that have their own
 multiplier (all of them, or only the first with per-tensor quantisation), ``mult_bits`` bits of multiplier
 and ``shift_bits`` bits of ``shift - shift_min``, least significant bit first, into little-endian uint32 words.
-``chan_unpack`` in dssdn_kernels.c reads them back once per op call into the op's work area (arena bytes
+``dssdn_chan_unpack`` in dssdn_kernels.c reads them back once per op call into the op's work area (arena bytes
 free while it runs, see ``plan.work_area``), so the per-output arithmetic is unchanged: the layout saves
 flash, not instructions in the hot loops.
 """
@@ -75,7 +75,7 @@ def pack_channels(bias: np.ndarray | None, mults: list[int], shifts: list[int]) 
 
 
 def unpack_channels(p: PackedChannels, channels: int, n_mult: int) -> tuple[list[int], list[int], list[int]]:
-    """The inverse of ``pack_channels`` (as ``chan_unpack`` in C does it): (biases, multipliers, shifts)."""
+    """The inverse of ``pack_channels`` (as ``dssdn_chan_unpack`` in C does it): (biases, multipliers, shifts)."""
     stream = int.from_bytes(np.asarray(p.words, "<u4").tobytes(), "little")
     pos = 0
 
@@ -96,5 +96,5 @@ def unpack_channels(p: PackedChannels, channels: int, n_mult: int) -> tuple[list
 
 
 def work_bytes(channels: int, n_mult: int) -> int:
-    """Bytes ``chan_unpack`` writes into an op's work area: int32 biases, int32 multipliers, int8 shifts."""
+    """Bytes ``dssdn_chan_unpack`` writes into an op's work area: int32 biases, int32 multipliers, int8 shifts."""
     return 4 * channels + 4 * n_mult + n_mult

@@ -9,7 +9,7 @@
 #include "dssdn_frontend.h"
 static dssdn_frontend_t g_state;
 static float g_frame[DSSDN_N_MELS];
-static float g_hop[DSSDN_HOP];
+static dssdn_sample_t g_hop[DSSDN_HOP]; /* float, or int16 PCM (DSSDN_PCM16) */
 #endif
 
 volatile uint32_t g_sink;
@@ -20,7 +20,7 @@ int main(void)
     int i;
     dssdn_frontend_init(&g_state);
     for (i = 0; i < DSSDN_HOP; i++) {
-        g_hop[i] = (float)g_sink;
+        g_hop[i] = (dssdn_sample_t)g_sink;
     }
     g_sink = (uint32_t)dssdn_frontend_push(&g_state, g_hop, DSSDN_HOP, g_frame, 1) + (uint32_t)g_frame[0];
 #endif

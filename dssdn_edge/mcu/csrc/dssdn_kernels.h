@@ -20,10 +20,18 @@
  * stack); a bigger one checks every tap per channel (same bits, slower). */
 #define DSSDN_MAX_TAPS 9
 #endif
+#ifndef DSSDN_RQ_CHANNELS
+/* Convs with at most this many output channels get a per-channel rounding table (4 bytes each, on the
+ * stack) that shortens the requantisation, and one pixel's sums (or a pixel pair's, up to half as many
+ * channels) in a buffer of the same size, requantised by one call; more channels take the general formula
+ * and per-group calls (same bits, slower). */
+#define DSSDN_RQ_CHANNELS 64
+#endif
 #ifndef DSSDN_MAX_PATCH
-/* The biggest conv window (k_h*k_w*in_c) gathered on the stack; a bigger one is summed tap by tap (same bits,
- * slower). Set it to the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
-#define DSSDN_MAX_PATCH 512
+/* The stack buffer for gathered conv windows (k_h*k_w*in_c bytes; two of them when output pixels go in pairs);
+ * a bigger window is summed tap by tap (same bits, slower). The DSSDN models need at most 2 x 160. Set it
+ * to twice the model's DSSDN_MODEL_MAX_PATCH (dssdn_model.h) to spend no more stack than needed. */
+#define DSSDN_MAX_PATCH 256
 #endif
 
 #ifdef __cplusplus
@@ -40,6 +48,16 @@ typedef struct {
     const uint32_t *bits;
     int8_t bias_bits, mult_bits, shift_bits, shift_min;
 } dssdn_chan_t;
+
+/* The constants of n channels (nq of them with their own multiplier and shift) unpacked into work (4-aligned,
+ * 4*n + 5*nq bytes) as int32 bias[n], int32 mult[nq], int8 shift[nq]; the kernels call it once per op call. */
+typedef struct {
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+} dssdn_chan_arrays_t;
+
+dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int8_t *work);
 
 /* CONV_2D and DEPTHWISE_CONV_2D. The input is a view: element (y, x, c) is at in[y*in_row + x*in_pix + c],
  * so a slice along H or W of a bigger tensor is read in place. Taps outside the input read the input zero

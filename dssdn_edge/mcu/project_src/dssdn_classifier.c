@@ -68,10 +68,10 @@ static int window_is_silent(const dssdn_classifier_t *c, int32_t s)
 
 /* The rows the next window shares with this one, moved out of the model's input before an invoke (park = 1)
  * and back to the start of the input after it (park = 0), into memory idle while the model runs: the front
- * end's FFT work space (nothing in it carries from one frame to the next) and then either the row buffer
- * (while streaming, a front-end call gives at most one row, already taken when a window completes) or, once
- * the front end is flushed, its sample buffer (the stream is over; the row buffer may still hold rows of
- * the next window). The classifier's own keep buffer only when those are too small. */
+ * end's FFT work space (nothing in it carries from one frame to the next), then the last hop of its sample
+ * buffer. A window completes with a row, and a row with a log-mel frame, after which the buffer holds only
+ * the N_FFT - HOP samples the next frame shares (or, at the end of the stream, nothing that is read again).
+ * The classifier's own keep buffer only when those are too small. */
 #if DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE
 static void park_shared_rows(dssdn_classifier_t *c, int park)
 {
@@ -88,14 +88,14 @@ static void park_shared_rows(dssdn_classifier_t *c, int park)
                              ? (size_t)DSSDN_CLASSIFIER_KEEP_BYTES : sizeof(c->features.fe.scratch);
     const size_t rest = (size_t)DSSDN_CLASSIFIER_KEEP_BYTES - first;
     unsigned char *scratch = (unsigned char *)c->features.fe.scratch;
-    unsigned char *more = c->features.flushed ? (unsigned char *)c->features.fe.buf : (unsigned char *)&c->row[0][0];
+    unsigned char *tail = (unsigned char *)(c->features.fe.buf + (DSSDN_N_FFT - DSSDN_HOP));
     if (park) {
         const int8_t *shared = input + (size_t)DSSDN_CLASSIFIER_STRIDE * DSSDN_CLASSIFIER_ROW_BYTES;
         memcpy(scratch, shared, first);
-        memcpy(more, shared + first, rest);
+        memcpy(tail, shared + first, rest);
     } else {
         memcpy(input, scratch, first);
-        memcpy(input + first, more, rest);
+        memcpy(input + first, tail, rest);
     }
 #endif
 }
@@ -139,20 +139,22 @@ static void complete_window(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
     }
 }
 
-/* Rows from the front end go to their place in the model's input; a window completes with its last row. */
+/* Where the front end writes the next row: its place in the model's input. Rows never fall before the window
+ * being filled (the stride is at most the window), and the window completes with its last row, so this is
+ * always inside the input. */
+static int8_t *next_row(const dssdn_classifier_t *c)
+{
+    return dssdn_model_input() + (size_t)(c->rows - c->next_start) * DSSDN_CLASSIFIER_ROW_BYTES;
+}
+
+/* The front end wrote n (0 or 1) rows at next_row; a window completes with its last row. */
 static int take_rows(dssdn_classifier_t *c, int n, dssdn_window_fn on_window, void *user)
 {
     int k, done = 0;
     for (k = 0; k < n; k++) {
-        const int32_t f = c->rows++;
-        if (f >= c->next_start) {
-            const int32_t pos = f - c->next_start;
-            memcpy(dssdn_model_input() + (size_t)pos * DSSDN_CLASSIFIER_ROW_BYTES, c->row[k],
-                   DSSDN_CLASSIFIER_ROW_BYTES);
-            if (pos == DSSDN_CLASSIFIER_WINDOW - 1) {
-                complete_window(c, on_window, user);
-                done++;
-            }
+        if (c->rows++ - c->next_start == DSSDN_CLASSIFIER_WINDOW - 1) {
+            complete_window(c, on_window, user);
+            done++;
         }
     }
     return done;
@@ -161,7 +163,9 @@ static int take_rows(dssdn_classifier_t *c, int n, dssdn_window_fn on_window, vo
 int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssdn_window_fn on_window,
                           void *user)
 {
+#if !DSSDN_PCM16
     float x[DSSDN_CLASSIFIER_CHUNK];
+#endif
     int done = 0;
     if (c->finished || n < 0 || (pcm == NULL && n > 0)) {
         return -1;
@@ -174,16 +178,28 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
         if (take > n) {
             take = n;
         }
+#if DSSDN_PCM16
+        /* the front end takes the PCM as it is (dssdn_frontend.h): no float copy on the stack */
+#else
         if (take > DSSDN_CLASSIFIER_CHUNK) {
             take = DSSDN_CLASSIFIER_CHUNK;
         }
         for (i = 0; i < take; i++) {
             x[i] = (float)pcm[i] * (1.0f / 32768.0f); /* exact: as soundfile reads PCM_16 as float32 */
-            if (pcm[i] != 0) {
-                c->newest_nonzero = c->samples + i;
-            }
         }
-        got = dssdn_features_push(&c->features, x, take, NULL, &c->row[0][0], DSSDN_FEATURES_FLUSH_FRAMES);
+#endif
+        /* the newest non-zero sample of the piece, searched from its end (audio rarely ends a piece in
+         * zeros): a branch per piece instead of a test per sample in the loop above */
+        for (i = take - 1; i >= 0 && pcm[i] == 0; i--) {
+        }
+        if (i >= 0) {
+            c->newest_nonzero = c->samples + i;
+        }
+#if DSSDN_PCM16
+        got = dssdn_features_push(&c->features, pcm, take, NULL, next_row(c), 1);
+#else
+        got = dssdn_features_push(&c->features, x, take, NULL, next_row(c), 1);
+#endif
         if (got < 0) {
             return -1;
         }
@@ -211,12 +227,14 @@ int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
         }
         done += r;
     }
-    got = dssdn_features_flush(&c->features, NULL, &c->row[0][0], DSSDN_FEATURES_FLUSH_FRAMES);
+    mark_frames(c, 1);
+    /* the last rows one at a time, each straight into its place (a window may complete between two) */
+    while ((got = dssdn_features_flush_step(&c->features, NULL, next_row(c))) == 1) {
+        done += take_rows(c, 1, on_window, user);
+    }
     if (got < 0) {
         return -1;
     }
-    mark_frames(c, 1);
-    done += take_rows(c, got, on_window, user);
     c->finished = 1;
     return done;
 }

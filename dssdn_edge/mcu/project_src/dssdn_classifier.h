@@ -11,13 +11,14 @@
  *   - the clip label is the class of the largest mean of the windows' int8 scores (the model's int8 logits:
  *     their mean ranks classes as the mean of the dequantised logits does), the first class on a tie.
  *
- * Memory: the front end's state (DSSDN_FEATURES_STATE_BYTES), one front-end call's rows and the per-class
- * sums. Frames go straight into the model's input (inside its arena): no ring of 51 rows and no copy of a
- * whole window per hop. The rows the next window shares with this one (DSSDN_CLASSIFIER_KEEP_ROWS x
- * DSSDN_CLASSIFIER_ROW_BYTES) must outlive an invoke, which reuses its input buffer for activations; they
- * are parked in memory that is idle while the model runs: the front end's FFT work space (its contents do
- * not carry from one frame to the next) and the row buffer, or after flush the front end's sample buffer. Only when those are too small for a front-end
- * configuration does the classifier hold a keep buffer of its own (DSSDN_CLASSIFIER_OWN_KEEP).
+ * Memory: the front end's state (DSSDN_FEATURES_STATE_BYTES) and the per-class sums. Each int8 row goes
+ * straight from the front end into its place in the model's input (inside its arena): no ring of 51 rows, no
+ * row buffer and no copy of a whole window per hop. The rows the next window shares with this one
+ * (DSSDN_CLASSIFIER_KEEP_ROWS x DSSDN_CLASSIFIER_ROW_BYTES) must outlive an invoke, which reuses its input
+ * buffer for activations; they are parked in memory that is idle while the model runs: the front end's FFT
+ * work space (its contents do not carry from one frame to the next) and the last hop of its sample buffer
+ * (free whenever a frame has just completed, which is when a window completes). Only when those are too small
+ * for a front-end configuration does the classifier hold a keep buffer of its own (DSSDN_CLASSIFIER_OWN_KEEP).
  *
  *     static dssdn_classifier_t clf;
  *     dssdn_classifier_init(&clf);
@@ -47,17 +48,17 @@ extern "C" {
     (DSSDN_CLASSIFIER_WINDOW > DSSDN_CLASSIFIER_STRIDE ? DSSDN_CLASSIFIER_WINDOW - DSSDN_CLASSIFIER_STRIDE : 1)
 /* A clip shorter than this is zero-padded to it (one window: 1 + n / HOP = DSSDN_MODEL_IN_FRAMES). */
 #define DSSDN_CLASSIFIER_MIN_SAMPLES ((DSSDN_CLASSIFIER_WINDOW - 1) * DSSDN_HOP)
-/* Samples converted to float per call of the front end (a stack buffer of 4 bytes each). */
+/* Samples converted to float per call of the front end (a stack buffer of 4 bytes each), when the front end
+ * takes float samples; an mcu/ project's front end takes the int16 PCM itself (DSSDN_PCM16) and needs none. */
 #ifndef DSSDN_CLASSIFIER_CHUNK
 #define DSSDN_CLASSIFIER_CHUNK 64
 #endif
 /* Bytes parked across an invoke; the idle memory they go to (see Memory above). */
 #define DSSDN_CLASSIFIER_KEEP_BYTES (DSSDN_CLASSIFIER_KEEP_ROWS * DSSDN_CLASSIFIER_ROW_BYTES)
 #define DSSDN_CLASSIFIER_SCRATCH_BYTES (DSSDN_SCRATCH_LEN * 4) /* at least: DSSDN_REAL is float or double */
-#define DSSDN_CLASSIFIER_ROWBUF_BYTES (DSSDN_FEATURES_FLUSH_FRAMES * DSSDN_CLASSIFIER_ROW_BYTES)
+#define DSSDN_CLASSIFIER_TAIL_BYTES (DSSDN_HOP * (DSSDN_PCM16 ? 2 : 4)) /* the sample buffer's last hop */
 #define DSSDN_CLASSIFIER_OWN_KEEP \
-    (DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_CLASSIFIER_ROWBUF_BYTES || \
-     DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_N_FFT * 4)
+    (DSSDN_CLASSIFIER_KEEP_BYTES > DSSDN_CLASSIFIER_SCRATCH_BYTES + DSSDN_CLASSIFIER_TAIL_BYTES)
 /* Frames whose silence record is kept (the delta delays a row by DSSDN_DELTA_HALF frames). */
 #define DSSDN_CLASSIFIER_SILENCE_RING 16
 
@@ -79,7 +80,6 @@ typedef struct {
 #if DSSDN_CLASSIFIER_OWN_KEEP
     int8_t keep[DSSDN_CLASSIFIER_KEEP_ROWS][DSSDN_CLASSIFIER_ROW_BYTES]; /* rows shared with the next window */
 #endif
-    int8_t row[DSSDN_FEATURES_FLUSH_FRAMES][DSSDN_CLASSIFIER_ROW_BYTES]; /* rows from one front-end call */
     int32_t last_nonzero[DSSDN_CLASSIFIER_SILENCE_RING]; /* per frame: newest non-zero sample up to its end */
     int32_t sums[DSSDN_MODEL_OUT_CLASSES]; /* per class: sum of the non-silent windows' int8 scores */
     int32_t samples;      /* samples pushed */

@@ -1,0 +1,481 @@
+/* dssdn_conv.c - CONV_2D and DEPTHWISE_CONV_2D (see dssdn_kernels.h). Integer arithmetic only; both mirror
+ * TensorFlow Lite Micro's reference int8 kernels (tensorflow/lite/kernels/internal/reference/integer_ops)
+ * bit for bit, with the work arranged for a Cortex-M: output pixels in pairs, channels in groups, one
+ * requantisation call per pixel. */
+#include "dssdn_arith.h"
+#include "dssdn_kernels.h"
+
+/* The requantisation of an op's outputs, in locals: int8 stores may alias anything reachable through a
+ * pointer, so fields read through the op's struct would be reloaded after every store. bias, mult and shift
+ * point into the op's work area, where requant_of unpacks the op's bit-packed channel constants. */
+typedef struct {
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+    const int32_t *round; /* NULL, or per channel ((2^(e-1) + out_zp * 2^e) << 8) | e for shift = -e, 1 <= e <= 15 */
+    int32_t mask;         /* -1 per channel, 0 per tensor: the parameter index is oc & mask, without a branch */
+    int32_t out_zp, lo, hi;
+} requant_t;
+
+/* The accessors of a conv's per-channel constants: the hot loops read bias, multiplier and shift only here. */
+static inline int32_t conv_bias(const int32_t *bias, int32_t oc)
+{
+    return bias ? bias[oc] : 0;
+}
+
+static inline int32_t rq_mult(const requant_t *r, int32_t q)
+{
+    return r->mult[q];
+}
+
+static inline int32_t rq_shift(const requant_t *r, int32_t q)
+{
+    return r->shift[q];
+}
+
+/* The op's requantisation. When the parameters are per channel, every shift is in [-15, -1] (the usual
+ * case) and there are at most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's
+ * stack) gets each channel's rounding term, output zero point and shift in one word, so the per-output work
+ * is two loads and no selects. */
+static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
+{
+    requant_t r;
+    const dssdn_chan_arrays_t a = dssdn_chan_unpack(&p->chan, p->out_c, p->per_channel ? p->out_c : 1, p->work);
+    r.bias = a.bias;
+    r.mult = a.mult;
+    r.shift = a.shift;
+    r.mask = p->per_channel ? -1 : 0;
+    r.out_zp = p->out_zp;
+    r.lo = p->act_min;
+    r.hi = p->act_max;
+    r.round = NULL;
+#ifdef DSSDN_SINGLE_ROUNDING
+    (void)round;
+#else
+    if (p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS) {
+        r.round = round;
+        for (int32_t q = 0; q < p->out_c; ++q) {
+            const int32_t e = -rq_shift(&r, q);
+            if (e < 1 || e > 15) {
+                r.round = NULL;
+                break;
+            }
+            /* |2^(e-1) + zp * 2^e| < 2^23: shifted left by 8 it still fits */
+            const int32_t term = ((int32_t)1 << (e - 1)) + r.out_zp * ((int32_t)1 << e);
+            round[q] = (int32_t)((uint32_t)term << 8) | e;
+        }
+    }
+#endif
+    return r;
+}
+
+static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+{
+    const int32_t q = oc & r->mask;
+    return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
+}
+
+/* ((h + 2^(e-1) - [h < 0]) >> e) + zp from a rounding-table entry: requantize's rounding for left = 0 plus
+ * the output zero point, the same bits (adding zp * 2^e before the floor division adds exactly zp after it;
+ * |h| < 2^29 keeps the sum in range). On Arm, ASR by a register shifts by that register's low byte: e. */
+static inline int32_t round_shift(int32_t h, int32_t rnd)
+{
+    const int32_t s = h + (rnd >> 8) - (int32_t)((uint32_t)h >> 31);
+#if defined(__ARM_FEATURE_DSP)
+    int32_t v;
+    __asm__("asr %0, %1, %2" : "=r"(v) : "r"(s), "r"(rnd));
+    return v;
+#else
+    return s >> (rnd & 31);
+#endif
+}
+
+/* One output of channel q from the rounding table. */
+static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int full)
+{
+    const int32_t v = round_shift(high_mul(acc, rq_mult(r, q)), r->round[q]);
+    if (full) {
+        return (int8_t)sat8(v);
+    }
+    return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
+}
+
+/* The table path of requant_n (per-channel parameters); full (no clamp besides int8's) is a constant at
+ * each call, so each case compiles to a loop without the clamp it does not need. */
+static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
+                               int full)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[oc + i] = requant_one(r, acc[i], oc + i, full);
+    }
+}
+
+/* Channels oc .. oc+n-1 of one pixel from their accumulators. Out of line: one copy in flash, and the call
+ * frees the caller's registers (inlined into the MAC loops it spilled). */
+static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
+{
+    const requant_t r = *rq;
+    if (r.round) { /* per-channel parameters: what int8 converters emit for convs */
+        if (r.lo == -128 && r.hi == 127) {
+            requant_run(&r, acc, oc, n, dst, 1);
+        } else {
+            requant_run(&r, acc, oc, n, dst, 0);
+        }
+        return;
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        dst[oc + i] = requant_ch(&r, acc[i], oc + i);
+    }
+}
+
+/* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
+ * channels per pass over x, so each input word is loaded and widened once for all of them, their sums kept
+ * in registers and requantised at once. */
+static void conv_pixel(const int8_t *x, int32_t n, const int8_t *w, const int32_t *bias, const requant_t *rq,
+                       int32_t out_c, int8_t *dst, int32_t *acc)
+{
+    /* acc: out_c sums when out_c <= DSSDN_RQ_CHANNELS (requantised by one call for the whole pixel), else 4 */
+    const int32_t batch = out_c <= DSSDN_RQ_CHANNELS;
+    int32_t oc = 0;
+    for (; oc + 4 <= out_c; oc += 4, w += 4 * n) {
+        int32_t *a = batch ? acc + oc : acc;
+        a[0] = conv_bias(bias, oc), a[1] = conv_bias(bias, oc + 1), a[2] = conv_bias(bias, oc + 2);
+        a[3] = conv_bias(bias, oc + 3);
+        dot4(w, n, x, a);
+        if (!batch) {
+            requant_n(rq, a, oc, 4, dst);
+        }
+    }
+    for (; oc < out_c; ++oc, w += n) {
+        int32_t *a = batch ? acc + oc : acc;
+        a[0] = dot(w, x, n, conv_bias(bias, oc));
+        if (!batch) {
+            requant_n(rq, a, oc, 1, dst);
+        }
+    }
+    if (batch) {
+        requant_n(rq, acc, 0, out_c, dst);
+    }
+}
+
+/* Two output pixels from their patches x and y (filter rows of n bytes, n a multiple of 4: no tail loop
+ * in the sum), channels two at a time. The sums (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS)
+ * are requantised by one call per pixel, writing dst (pixel x) and dst + out_c (pixel y) after all the
+ * reads, so the output may overlap the input. */
+static void conv_pair(const int8_t *x, const int8_t *y, int32_t n, const int8_t *w, const int32_t *bias,
+                      const requant_t *rq, int32_t out_c, int8_t *dst, int32_t *acc)
+{
+    int32_t oc = 0;
+    for (; oc + 2 <= out_c; oc += 2, w += 2 * n) {
+        /* the second pixel's sums at a constant offset: no register for it */
+        dot2x2(w, n, x, y, conv_bias(bias, oc), conv_bias(bias, oc + 1), acc + oc,
+               acc + DSSDN_RQ_CHANNELS / 2 + oc);
+    }
+    requant_n(rq, acc, 0, oc, dst);
+    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, oc, dst + out_c);
+    for (; oc < out_c; ++oc, w += n) {
+        const int32_t a = dot(w, x, n, conv_bias(bias, oc)), b = dot(w, y, n, conv_bias(bias, oc));
+        requant_n(rq, &a, oc, 1, dst);
+        requant_n(rq, &b, oc, 1, dst + out_c);
+    }
+}
+
+/* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
+ * 0-3 bytes. */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        memcpy(dst + i, src + i, 4);
+    }
+    for (; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
+ * input. A window row inside the input whose taps are adjacent pixels is one run of k_w*in_c bytes (the
+ * 2-channel first convs: one word per row). */
+static void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
+{
+    const int32_t row_run = p->dil_w == 1 && p->in_pix == p->in_c && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
+    const int32_t row_bytes = p->k_w * p->in_c;
+    int8_t *dst = patch;
+    for (int32_t ky = 0; ky < p->k_h; ++ky, dst += row_bytes) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            memset(dst, p->in_zp, (size_t)row_bytes);
+            continue;
+        }
+        const int8_t *src = in + iy * p->in_row + ix0 * p->in_pix;
+        if (row_run) {
+            copy_bytes(dst, src, row_bytes);
+        } else {
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                if (ix < 0 || ix >= p->in_w) {
+                    memset(dst + kx * p->in_c, p->in_zp, (size_t)p->in_c);
+                } else {
+                    copy_bytes(dst + kx * p->in_c, src + kx * p->dil_w * p->in_pix, p->in_c);
+                }
+            }
+        }
+    }
+}
+
+/* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
+static int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int32_t oc,
+                           int32_t c0, int32_t acc)
+{
+    const int8_t *wf = p->w + oc * p->k_h * p->k_w * p->k_c;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int8_t *wp = wf + (ky * p->k_w + kx) * p->k_c;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (int32_t ic = 0; ic < p->k_c; ++ic) {
+                    acc += (int32_t)wp[ic] * p->in_zp;
+                }
+            } else {
+                acc = dot(wp, in + iy * p->in_row + ix * p->in_pix + c0, p->k_c, acc);
+            }
+        }
+    }
+    return acc;
+}
+
+void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
+{
+    /* A local copy: the int8 stores below may alias anything reachable through a pointer, so reading the
+     * fields through params would reload them after every store. */
+    const dssdn_conv_t local = *params;
+    const dssdn_conv_t *const p = &local;
+    const int32_t groups = p->in_c / p->k_c;
+    const int32_t oc_per_group = p->out_c / groups;
+    const int32_t filter_size = p->k_h * p->k_w * p->k_c;
+    const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
+    /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
+    const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
+    /* pixels in pairs along a row when both pixels' sums fit acc and both patches the patch buffer */
+    const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
+                          (in_place || 2 * filter_size <= DSSDN_MAX_PATCH);
+    int32_t round[DSSDN_RQ_CHANNELS];
+    int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
+    int8_t patch[DSSDN_MAX_PATCH];
+    int8_t pixel[DSSDN_MAX_PIXEL];
+    const requant_t rq = requant_of(p, round);
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        int32_t ox = 0;
+        for (; pairs && ox + 2 <= p->out_w; ox += 2) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l, ix1 = ix0 + p->stride_w;
+            const int8_t *x = patch, *y = patch + filter_size;
+            if (in_place) {
+                x = in + iy0 * p->in_row + ix0 * p->in_pix;
+                y = in + iy0 * p->in_row + ix1 * p->in_pix;
+            } else {
+                gather(p, in, iy0, ix0, patch);
+                gather(p, in, iy0, ix1, patch + filter_size);
+            }
+            if (p->out_c & 1) { /* the odd channel is computed after the others are stored: via the buffer */
+                conv_pair(x, y, filter_size, p->w, rq.bias, &rq, p->out_c, pixel, acc);
+                copy_bytes(out, pixel, 2 * p->out_c);
+            } else { /* every read comes before the first store: the output may overlap the input */
+                conv_pair(x, y, filter_size, p->w, rq.bias, &rq, p->out_c, out, acc);
+            }
+            out += 2 * p->out_c;
+        }
+        for (; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
+            if (use_patch) {
+                const int8_t *x = patch;
+                if (in_place) {
+                    x = in + iy0 * p->in_row + ix0 * p->in_pix;
+                } else {
+                    gather(p, in, iy0, ix0, patch);
+                }
+                conv_pixel(x, filter_size, p->w, rq.bias, &rq, p->out_c, dst, acc);
+            } else {
+                for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                    const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
+                                                    conv_bias(rq.bias, oc));
+                    dst[oc] = requant_ch(&rq, acc, oc);
+                }
+            }
+            if (p->buffered) {
+                copy_bytes(out, pixel, p->out_c);
+            }
+            out += p->out_c;
+        }
+    }
+}
+
+/* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
+static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+{
+    int32_t round[DSSDN_RQ_CHANNELS];
+    const requant_t rq = requant_of(p, round);
+    int8_t pixel[DSSDN_MAX_PIXEL];
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = p->buffered ? pixel : out;
+            for (int32_t oc = 0; oc < p->out_c; ++oc) {
+                const int32_t ic = oc / p->depth_mult;
+                int32_t acc = conv_bias(rq.bias, oc);
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int32_t x = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w
+                                              ? in[iy * p->in_row + ix * p->in_pix + ic] : p->in_zp;
+                        acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
+                    }
+                }
+                dst[oc] = requant_ch(&rq, acc, oc);
+            }
+            if (p->buffered) {
+                copy_bytes(out, pixel, p->out_c);
+            }
+            out += p->out_c;
+        }
+    }
+}
+
+/* Depthwise with depth_mult 1, channels in groups of four that share each tap's pointers (on the DSP path
+ * one word of input and one of filter per tap, SXTB16 and SMLABB/SMLATT: the same exact products).
+ * A group skips the taps whose four filter values are all zero: they add nothing, in bounds or not. That
+ * pays on DSSDN, whose dilated depthwise convs give most channels only a centre tap (about 22% of the
+ * (tap, group) pairs are nonzero); the lists are made once per op. */
+typedef struct {
+    uint8_t n;                    /* taps with a nonzero filter value in the group */
+    uint8_t tap[DSSDN_MAX_TAPS];  /* their indices, ky * k_w + kx */
+} dw_group_t;
+
+static void dw_groups(const int8_t *w, int32_t taps, int32_t oc_n, int32_t quads, dw_group_t *g)
+{
+    for (int32_t q = 0; q < quads; ++q) {
+        g[q].n = 0;
+        for (int32_t t = 0; t < taps; ++t) {
+            const int8_t *v = w + t * oc_n + 4 * q;
+            if (v[0] | v[1] | v[2] | v[3]) {
+                g[q].tap[g[q].n++] = (uint8_t)t;
+            }
+        }
+    }
+}
+
+/* Every channel of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as the
+ * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here. */
+static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *const *tp, const dw_group_t *groups,
+                     int32_t quads, int32_t *acc)
+{
+    const int32_t oc_n = p->out_c, zp = p->in_zp;
+    const int8_t *const w = p->w;
+    for (int32_t q = 0; q < quads; ++q) {
+        const int32_t oc = 4 * q;
+        int32_t a0 = conv_bias(bias, oc), a1 = conv_bias(bias, oc + 1);
+        int32_t a2 = conv_bias(bias, oc + 2), a3 = conv_bias(bias, oc + 3);
+        const dw_group_t *g = &groups[q];
+        for (int32_t k = 0; k < g->n; ++k) {
+            const int32_t t = g->tap[k];
+            const int8_t *wt = w + t * oc_n + oc, *x = tp[t];
+            if (x) {
+                x += oc;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+                const uint32_t xv = load4(x), wv = load4(wt);
+                const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+                a0 = __smlabb(we, xe, a0);
+                a2 = __smlatt(we, xe, a2);
+                a1 = __smlabb(wo, xo, a1);
+                a3 = __smlatt(wo, xo, a3);
+#else
+                a0 += (int32_t)wt[0] * x[0];
+                a1 += (int32_t)wt[1] * x[1];
+                a2 += (int32_t)wt[2] * x[2];
+                a3 += (int32_t)wt[3] * x[3];
+#endif
+            } else {
+                a0 += (int32_t)wt[0] * zp;
+                a1 += (int32_t)wt[1] * zp;
+                a2 += (int32_t)wt[2] * zp;
+                a3 += (int32_t)wt[3] * zp;
+            }
+        }
+        acc[oc] = a0;
+        acc[oc + 1] = a1;
+        acc[oc + 2] = a2;
+        acc[oc + 3] = a3;
+    }
+}
+
+/* Depthwise: per output pixel, each tap's input pixel is found once (NULL outside the input); the channel
+ * loops then have no bounds checks. */
+void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
+{
+    const dssdn_conv_t local = *params; /* see dssdn_conv2d */
+    const dssdn_conv_t *const p = &local;
+    const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult, taps = p->k_h * p->k_w;
+    if (taps > DSSDN_MAX_TAPS) {
+        depthwise_generic(p, in, out);
+        return;
+    }
+    /* groups of four channels when depth_mult is 1 and the sums fit the per-pixel buffer */
+    const int32_t quads = dm == 1 && oc_n <= DSSDN_RQ_CHANNELS ? oc_n / 4 : 0;
+    /* the groups' outputs are stored after all the pixel's reads; other channels store as they go */
+    const int32_t via_pixel = p->buffered && 4 * quads < oc_n;
+    int32_t acc[DSSDN_RQ_CHANNELS];
+    int32_t round[DSSDN_RQ_CHANNELS];
+    dw_group_t groups[DSSDN_RQ_CHANNELS / 4];
+    int8_t pixel[DSSDN_MAX_PIXEL];
+    const int8_t *tp[DSSDN_MAX_TAPS];
+    const requant_t rq = requant_of(p, round);
+    /* the taps some channel reads (all of them when channels are left outside the groups), with their
+     * offsets from the window's corner: only these get an input pointer per pixel */
+    uint8_t used[DSSDN_MAX_TAPS];
+    int16_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
+    int32_t n_used = 0;
+    dw_groups(p->w, taps, oc_n, quads, groups);
+    for (int32_t t = 0; t < taps; ++t) {
+        int32_t read = 4 * quads < oc_n;
+        for (int32_t q = 0; q < quads; ++q) {
+            for (int32_t k = 0; k < groups[q].n; ++k) {
+                read |= groups[q].tap[k] == t;
+            }
+        }
+        if (read) {
+            used[n_used] = (uint8_t)t;
+            dy[n_used] = (int16_t)(t / p->k_w * p->dil_h);
+            dx[n_used++] = (int16_t)(t % p->k_w * p->dil_w);
+        }
+    }
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *dst = via_pixel ? pixel : out;
+            for (int32_t k = 0; k < n_used; ++k) {
+                const int32_t iy = iy0 + dy[k], ix = ix0 + dx[k];
+                tp[used[k]] = (uint32_t)iy < (uint32_t)p->in_h && (uint32_t)ix < (uint32_t)p->in_w
+                                  ? in + iy * p->in_row + ix * p->in_pix : NULL;
+            }
+            dw_pixel(p, rq.bias, tp, groups, quads, acc);
+            requant_n(&rq, acc, 0, 4 * quads, dst);
+            for (int32_t oc = 4 * quads; oc < oc_n; ++oc) {
+                const int32_t ic = oc / dm;
+                int32_t a = conv_bias(rq.bias, oc);
+                for (int32_t j = 0; j < taps; ++j) {
+                    a += (int32_t)p->w[j * oc_n + oc] * (tp[j] ? tp[j][ic] : zp);
+                }
+                dst[oc] = requant_ch(&rq, a, oc);
+            }
+            if (via_pixel) {
+                copy_bytes(out, pixel, oc_n);
+            }
+            out += oc_n;
+        }
+    }
+}
