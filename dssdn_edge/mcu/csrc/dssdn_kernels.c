@@ -32,11 +32,22 @@ dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t 
     const uint32_t sign = c->bias_bits ? (uint32_t)1 << (c->bias_bits - 1) : 0;
     const uint32_t implied = c->mult_bits == 30 ? (uint32_t)1 << 30 : 0;
     uint32_t pos = 0;
+    const int32_t q_bits = c->mult_bits + c->shift_bits; /* one read for both when they fit a word */
+    const uint32_t m_mask = ((uint32_t)1 << c->mult_bits) - 1;
     for (int32_t i = 0; i < n; ++i) {
         bias[i] = (int32_t)((take_bits(c->bits, &pos, c->bias_bits) ^ sign) - sign);
         if (i < nq) {
-            mult[i] = (int32_t)(take_bits(c->bits, &pos, c->mult_bits) | implied);
-            shift[i] = (int8_t)((int32_t)take_bits(c->bits, &pos, c->shift_bits) + c->shift_min);
+            uint32_t m, s;
+            if (q_bits <= 32) {
+                const uint32_t v = take_bits(c->bits, &pos, q_bits);
+                m = v & m_mask;
+                s = v >> c->mult_bits;
+            } else {
+                m = take_bits(c->bits, &pos, c->mult_bits);
+                s = take_bits(c->bits, &pos, c->shift_bits);
+            }
+            mult[i] = (int32_t)(m | implied);
+            shift[i] = (int8_t)((int32_t)s + c->shift_min);
         }
     }
     dssdn_chan_arrays_t a;
@@ -234,12 +245,8 @@ static inline int32_t wrap_sub(int32_t a, int32_t b)
 }
 
 /* SaturatingRoundingDoublingHighMul for any int32 pair: floor((a*b + 2^30) / 2^31) equals gemmlowp's
- * nudge-and-truncate in both signs; only INT32_MIN * INT32_MIN saturates. Out of line where the compiler
- * allows: LOGISTIC calls it ~20 times per element on a few elements per op, so one copy saves ~0.25 KB. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int32_t fx_mul(int32_t a, int32_t b)
+ * nudge-and-truncate in both signs; only INT32_MIN * INT32_MIN saturates. */
+static inline int32_t fx_mul(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
