@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ExportError
-from . import quant
+from . import pack, quant
 from .graph import Graph, Op
-from .plan import Plan, natural_strides, shape4, slice_bounds
+from .plan import Plan, natural_strides, shape4, slice_bounds, work_area
 
 
 @dataclass
 class Array:
     name: str
-    ctype: str  # "int8_t" or "int32_t"
+    ctype: str  # "int8_t", "int32_t" or "uint32_t"
     values: np.ndarray
 
 
@@ -86,9 +86,9 @@ def _act(graph: Graph, op: Op) -> tuple[int, int]:
                           "activation") from None
 
 
-def _bias(graph: Graph, op: Op, prefix: str, wsum: np.ndarray, in_zp: int) -> tuple[str, list[Array]]:
+def _bias(graph: Graph, op: Op, wsum: np.ndarray, in_zp: int) -> np.ndarray | None:
     """The kernels' bias: the model's int32 bias minus ``in_zp · Σw`` per output channel (exact in int32,
-    so the kernel's sum over raw inputs equals TFLM's sum over ``x − zp``). NULL when both are zero."""
+    so the kernel's sum over raw inputs equals TFLM's sum over ``x − zp``). None when both are zero."""
     bias = np.zeros(len(wsum), np.int64)
     if len(op.inputs) >= 3 and op.inputs[2] >= 0:
         b = graph.t(op.inputs[2])
@@ -96,12 +96,20 @@ def _bias(graph: Graph, op: Op, prefix: str, wsum: np.ndarray, in_zp: int) -> tu
             raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}) needs a constant int32 bias")
         bias += np.asarray(b.data, np.int64).reshape(-1)
     elif in_zp == 0:
-        return "NULL", []
+        return None
     folded = bias - int(in_zp) * wsum.astype(np.int64)
     if folded.min() < -(2**31) or folded.max() >= 2**31:
         raise ExportError(f"{graph.label}: op {op.kind} (op #{op.index}): bias with the input zero point folded "
                           "in overflows int32")
-    return f"{prefix}_b", [Array(f"{prefix}_b", "int32_t", folded.astype(np.int32))]
+    return folded
+
+
+def _channels(prefix: str, bias: np.ndarray | None, mults: list[int], shifts: list[int]
+              ) -> tuple[dict[str, object], Array]:
+    """The struct fields and the bit-packed array of an op's per-channel constants (see pack.py)."""
+    packed = pack.pack_channels(bias, mults, shifts)
+    init = ", ".join(f".{k} = {v}" for k, v in {"bits": f"{prefix}_c", **packed.fields()}.items())
+    return {"chan": "{" + init + "}"}, Array(f"{prefix}_c", "uint32_t", packed.words)
 
 
 def _check_requant(graph: Graph, op: Op, bound: int, shifts: list[int]) -> None:
@@ -115,14 +123,9 @@ def _check_requant(graph: Graph, op: Op, bound: int, shifts: list[int]) -> None:
                               f"shift {sh} exceed the kernels' requantisation range (2^29)")
 
 
-def _bias_bound(arrays: list[Array]) -> int:
-    """The largest |bias| among the kernel's bias arrays (none: 0)."""
-    return max((int(np.abs(a.values.astype(np.int64)).max()) for a in arrays if a.values.size), default=0)
-
-
-def _requant_arrays(prefix: str, mults: list[int], shifts: list[int]) -> list[Array]:
-    return [Array(f"{prefix}_m", "int32_t", np.asarray(mults, np.int64).astype(np.int32)),
-            Array(f"{prefix}_s", "int8_t", np.asarray(shifts, np.int8))]
+def _bias_bound(bias: np.ndarray | None) -> int:
+    """The largest |bias| of the kernel's (folded) bias (none: 0)."""
+    return 0 if bias is None or bias.size == 0 else int(np.abs(bias).max())
 
 
 def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
@@ -149,11 +152,12 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     lo, hi = _act(graph, op)
     wv = np.asarray(w.data, np.int64)
     wsum = wv.reshape(-1, oc).sum(0) if depthwise else wv.reshape(oc, -1).sum(1)
-    bias, arrays = _bias(graph, op, prefix, wsum, t_in.zero_point)
+    bias = _bias(graph, op, wsum, t_in.zero_point)
     taps = wv.size // oc  # products summed per output value, each |w * x| <= 128 * 128
-    _check_requant(graph, op, _bias_bound(arrays) + taps * 128 * 128, shifts)
-    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
-              *_requant_arrays(prefix, mults, shifts)]
+    _check_requant(graph, op, _bias_bound(bias) + taps * 128 * 128, shifts)
+    chan, packed = _channels(prefix, bias, mults, shifts)
+    work = work_area(plan, op.index, pack.work_bytes(oc, len(mults)))
+    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), packed]
     fields = {
         "in_h": geo["in_h"], "in_w": geo["in_w"], "in_c": geo["in_c"],
         "in_row": pin.strides[1], "in_pix": pin.strides[2],
@@ -163,8 +167,7 @@ def lower_conv(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         "pad_t": geo["pad_t"], "pad_l": geo["pad_l"], "depth_mult": mult,
         "per_channel": int(len(mults) > 1), "buffered": int(op.index in plan.buffered),
         "in_zp": t_in.zero_point, "out_zp": out.zero_point,
-        "act_min": lo, "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m",
-        "shift": f"{prefix}_s",
+        "act_min": lo, "act_max": hi, "w": f"{prefix}_w", "work": f"A + {work}", **chan,
     }
     fn = "dssdn_depthwise_conv2d" if depthwise else "dssdn_conv2d"
     return Lowered("dssdn_conv_t", fields, arrays,
@@ -180,14 +183,15 @@ def lower_fc(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     mults, shifts = quant.conv_multipliers(t_in.scale, w.scales, out.scale, units)
     lo, hi = _act(graph, op)
     wsum = (np.asarray(w.data, np.int64).reshape(units, depth) - w.zero_point).sum(1)
-    bias, arrays = _bias(graph, op, prefix, wsum, t_in.zero_point)
-    _check_requant(graph, op, _bias_bound(arrays) + depth * 256 * 128, shifts)  # |w - w_zp| <= 255
-    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), *arrays,
-              *_requant_arrays(prefix, mults, shifts)]
+    bias = _bias(graph, op, wsum, t_in.zero_point)
+    _check_requant(graph, op, _bias_bound(bias) + depth * 256 * 128, shifts)  # |w - w_zp| <= 255
+    chan, packed = _channels(prefix, bias, mults, shifts)
+    work = work_area(plan, op.index, pack.work_bytes(units, len(mults)))
+    arrays = [Array(f"{prefix}_w", "int8_t", np.asarray(w.data, np.int8).reshape(-1)), packed]
     fields = {
         "batches": batches, "depth": depth, "units": units, "per_channel": int(len(mults) > 1),
         "in_zp": t_in.zero_point, "w_zp": w.zero_point, "out_zp": out.zero_point, "act_min": lo,
-        "act_max": hi, "w": f"{prefix}_w", "bias": bias, "mult": f"{prefix}_m", "shift": f"{prefix}_s",
+        "act_max": hi, "w": f"{prefix}_w", "work": f"A + {work}", **chan,
     }
     return Lowered("dssdn_fc_t", fields, arrays,
                    f"dssdn_fully_connected(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])});")
@@ -272,9 +276,14 @@ def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
                           "zero point -128 (as TFLite Micro requires)")
-    table = quant.logistic_table(t_in.scale, t_in.zero_point)
-    arrays = [Array(f"{prefix}_lut", "int8_t", np.asarray(table, np.int8))]
-    return Lowered(None, {}, arrays, f"dssdn_lookup({prefix}_lut, A + {plan.addr(op.inputs[0])}, "
+    mult, shift, radius = quant.logistic_params(t_in.scale)
+    if radius <= 0:  # every input saturates (scale >= 2^4): the rescale is never evaluated
+        shift = 0
+    elif not -31 <= shift <= 31:
+        raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}): input scale {t_in.scale} is out of range")
+    radius = min(radius, quant.INT32_MAX)  # |input - zero point| <= 255: a bigger radius never saturates
+    fields = {"mult": mult, "radius": radius, "in_zp": t_in.zero_point, "shift": shift}
+    return Lowered("dssdn_logistic_t", fields, [], f"dssdn_logistic(&{prefix}, A + {plan.addr(op.inputs[0])}, "
                    f"A + {plan.addr(op.outputs[0])}, {out.size});")
 
 

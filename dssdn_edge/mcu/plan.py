@@ -501,3 +501,19 @@ def plan_memory(graph: Graph) -> Plan:
         peak = max(peak, sum(b.size for b in bufs if b.first <= k <= b.last))
     return Plan((total + ALIGN - 1) // ALIGN * ALIGN, pl.places, B, pl.action, pl.pad_fold, pl.concat_copy,
                 overlaps, pl.buffered, peak)
+
+
+def work_area(plan: Plan, op_index: int, nbytes: int) -> int:
+    """Arena offset of ``nbytes`` of scratch that op ``op_index`` may use while it runs (a conv unpacks its
+    channel constants there): the lowest aligned gap between the buffers live at that op, else the arena's end
+    (which then grows). Only that op uses it, so the areas of different ops never conflict."""
+    live = sorted((b.offset, b.offset + b.size) for b in plan.buffers
+                  if b.size > 0 and b.first <= op_index <= b.last)
+    start = 0
+    for lo, hi in live:
+        if lo - start >= nbytes:
+            return start
+        start = max(start, (hi + ALIGN - 1) // ALIGN * ALIGN)
+    if start + nbytes > plan.arena_bytes:
+        plan.arena_bytes = (start + nbytes + ALIGN - 1) // ALIGN * ALIGN
+    return start

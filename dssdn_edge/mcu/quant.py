@@ -9,9 +9,10 @@ the generated C only has to do the per-element work with constants this module b
   then a rounding right shift). The wheel is built without ``TFLITE_SINGLE_ROUNDING``: a model whose
   outputs differ between the two (``tests/test_mcu_ops.py::test_wheel_uses_double_rounding``) matches the
   double-rounding build only. The single-rounding variant is kept here so that test can tell them apart.
-- ``logistic_table``: the int8 LOGISTIC of TFLM is a fixed-point evaluation (gemmlowp's ``logistic`` on a
-  Q4.27 input). Its input has 256 possible values, so the generator evaluates that exact integer path for
-  each of them and the device does a table lookup; the table is the fixed-point path, not an approximation.
+- ``logistic``: the int8 LOGISTIC of TFLM is a fixed-point evaluation (gemmlowp's ``logistic`` on a
+  Q4.27 input). The device runs the same integer path (``dssdn_logistic``): in the shipped graphs it sees
+  8-100 values per op, fewer than a 256-entry table would cost in flash. ``logistic_table`` evaluates it for
+  every int8 input, for the tests.
 """
 
 from __future__ import annotations
@@ -187,23 +188,34 @@ def gemmlowp_logistic(a: int, integer_bits: int) -> int:
     return pos if positive else wrap32(INT32_MAX - pos)
 
 
-def logistic_table(in_scale: float, in_zero_point: int) -> list[int]:
-    """The int8 outputs of TFLM's LOGISTIC for the inputs -128..127 (output scale 1/256, zero point -128)."""
-    input_integer_bits = 4
-    real = float(in_scale) * float(1 << (31 - input_integer_bits))
+LOGISTIC_INPUT_BITS = 4  # TFLM's int8 LOGISTIC rescales its input to Q4.27
+
+
+def logistic_params(in_scale: float) -> tuple[int, int, int]:
+    """(multiplier, shift, radius) of TFLM's int8 LOGISTIC Prepare: the input rescaled to Q4.27 by
+    ``multiplier · 2^(shift − 31)``; inputs at or beyond ``±radius`` (after the zero point) saturate."""
+    real = float(in_scale) * float(1 << (31 - LOGISTIC_INPUT_BITS))
     q, left_shift = math.frexp(real)
     multiplier = wrap32(round_half_away(q * (1 << 31)))
-    radius = math.floor(((1 << input_integer_bits) - 1) * float(1 << (31 - input_integer_bits)) / 2.0**left_shift)
-    table = []
-    for v in range(-128, 128):
-        x = v - in_zero_point
-        if x <= -radius:
-            table.append(-128)
-        elif x >= radius:
-            table.append(127)
-        else:
-            x_q4 = multiply_by_quantized_multiplier(x, multiplier, left_shift)
-            out_q0 = gemmlowp_logistic(x_q4, input_integer_bits)
-            out = rounding_divide_by_pot(out_q0, 31 - 8) - 128
-            table.append(min(max(out, -128), 127))
-    return table
+    radius = math.floor(((1 << LOGISTIC_INPUT_BITS) - 1) * float(1 << (31 - LOGISTIC_INPUT_BITS))
+                        / 2.0**left_shift)
+    return multiplier, left_shift, radius
+
+
+def logistic(v: int, in_zero_point: int, params: tuple[int, int, int]) -> int:
+    """TFLM's int8 LOGISTIC of one input (output scale 1/256, zero point -128); ``dssdn_logistic`` in C."""
+    multiplier, left_shift, radius = params
+    x = v - in_zero_point
+    if x <= -radius:
+        return -128
+    if x >= radius:
+        return 127
+    x_q4 = multiply_by_quantized_multiplier(x, multiplier, left_shift)
+    out = rounding_divide_by_pot(gemmlowp_logistic(x_q4, LOGISTIC_INPUT_BITS), 31 - 8) - 128
+    return min(max(out, -128), 127)
+
+
+def logistic_table(in_scale: float, in_zero_point: int) -> list[int]:
+    """The int8 outputs of TFLM's LOGISTIC for the inputs -128..127 (output scale 1/256, zero point -128)."""
+    params = logistic_params(in_scale)
+    return [logistic(v, in_zero_point, params) for v in range(-128, 128)]

@@ -6,8 +6,10 @@
 #include "dssdn_kernels.h"
 
 /* The requantisation of an op's outputs, in locals: int8 stores may alias anything reachable through a
- * pointer, so fields read through the op's struct would be reloaded after every store. */
+ * pointer, so fields read through the op's struct would be reloaded after every store. bias, mult and shift
+ * point into the op's work area, where requant_of unpacks the op's bit-packed channel constants. */
 typedef struct {
+    const int32_t *bias;
     const int32_t *mult;
     const int8_t *shift;
     const int32_t *round; /* NULL, or per channel ((2^(e-1) + out_zp * 2^e) << 8) | e for shift = -e, 1 <= e <= 15 */
@@ -38,8 +40,10 @@ static inline int32_t rq_shift(const requant_t *r, int32_t q)
 static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
-    r.mult = p->mult;
-    r.shift = p->shift;
+    const dssdn_chan_arrays_t a = dssdn_chan_unpack(&p->chan, p->out_c, p->per_channel ? p->out_c : 1, p->work);
+    r.bias = a.bias;
+    r.mult = a.mult;
+    r.shift = a.shift;
     r.mask = p->per_channel ? -1 : 0;
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
@@ -229,11 +233,7 @@ static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32
                                                      const int32_t *bias, const requant_t *rq, int32_t out_c,
                                                      int8_t *dst, int32_t *acc)
 {
-    static const int32_t no_bias[DSSDN_RQ_CHANNELS / 2];
-    const int32_t pairs2 = out_c & ~1;
-    if (!bias) {
-        bias = no_bias;
-    }
+    const int32_t pairs2 = out_c & ~1; /* (bias: the unpacked channel constants, never NULL) */
     switch (n) {
     case 12:
         pairs_wide(wide, 12, w, bias, pairs2, acc, 1);
@@ -364,7 +364,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 widen_pair(patch + 6 * filter_size, patch + 7 * filter_size, filter_size, patch_words);
             }
             /* the outputs are stored after all the reads, so they may overlap the input */
-            conv_pair_wide(patch_words, filter_size, p->w, p->bias, &rq, p->out_c, out, acc);
+            conv_pair_wide(patch_words, filter_size, p->w, rq.bias, &rq, p->out_c, out, acc);
             out += 2 * p->out_c;
         }
         for (; ox < p->out_w; ++ox) {
@@ -377,11 +377,11 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 } else {
                     gather(p, in, iy0, ix0, patch);
                 }
-                conv_pixel(x, filter_size, p->w, p->bias, &rq, p->out_c, dst, acc);
+                conv_pixel(x, filter_size, p->w, rq.bias, &rq, p->out_c, dst, acc);
             } else {
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
-                                                    conv_bias(p->bias, oc));
+                                                    conv_bias(rq.bias, oc));
                     dst[oc] = requant_ch(&rq, acc, oc);
                 }
             }
@@ -406,7 +406,7 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
             int8_t *dst = p->buffered ? pixel : out;
             for (int32_t oc = 0; oc < p->out_c; ++oc) {
                 const int32_t ic = oc / p->depth_mult;
-                int32_t acc = conv_bias(p->bias, oc);
+                int32_t acc = conv_bias(rq.bias, oc);
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
                     const int32_t iy = iy0 + ky * p->dil_h;
                     for (int32_t kx = 0; kx < p->k_w; ++kx) {
@@ -451,15 +451,15 @@ static void dw_groups(const int8_t *w, int32_t taps, int32_t oc_n, int32_t quads
 
 /* Every channel of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as the
  * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here. */
-static void dw_pixel(const dssdn_conv_t *p, const int8_t *const *tp, const dw_group_t *groups, int32_t quads,
-                     int32_t *acc)
+static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *const *tp, const dw_group_t *groups,
+                     int32_t quads, int32_t *acc)
 {
     const int32_t oc_n = p->out_c, zp = p->in_zp;
     const int8_t *const w = p->w;
     for (int32_t q = 0; q < quads; ++q) {
         const int32_t oc = 4 * q;
-        int32_t a0 = conv_bias(p->bias, oc), a1 = conv_bias(p->bias, oc + 1);
-        int32_t a2 = conv_bias(p->bias, oc + 2), a3 = conv_bias(p->bias, oc + 3);
+        int32_t a0 = conv_bias(bias, oc), a1 = conv_bias(bias, oc + 1);
+        int32_t a2 = conv_bias(bias, oc + 2), a3 = conv_bias(bias, oc + 3);
         const dw_group_t *g = &groups[q];
         for (int32_t k = 0; k < g->n; ++k) {
             const int32_t t = g->tap[k];
@@ -555,11 +555,11 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                                       ? in + iy * p->in_row + ix * p->in_pix : NULL;
                 }
             }
-            dw_pixel(p, tp, groups, quads, acc);
+            dw_pixel(p, rq.bias, tp, groups, quads, acc);
             requant_n(&rq, acc, 0, 4 * quads, dst);
             for (int32_t oc = 4 * quads; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
-                int32_t a = conv_bias(p->bias, oc);
+                int32_t a = conv_bias(rq.bias, oc);
                 for (int32_t j = 0; j < taps; ++j) {
                     a += (int32_t)p->w[j * oc_n + oc] * (tp[j] ? tp[j][ic] : zp);
                 }

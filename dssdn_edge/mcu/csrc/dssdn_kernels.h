@@ -38,6 +38,27 @@
 extern "C" {
 #endif
 
+/* The per-output-channel constants of a conv or FC, bit-packed by the generator (dssdn_edge/mcu/pack.py):
+ * for each channel, bias_bits bits of the folded bias (two's complement; 0 bits: no bias), then, for every
+ * channel with its own requantisation (all of them, or only channel 0 without per_channel), mult_bits bits of
+ * the multiplier (30: bit 30, always set by QuantizeMultiplier, is implied) and shift_bits bits of
+ * shift - shift_min; least significant bit first in little-endian uint32 words. A conv or FC unpacks them
+ * into its work area once per call, so the loops read plain int32 values as before. */
+typedef struct {
+    const uint32_t *bits;
+    int8_t bias_bits, mult_bits, shift_bits, shift_min;
+} dssdn_chan_t;
+
+/* The constants of n channels (nq of them with their own multiplier and shift) unpacked into work (4-aligned,
+ * 4*n + 5*nq bytes) as int32 bias[n], int32 mult[nq], int8 shift[nq]; the kernels call it once per op call. */
+typedef struct {
+    const int32_t *bias;
+    const int32_t *mult;
+    const int8_t *shift;
+} dssdn_chan_arrays_t;
+
+dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int8_t *work);
+
 /* CONV_2D and DEPTHWISE_CONV_2D. The input is a view: element (y, x, c) is at in[y*in_row + x*in_pix + c],
  * so a slice along H or W of a bigger tensor is read in place. Taps outside the input read the input zero
  * point; bias holds bias - in_zp * sum(filter of that channel), so the sum needs no subtraction per tap. conv filter: [out_c][k_h][k_w][k_c] (k_c = in_c / groups);
@@ -49,14 +70,14 @@ typedef struct {
     int16_t k_h, k_w, k_c;
     int16_t stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int16_t depth_mult;
-    int16_t per_channel; /* 0: mult[0], shift[0] for every channel */
-    int16_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
-                            output overwrite the input pixel it is computed from) */
-    int16_t in_zp, out_zp, act_min, act_max;
+    int8_t per_channel; /* 0: one multiplier and shift for every channel */
+    int8_t buffered;    /* 1: a pixel's channels are computed into a local buffer, then stored (lets the
+                           output overwrite the input pixel it is computed from) */
+    int8_t in_zp, out_zp, act_min, act_max;
     const int8_t *w;
-    const int32_t *bias; /* may be NULL */
-    const int32_t *mult;
-    const int8_t *shift;
+    int8_t *work;       /* 4-aligned arena bytes free while this op runs: 9*out_c (4*out_c + 5 without
+                           per_channel), where the channel constants are unpacked */
+    dssdn_chan_t chan;
 } dssdn_conv_t;
 
 void dssdn_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out);
@@ -66,12 +87,11 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *p, const int8_t *in, int8_t *out
  * bias - in_zp * sum(filter row - w_zp), as for the convolutions. */
 typedef struct {
     int32_t batches, depth, units;
-    int16_t per_channel;
-    int16_t in_zp, w_zp, out_zp, act_min, act_max;
+    int8_t per_channel;
+    int8_t in_zp, w_zp, out_zp, act_min, act_max;
     const int8_t *w;
-    const int32_t *bias; /* may be NULL */
-    const int32_t *mult;
-    const int8_t *shift;
+    int8_t *work; /* as dssdn_conv_t's, for units channels */
+    dssdn_chan_t chan;
 } dssdn_fc_t;
 
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out);
@@ -91,8 +111,8 @@ void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
 /* MEAN over the middle axis of [outer][reduced][inner]: TFLM's fixed-point path, 1/n folded into mult/shift
  * (the pinned wheel takes it even when input and output quantisation agree). */
 typedef struct {
-    int32_t outer, reduced, inner;
-    int32_t in_zp, out_zp, mult, shift;
+    int32_t outer, reduced, inner, mult;
+    int8_t in_zp, out_zp, shift;
 } dssdn_mean_t;
 
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out);
@@ -106,8 +126,14 @@ typedef struct {
 
 void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out);
 
-/* An element-wise op of one int8 input given as its 256-entry table (LOGISTIC). */
-void dssdn_lookup(const int8_t table[256], const int8_t *in, int8_t *out, int32_t n);
+/* LOGISTIC (int8, output scale 1/256 and zero point -128): TFLM's fixed-point path at run time. The input
+ * minus in_zp is rescaled to Q4.27 by mult, shift; inputs at or beyond +-radius saturate. */
+typedef struct {
+    int32_t mult, radius;
+    int8_t in_zp, shift;
+} dssdn_logistic_t;
+
+void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n);
 
 /* Byte moves for SLICE, PAD and CONCATENATION when they cannot be views. */
 typedef struct {
