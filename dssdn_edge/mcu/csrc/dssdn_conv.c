@@ -188,30 +188,6 @@ static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wi
     }
 }
 
-/* One pixel's window straight into a widened pair (wide: words 0, 1 of each group of four for pixel x, 2, 3
- * for pixel y), for windows whose rows are runs of adjacent pixels inside the input, row_bytes = k_w * in_c a
- * multiple of 4 (the first convs: one word per row). Rows outside the input read the zero point. */
-static void gather_wide(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, uint32_t *wide)
-{
-    const int32_t row_bytes = p->k_w * p->in_c;
-    const uint32_t zp = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
-    const uint32_t ze = even16(zp), zo = odd16(zp);
-    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-        const int32_t iy = iy0 + ky * p->dil_h;
-        if (iy < 0 || iy >= p->in_h) {
-            for (int32_t j = 0; j < row_bytes; j += 4, wide += 4) {
-                wide[0] = ze, wide[1] = zo;
-            }
-            continue;
-        }
-        const int8_t *src = in + iy * p->in_row + ix0 * p->in_pix;
-        for (int32_t j = 0; j < row_bytes; j += 4, wide += 4) {
-            const uint32_t v = load_word(src + j);
-            wide[0] = even16(v), wide[1] = odd16(v);
-        }
-    }
-}
-
 /* The channel pairs of conv_pair_wide with the window size n known at compile time (inlined with a constant):
  * the sum's loop unrolls, filter and widened words load at fixed offsets, no loop counter. */
 static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
@@ -337,8 +313,6 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
      * bytes, see widen_pair) the patch buffer */
     const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
                           8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
-    /* window rows that are runs of adjacent input pixels, a whole number of words (see gather_wide) */
-    const int32_t runs = p->dil_w == 1 && p->in_pix == p->in_c && ((p->k_w * p->in_c) & 3) == 0;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
     /* the gathered patches, or a widened pair (at least one group of four words, so that even a build without
@@ -355,9 +329,6 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
             if (in_place) {
                 widen_pair(in + iy0 * p->in_row + ix0 * p->in_pix, in + iy0 * p->in_row + ix1 * p->in_pix,
                            filter_size, patch_words);
-            } else if (runs && ix0 >= 0 && ix1 + p->k_w <= p->in_w) {
-                gather_wide(p, in, iy0, ix0, patch_words);
-                gather_wide(p, in, iy0, ix1, patch_words + 2);
             } else { /* gathered into the buffer's tail, then widened in place */
                 gather(p, in, iy0, ix0, patch + 6 * filter_size);
                 gather(p, in, iy0, ix1, patch + 7 * filter_size);
