@@ -100,18 +100,13 @@ def compiler_identity(cc: str) -> str:
 def native_target(cc: str) -> str | None:
     """What ``-march=native`` means for ``cc`` on this CPU (the target options the driver expands it to), or
     None when ``cc`` builds for another machine (a cross-compiler) or has no such flag. Part of the build key."""
-    path = shutil.which(cc)
-    if path is None:
+    if shutil.which(cc) is None:
         return None
     machine = compiler_identity(cc).split("|")[1].split("-")[0]
     if machine != platform.machine():
         return None
-    try:
-        proc = subprocess.run([path, NATIVE_FLAG, "-###", "-x", "c", "-c", os.devnull, "-o", os.devnull],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0:
+    proc = _driver_dry_run(cc, NATIVE_FLAG)
+    if proc is None:
         return None
     # gcc: its cc1 line (-march=znver3 -mavx512f ... --param l1-cache-size=32 ...); clang: its -cc1 line
     # (-target-cpu znver4 -target-feature +avx512f ...). The target options of that line are the key.
@@ -130,15 +125,21 @@ def native_target(cc: str) -> str | None:
 @functools.lru_cache(maxsize=16)
 def accepts_flag(cc: str, flag: str) -> bool:
     """Does ``cc`` take ``flag`` (its driver, asked with ``-###``: nothing is compiled)?"""
+    return _driver_dry_run(cc, flag) is not None
+
+
+def _driver_dry_run(cc: str, flag: str) -> subprocess.CompletedProcess[str] | None:
+    """``cc``'s driver asked with ``-###`` what it would run for ``flag`` (nothing is compiled); None when
+    ``cc`` is missing or refuses the flag. Its stderr lists the expanded compiler command line."""
     path = shutil.which(cc)
     if path is None:
-        return False
+        return None
     try:
         proc = subprocess.run([path, flag, "-###", "-x", "c", "-c", os.devnull, "-o", os.devnull],
                               capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
+        return None
+    return proc if proc.returncode == 0 else None
 
 
 def library_flags(cc: str) -> tuple[tuple[str, ...], str]:
