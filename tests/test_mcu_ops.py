@@ -400,10 +400,11 @@ def test_conv_summed_tap_by_tap_gives_the_same_bits(tmp_path):
 
 def shaped_case(rng: np.random.Generator, name: str, in_shape: list[int], cout: int, k: tuple[int, int],
                 stride: int = 1, dil: int = 1, padding: int = 0, depthwise: bool = False, act: int = 0,
-                out_gain: float = 1.0, sparse: bool = False) -> Case:
+                out_gain: float = 1.0, sparse: bool = False, single_tap: tuple[int, int] = (1, 1)) -> Case:
     """One conv with the dssdn models' shapes (random values): each of the kernels' fast paths at least once.
     ``sparse``: DSSDN's depthwise pattern (channels 0-3 a cross of five taps, the others the centre tap only),
-    so groups of four channels skip taps and the corner taps are read by no channel."""
+    so groups of four channels skip taps and the corner taps are read by no channel; ``single_tap`` moves the
+    others' one tap off the centre (outside the input at the borders)."""
     g = GraphBuilder()
     cin = in_shape[3]
     s_in, zp_in = _scale(rng), int(rng.integers(-128, 128))
@@ -411,7 +412,8 @@ def shaped_case(rng: np.random.Generator, name: str, in_shape: list[int], cout: 
     wv, ws = _weights(rng, wshape, True, 3 if depthwise else 0)
     if sparse:
         keep = np.zeros(wshape, bool)
-        keep[0, 1, 1, :] = True  # the centre tap
+        keep[0, 1, 1, :4] = True  # the centre tap
+        keep[0, single_tap[0], single_tap[1], 4:] = True  # the other channels' one tap
         keep[0, [0, 1, 1, 2], [1, 0, 2, 1], :4] = True  # the cross, first group only
         wv = np.where(keep, wv, 0).astype(np.int8)
     x = g.input(in_shape, s_in, zp_in)
@@ -454,6 +456,8 @@ def test_model_shaped_convs_match_tflm(tmp_path):
         shaped_case(rng, "dw_gain", [1, 4, 5, 8], 8, (3, 3), depthwise=True, out_gain=1e-3),
         shaped_case(rng, "dw_sparse", [1, 7, 9, 16], 16, (3, 3), dil=2, depthwise=True, sparse=True),
         shaped_case(rng, "dw_sparse_tail", [1, 5, 6, 10], 10, (3, 3), dil=2, depthwise=True, sparse=True),
+        shaped_case(rng, "dw_sparse_corner", [1, 6, 7, 12], 12, (3, 3), dil=2, depthwise=True, sparse=True,
+                    single_tap=(0, 2)),  # the single-tap groups' tap outside the input on two borders
         shaped_case(rng, "pw32to16", [1, 3, 5, 32], 16, (1, 1), padding=1),  # widened pairs, sum not unrolled
         shaped_case(rng, "pw48to24", [1, 2, 4, 48], 24, (1, 1), padding=1),  # too wide to widen: pixel by pixel
         shaped_case(rng, "s2x1_odd", [1, 6, 8, 12], 7, (2, 1), stride=2, act=1),  # gathered 24-byte pairs, odd

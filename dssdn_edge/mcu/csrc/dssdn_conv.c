@@ -313,6 +313,10 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
      * bytes, see widen_pair) the patch buffer */
     const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
                           8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
+    /* gathered windows whose rows are adjacent pixels, whole words: where inside the input, not gathered */
+    const int32_t row_bytes = p->k_w * p->in_c;
+    const int32_t rows_direct = p->dil_w == 1 && p->in_pix == p->in_c && (row_bytes & 3) == 0;
+    const int32_t iy_max = p->in_h - 1 - (p->k_h - 1) * p->dil_h, ix_max = p->in_w - p->k_w;
     int32_t round[DSSDN_RQ_CHANNELS];
     int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
     /* the gathered patches, or a widened pair (at least one group of four words, so that even a build without
@@ -329,6 +333,12 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
             if (in_place) {
                 widen_pair(in + iy0 * p->in_row + ix0 * p->in_pix, in + iy0 * p->in_row + ix1 * p->in_pix,
                            filter_size, patch_words);
+            } else if (rows_direct && iy0 >= 0 && iy0 <= iy_max && ix0 >= 0 && ix1 <= ix_max) {
+                /* both windows inside the input, rows of whole words: each row widened straight from it */
+                const int8_t *src = in + iy0 * p->in_row + ix0 * p->in_pix;
+                for (int32_t ky = 0; ky < p->k_h; ++ky, src += p->dil_h * p->in_row) {
+                    widen_pair(src, src + (ix1 - ix0) * p->in_pix, row_bytes, patch_words + ky * row_bytes);
+                }
             } else { /* gathered into the buffer's tail, then widened in place */
                 gather(p, in, iy0, ix0, patch + 6 * filter_size);
                 gather(p, in, iy0, ix1, patch + 7 * filter_size);
@@ -423,10 +433,34 @@ static void dw_groups(const int8_t *w, int32_t taps, int32_t oc_n, int32_t quads
 /* Every channel of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as the
  * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here. */
 static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *const *tp, const dw_group_t *groups,
-                     int32_t quads, int32_t *acc)
+                     int32_t quads, int32_t q_one, int32_t *acc)
 {
     const int32_t oc_n = p->out_c, zp = p->in_zp;
     const int8_t *const w = p->w;
+    if (q_one < quads && tp[groups[q_one].tap[0]]) {
+        /* groups q_one.. all have the same single tap, inside the input here: one pass without a tap list */
+        const int32_t t = groups[q_one].tap[0];
+        const int32_t oc0 = 4 * q_one;
+        const int8_t *x = tp[t] + oc0, *wt = w + t * oc_n + oc0;
+        const int32_t *b = bias + oc0;
+        int32_t *a = acc + oc0;
+        for (const int32_t *const end = acc + 4 * quads; a != end; a += 4, b += 4, x += 4, wt += 4) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+            const uint32_t xv = load4(x), wv = load4(wt);
+            const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+            a[0] = __smlabb(we, xe, b[0]);
+            a[1] = __smlabb(wo, xo, b[1]);
+            a[2] = __smlatt(we, xe, b[2]);
+            a[3] = __smlatt(wo, xo, b[3]);
+#else
+            a[0] = b[0] + (int32_t)wt[0] * x[0];
+            a[1] = b[1] + (int32_t)wt[1] * x[1];
+            a[2] = b[2] + (int32_t)wt[2] * x[2];
+            a[3] = b[3] + (int32_t)wt[3] * x[3];
+#endif
+        }
+        quads = q_one;
+    }
     for (int32_t q = 0; q < quads; ++q) {
         const int32_t oc = 4 * q;
         int32_t a0 = conv_bias(bias, oc), a1 = conv_bias(bias, oc + 1);
@@ -492,6 +526,11 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     int32_t off[DSSDN_MAX_TAPS]; /* byte offsets from the window's corner pixel */
     int32_t n_used = 0;
     dw_groups(p->w, taps, oc_n, quads, groups);
+    /* the last groups that share one single tap (on DSSDN the centre), done by dw_pixel in one tight pass */
+    int32_t q_one = quads;
+    while (q_one > 0 && groups[q_one - 1].n == 1 && groups[q_one - 1].tap[0] == groups[quads - 1].tap[0]) {
+        --q_one;
+    }
     for (int32_t t = 0; t < taps; ++t) {
         int32_t read = 4 * quads < oc_n;
         for (int32_t q = 0; q < quads; ++q) {
@@ -526,7 +565,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                                       ? in + iy * p->in_row + ix * p->in_pix : NULL;
                 }
             }
-            dw_pixel(p, rq.bias, tp, groups, quads, acc);
+            dw_pixel(p, rq.bias, tp, groups, quads, q_one, acc);
             requant_n(&rq, acc, 0, 4 * quads, dst);
             for (int32_t oc = 4 * quads; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
