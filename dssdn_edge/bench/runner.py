@@ -257,15 +257,9 @@ INTERLEAVE = 10  # iterations per turn when front ends are timed side by side
 STREAM_HOP_SECONDS = 0.5
 
 
-def softmax_mean(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities averaged over the windows of ``logits`` (N, classes): the clip or hop score."""
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return (z / z.sum(axis=-1, keepdims=True)).mean(axis=0)
-
-
 class WindowScores:
-    """Class probabilities of one window's raw output: ``softmax_mean(model.dequantize(raw))`` for one window,
-    bit for bit (a test holds them equal), in a few numpy calls. Why: with the C front end, 50 classes of
+    """Class probabilities of one window's raw output: the plain softmax of ``model.dequantize(raw)``, bit for
+    bit (tests/test_bench.py holds them equal), in a few numpy calls. Why: with the C front end, 50 classes of
     post-processing in plain numpy cost a fifth of dssdn-small's int8 invoke, nearly all of it call overhead.
 
     For an int8 output every probability is exp(y_q - y_max), y the dequantised value: a function of the raw
