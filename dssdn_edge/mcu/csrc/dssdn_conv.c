@@ -33,10 +33,11 @@ static inline int32_t rq_shift(const requant_t *r, int32_t q)
     return r->shift[q];
 }
 
-/* The op's requantisation. When the parameters are per channel, every shift is in [-15, -1] (the usual
- * case) and there are at most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's
- * stack) gets each channel's rounding term, output zero point and shift in one word, so the per-output work
- * is two loads and no selects. */
+/* The op's requantisation. When the parameters are per channel, every shift is in [-15, -1] and every
+ * multiplier in [2^30, 2^31) (the usual case: TFLite normalises multipliers to that range) and there are at
+ * most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each channel's
+ * rounding term, output zero point and shift in one word, and the multipliers in the work area are replaced by
+ * 2m - 2^32 (see rq_table), so the per-output work is two loads and no selects. */
 static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
@@ -52,52 +53,66 @@ static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 #ifdef DSSDN_SINGLE_ROUNDING
     (void)round;
 #else
-    if (p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS) {
+    int32_t table = p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS;
+    for (int32_t q = 0; table && q < p->out_c; ++q) {
+        const int32_t e = -rq_shift(&r, q);
+        table = e >= 1 && e <= 15 && rq_mult(&r, q) >= (int32_t)1 << 30;
+    }
+    if (table) {
+        /* a.mult points into the work area, this call's own unpacked copy: rewritten in place */
+        int32_t *m2 = (int32_t *)(uintptr_t)a.mult;
         r.round = round;
         for (int32_t q = 0; q < p->out_c; ++q) {
             const int32_t e = -rq_shift(&r, q);
-            if (e < 1 || e > 15) {
-                r.round = NULL;
-                break;
-            }
             /* |2^(e-1) + zp * 2^e| < 2^23: shifted left by 8 it still fits */
             const int32_t term = ((int32_t)1 << (e - 1)) + r.out_zp * ((int32_t)1 << e);
             round[q] = (int32_t)((uint32_t)term << 8) | e;
+            m2[q] = (int32_t)((uint32_t)m2[q] << 1);
         }
     }
 #endif
     return r;
 }
 
-static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+/* requantize(x, m, -e) + zp from the table: m2 = 2m - 2^32 (as int32) and rnd = ((2^(e-1) + zp * 2^e) << 8) | e.
+ * requantize is floor((h + 2^(e-1) - [h < 0]) / 2^e) with h = floor((2xm + 2^31) / 2^32); adding zp * 2^e
+ * inside adds zp outside. With k = 2^(e-1) + zp * 2^e - [h < 0], floor((k + h) / 2^e) is
+ * floor((k * 2^32 + 2xm + 2^31) / 2^(32+e)) (nested floors), and 2xm = x * m2 + x * 2^32, so the sum is
+ * SMMLAR(x, m2, k + x) shifted right by e: one instruction for the multiply, the rounding and the table's
+ * term. [h < 0] may be taken as [x < 0]: they differ only when h = 0 (m >= 0), where k + h = 2^(e-1) - 1 +
+ * zp * 2^e has the same floor as 2^(e-1) + zp * 2^e (e >= 1). |k + x| < 2^30 and the 64-bit sum of SMMLAR
+ * stays below 2^62, so nothing wraps. On Arm, ASR by a register shifts by that register's low byte: e. */
+static inline int32_t rq_table(int32_t x, int32_t m2, int32_t rnd)
 {
-    const int32_t q = oc & r->mask;
-    return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
-}
-
-/* ((h + 2^(e-1) - [h < 0]) >> e) + zp from a rounding-table entry: requantize's rounding for left = 0 plus
- * the output zero point, the same bits (adding zp * 2^e before the floor division adds exactly zp after it;
- * |h| < 2^29 keeps the sum in range). On Arm, ASR by a register shifts by that register's low byte: e. */
-static inline int32_t round_shift(int32_t h, int32_t rnd)
-{
-    const int32_t s = h + (rnd >> 8) - (int32_t)((uint32_t)h >> 31);
+    const int32_t a = x + (x >> 31) + (rnd >> 8);
 #if defined(__ARM_FEATURE_DSP)
-    int32_t v;
-    __asm__("asr %0, %1, %2" : "=r"(v) : "r"(s), "r"(rnd));
+    int32_t y, v;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(y) : "r"(x), "r"(m2), "r"(a));
+    __asm__("asr %0, %1, %2" : "=r"(v) : "r"(y), "r"(rnd));
     return v;
 #else
-    return s >> (rnd & 31);
+    const int64_t y = ((int64_t)a * ((int64_t)1 << 32) + (int64_t)x * m2 + ((int64_t)1 << 31)) >> 32;
+    return (int32_t)y >> (rnd & 31);
 #endif
 }
 
 /* One output of channel q from the rounding table. */
 static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int full)
 {
-    const int32_t v = round_shift(high_mul(acc, rq_mult(r, q)), r->round[q]);
+    const int32_t v = rq_table(acc, rq_mult(r, q), r->round[q]);
     if (full) {
         return (int8_t)sat8(v);
     }
     return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
+}
+
+static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
+{
+    const int32_t q = oc & r->mask;
+    if (r->round) { /* the multipliers are then the table's (see requant_of) */
+        return requant_one(r, acc, q, 0);
+    }
+    return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
 }
 
 /* The table path of requant_n (per-channel parameters); full (no clamp besides int8's) is a constant at
@@ -137,8 +152,8 @@ static void requant_pair(const requant_t *rq, const int32_t *acc, int32_t n, int
     if (r.round && r.lo == -128 && r.hi == 127) {
         for (int32_t i = 0; i < n; ++i) {
             const int32_t m = rq_mult(&r, i), rnd = r.round[i];
-            dst[i] = (int8_t)sat8(round_shift(high_mul(acc[i], m), rnd));
-            dst[n + i] = (int8_t)sat8(round_shift(high_mul(acc[DSSDN_RQ_CHANNELS / 2 + i], m), rnd));
+            dst[i] = (int8_t)sat8(rq_table(acc[i], m, rnd));
+            dst[n + i] = (int8_t)sat8(rq_table(acc[DSSDN_RQ_CHANNELS / 2 + i], m, rnd));
         }
         return;
     }
