@@ -106,12 +106,10 @@ static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int
     return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
 }
 
+/* Without the table (with it the multipliers are the table's, see requant_of): requant_n's other path. */
 static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 {
     const int32_t q = oc & r->mask;
-    if (r->round) { /* the multipliers are then the table's (see requant_of) */
-        return requant_one(r, acc, q, 0);
-    }
     return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
 }
 
@@ -378,7 +376,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 for (int32_t oc = 0; oc < p->out_c; ++oc) {
                     const int32_t acc = conv_direct(p, in, iy0, ix0, oc, (oc / oc_per_group) * p->k_c,
                                                     conv_bias(rq.bias, oc));
-                    dst[oc] = requant_ch(&rq, acc, oc);
+                    requant_n(&rq, &acc, oc, 1, dst);
                 }
             }
             if (p->buffered) {
@@ -412,7 +410,7 @@ static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *o
                         acc += (int32_t)p->w[(ky * p->k_w + kx) * p->out_c + oc] * x;
                     }
                 }
-                dst[oc] = requant_ch(&rq, acc, oc);
+                requant_n(&rq, &acc, oc, 1, dst);
             }
             if (p->buffered) {
                 copy_bytes(out, pixel, p->out_c);
@@ -588,7 +586,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                 for (int32_t j = 0; j < taps; ++j) {
                     a += (int32_t)p->w[j * oc_n + oc] * (tp[j] ? tp[j][ic] : zp);
                 }
-                dst[oc] = requant_ch(&rq, a, oc);
+                requant_n(&rq, &a, oc, 1, dst);
             }
             if (via_pixel) {
                 copy_bytes(out, pixel, oc_n);
