@@ -443,36 +443,52 @@ static void dw_groups(const int8_t *w, int32_t taps, int32_t oc_n, int32_t quads
     }
 }
 
+/* The channels of groups q_one.. (which all have the same single tap t, inside the input here) in one pass
+ * without a tap list, requantised as they go (table path, no clamp besides int8's) into dst. The caller
+ * checks that no store can reach an input byte the pass still reads: dst at or below the tap's pixel (each
+ * store is at or below the bytes already read) or past it. */
+static void dw_single_tap(const requant_t *r, const int8_t *x, const int8_t *wt, int32_t oc0, int32_t oc_end,
+                          int8_t *dst)
+{
+    const int32_t *bias = r->bias, *m2 = r->mult, *rnd = r->round;
+    for (int32_t c = oc0; c < oc_end; c += 4) {
+        int32_t a0, a1, a2, a3;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+        const uint32_t xv = load4(x + c), wv = load4(wt + c);
+        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+        a0 = __smlabb(we, xe, bias[c]);
+        a1 = __smlabb(wo, xo, bias[c + 1]);
+        a2 = __smlatt(we, xe, bias[c + 2]);
+        a3 = __smlatt(wo, xo, bias[c + 3]);
+#else
+        a0 = bias[c] + (int32_t)wt[c] * x[c];
+        a1 = bias[c + 1] + (int32_t)wt[c + 1] * x[c + 1];
+        a2 = bias[c + 2] + (int32_t)wt[c + 2] * x[c + 2];
+        a3 = bias[c + 3] + (int32_t)wt[c + 3] * x[c + 3];
+#endif
+        dst[c] = (int8_t)sat8(rq_table(a0, m2[c], rnd[c]));
+        dst[c + 1] = (int8_t)sat8(rq_table(a1, m2[c + 1], rnd[c + 1]));
+        dst[c + 2] = (int8_t)sat8(rq_table(a2, m2[c + 2], rnd[c + 2]));
+        dst[c + 3] = (int8_t)sat8(rq_table(a3, m2[c + 3], rnd[c + 3]));
+    }
+}
+
 /* Every channel of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as the
- * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here. */
-static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *const *tp, const dw_group_t *groups,
-                     int32_t quads, int32_t q_one, int32_t *acc)
+ * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here.
+ * Returns how many channels (from 0) the caller still requantises from acc: with `fused` the single-tap
+ * groups, inside the input, go straight to dst (see dw_single_tap), after every other group's reads. */
+static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t *const *tp,
+                        const dw_group_t *groups, int32_t quads, int32_t q_one, int32_t fused, int32_t *acc,
+                        int8_t *dst)
 {
     const int32_t oc_n = p->out_c, zp = p->in_zp;
     const int8_t *const w = p->w;
-    if (q_one < quads && tp[groups[q_one].tap[0]]) {
-        /* groups q_one.. all have the same single tap, inside the input here: one pass without a tap list */
-        const int32_t t = groups[q_one].tap[0];
-        const int32_t oc0 = 4 * q_one;
-        const int8_t *x = tp[t] + oc0, *wt = w + t * oc_n + oc0;
-        const int32_t *b = bias + oc0;
-        int32_t *a = acc + oc0;
-        for (const int32_t *const end = acc + 4 * quads; a != end; a += 4, b += 4, x += 4, wt += 4) {
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-            const uint32_t xv = load4(x), wv = load4(wt);
-            const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
-            a[0] = __smlabb(we, xe, b[0]);
-            a[1] = __smlabb(wo, xo, b[1]);
-            a[2] = __smlatt(we, xe, b[2]);
-            a[3] = __smlatt(wo, xo, b[3]);
-#else
-            a[0] = b[0] + (int32_t)wt[0] * x[0];
-            a[1] = b[1] + (int32_t)wt[1] * x[1];
-            a[2] = b[2] + (int32_t)wt[2] * x[2];
-            a[3] = b[3] + (int32_t)wt[3] * x[3];
-#endif
-        }
-        quads = q_one;
+    const int32_t *const bias = r->bias;
+    const int32_t t = q_one < quads ? groups[q_one].tap[0] : 0;
+    const int8_t *const x1 = q_one < quads ? tp[t] : NULL;
+    const int32_t all = quads;
+    if (x1) {
+        quads = q_one; /* the groups with the single tap inside the input: one pass below */
     }
     for (int32_t q = 0; q < quads; ++q) {
         const int32_t oc = 4 * q;
@@ -480,8 +496,8 @@ static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *c
         int32_t a2 = conv_bias(bias, oc + 2), a3 = conv_bias(bias, oc + 3);
         const dw_group_t *g = &groups[q];
         for (int32_t k = 0; k < g->n; ++k) {
-            const int32_t t = g->tap[k];
-            const int8_t *wt = w + t * oc_n + oc, *x = tp[t];
+            const int32_t tk = g->tap[k];
+            const int8_t *wt = w + tk * oc_n + oc, *x = tp[tk];
             if (x) {
                 x += oc;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
@@ -509,6 +525,35 @@ static void dw_pixel(const dssdn_conv_t *p, const int32_t *bias, const int8_t *c
         acc[oc + 2] = a2;
         acc[oc + 3] = a3;
     }
+    if (!x1) {
+        return 4 * all;
+    }
+    const uintptr_t d = (uintptr_t)dst, xa = (uintptr_t)x1;
+    if (fused && (d <= xa || d >= xa + (uintptr_t)oc_n)) {
+        dw_single_tap(r, x1, w + t * oc_n, 4 * q_one, 4 * all, dst);
+        return 4 * q_one;
+    }
+    /* no fused stores: the sums to acc, the same products */
+    const int32_t oc0 = 4 * q_one;
+    const int8_t *x = x1 + oc0, *wt = w + t * oc_n + oc0;
+    const int32_t *b = bias + oc0;
+    int32_t *a = acc + oc0;
+    for (const int32_t *const end = acc + 4 * all; a != end; a += 4, b += 4, x += 4, wt += 4) {
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+        const uint32_t xv = load4(x), wv = load4(wt);
+        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
+        a[0] = __smlabb(we, xe, b[0]);
+        a[1] = __smlabb(wo, xo, b[1]);
+        a[2] = __smlatt(we, xe, b[2]);
+        a[3] = __smlatt(wo, xo, b[3]);
+#else
+        a[0] = b[0] + (int32_t)wt[0] * x[0];
+        a[1] = b[1] + (int32_t)wt[1] * x[1];
+        a[2] = b[2] + (int32_t)wt[2] * x[2];
+        a[3] = b[3] + (int32_t)wt[3] * x[3];
+#endif
+    }
+    return 4 * all;
 }
 
 /* Depthwise: per output pixel, each tap's input pixel is found once (NULL outside the input); the channel
@@ -532,6 +577,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     int8_t pixel[DSSDN_MAX_PIXEL];
     const int8_t *tp[DSSDN_MAX_TAPS];
     const requant_t rq = requant_of(p, round);
+    const int32_t fused = rq.round && rq.lo == -128 && rq.hi == 127; /* dw_single_tap's requantisation */
     /* the taps some channel reads (all of them when channels are left outside the groups), with their
      * offsets from the window's corner: only these get an input pointer per pixel */
     uint8_t used[DSSDN_MAX_TAPS];
@@ -578,8 +624,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                                       ? in + iy * p->in_row + ix * p->in_pix : NULL;
                 }
             }
-            dw_pixel(p, rq.bias, tp, groups, quads, q_one, acc);
-            requant_n(&rq, acc, 0, 4 * quads, dst);
+            requant_n(&rq, acc, 0, dw_pixel(p, &rq, tp, groups, quads, q_one, fused, acc, dst), dst);
             for (int32_t oc = 4 * quads; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
                 int32_t a = conv_bias(rq.bias, oc);
