@@ -261,7 +261,7 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 /* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
  * input. A window row inside the input whose taps are adjacent pixels is one run of k_w*in_c bytes (the
  * 2-channel first convs: one word per row). */
-static void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
+static __attribute__((cold)) void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
 {
     const int32_t row_run = p->dil_w == 1 && p->in_pix == p->in_c && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
     const int32_t row_bytes = p->k_w * p->in_c;
@@ -289,7 +289,7 @@ static void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t
 }
 
 /* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
-static int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int32_t oc,
+static __attribute__((cold)) int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int32_t oc,
                            int32_t c0, int32_t acc)
 {
     const int8_t *wf = p->w + oc * p->k_h * p->k_w * p->k_c;
@@ -388,7 +388,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
 }
 
 /* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
-static void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
+static __attribute__((noinline, cold)) void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
     int32_t round[DSSDN_RQ_CHANNELS];
     const requant_t rq = requant_of(p, round);
