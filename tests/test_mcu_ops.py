@@ -434,12 +434,8 @@ def shaped_case(rng: np.random.Generator, name: str, in_shape: list[int], cout: 
     return make_case(name, g.build([y]), [in_shape], rng)
 
 
-def test_model_shaped_convs_match_tflm(tmp_path):
-    """The kernels' special paths: 2-channel first convs (patch rows copied as runs, top padding), 1x1 convs
-    read in place (channel counts multiple of 4 and not, odd pixel counts), more output channels than the
-    rounding table holds, a fused ReLU (the clamp besides SSAT), multipliers >= 1 (positive shifts: the
-    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps, pixel pairs
-    widened with and without an unrolled sum (12/16/24-byte windows unrolled) and too wide to widen."""
+def shaped_cases() -> list[Case]:
+    """The model-shaped convs (see test_model_shaped_convs_match_tflm), the same values every time."""
     rng = np.random.default_rng(17)
     cases = [
         shaped_case(rng, "first", [1, 11, 16, 2], 16, (3, 2), stride=2),
@@ -461,9 +457,78 @@ def test_model_shaped_convs_match_tflm(tmp_path):
         shaped_case(rng, "pw32to16", [1, 3, 5, 32], 16, (1, 1), padding=1),  # widened pairs, sum not unrolled
         shaped_case(rng, "pw48to24", [1, 2, 4, 48], 24, (1, 1), padding=1),  # too wide to widen: pixel by pixel
         shaped_case(rng, "s2x1_odd", [1, 6, 8, 12], 7, (2, 1), stride=2, act=1),  # gathered 24-byte pairs, odd
+        shaped_case(rng, "pw24to10", [1, 3, 5, 24], 10, (1, 1), padding=1),  # 24-byte pairs, no clamp
+        shaped_case(rng, "s2x1_24", [1, 6, 8, 12], 9, (2, 1), stride=2),  # gathered 24-byte pairs, odd, no clamp
     ]
-    results = run_cases(cases, tmp_path)
+    return cases
+
+
+def test_model_shaped_convs_match_tflm(tmp_path):
+    """The kernels' special paths: 2-channel first convs (patch rows copied as runs, top padding), 1x1 convs
+    read in place (channel counts multiple of 4 and not, odd pixel counts), more output channels than the
+    rounding table holds, a fused ReLU (the clamp besides SSAT), multipliers >= 1 (positive shifts: the
+    general requantisation), dilated 3x3 depthwise with channel tails and with DSSDN's zero taps, pixel pairs
+    widened with and without an unrolled sum (12/16/24-byte windows unrolled) and too wide to widen."""
+    results = run_cases(shaped_cases(), tmp_path)
     for name, (mine, theirs) in results.items():
         assert np.array_equal(mine, theirs), name
     spread = [len(np.unique(mine)) > 4 for name, (mine, _) in results.items() if "gain" not in name]
     assert all(spread), spread
+
+
+def test_convs_on_the_dsp_path_match_tflm(tmp_path):
+    """The kernels' Arm DSP path (SMLAD, SMMLAR, the hand-scheduled pixel-pair sums) per op on qemu's
+    Cortex-M4 board: the model-shaped convs and random convs and depthwise convs, against TFLM's bits."""
+    import shutil
+    import subprocess
+
+    from dssdn_edge.device.cortex_m import MCU_SRC, TARGETS
+    from dssdn_edge.mcu.generate import KERNEL_SOURCES
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("arm-none-eabi-gcc or qemu-system-arm not installed")
+    from dssdn_edge.export.tflm import open_tflm
+
+    rng = np.random.default_rng(23)
+    cases = shaped_cases() + [conv_case(rng, i, i % 2 == 1) for i in range(16)]
+    c_dir = tmp_path / "c"
+    rows, calls, theirs = [], [], []
+    for i, case in enumerate(cases):
+        generate_model_c(case.model, c_dir, case.name, None, symbol=f"m{i}", kernels=(i == 0), label=case.name)
+        micro = open_tflm(case.model, case.name)
+        for j, (x, sample) in enumerate(zip(case.inputs, case.tflm_inputs, strict=True)):
+            micro.interpreter.set_input(np.ascontiguousarray(sample[0]), 0)
+            micro.interpreter.invoke()
+            theirs.append((case.name, np.array(micro.interpreter.get_output(0)).reshape(-1)))
+            rows.append(f"static const int8_t g_in{i}_{j}[] = {{{','.join(map(str, x.reshape(-1)))}}};")
+            calls.append(f"    if (run(m{i}_input(), g_in{i}_{j}, sizeof g_in{i}_{j}, m{i}_invoke, "
+                         f"{theirs[-1][1].size}, fd)) {{\n        return 1;\n    }}")
+    heads = "".join(f'#include "m{i}.h"\n' for i in range(len(cases)))
+    (c_dir / "main.c").write_text(
+        f'#include <stdint.h>\n{heads}#include "semihost.h"\n' + "\n".join(rows) + "\n"
+        "static int run(int8_t *in, const int8_t *x, unsigned n, const int8_t *(*invoke)(void), unsigned n_out,\n"
+        "               int fd)\n{\n"
+        "    for (unsigned k = 0; k < n; ++k) {\n        in[k] = x[k];\n    }\n"
+        "    return sh_write(fd, invoke(), n_out) != 0;\n}\n"
+        "int main(void)\n{\n    int fd = sh_open(\"out.bin\", 6);\n    if (fd < 0) {\n        return 1;\n    }\n"
+        + "\n".join(calls) + "\n    sh_close(fd);\n    return 0;\n}\n")
+    t = TARGETS["cortex-m4"]
+    srcs = [c_dir / "main.c", *(c_dir / f"m{i}.c" for i in range(len(cases))), *(c_dir / n for n in KERNEL_SOURCES)]
+    srcs += [MCU_SRC / "startup.c", MCU_SRC / "semihost.c"]
+    elf = tmp_path / "ops.elf"
+    subprocess.run(["arm-none-eabi-gcc", *t.cflags, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{c_dir}",
+                    f"-I{MCU_SRC}", "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+                    f"-T{MCU_SRC / 'mps2.ld'}", *map(str, srcs), "-o", str(elf)], check=True)
+    disasm = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True).stdout
+    assert "smmlar" in disasm and "smlad" in disasm  # the DSP path is what runs
+    subprocess.run(["qemu-system-arm", "-M", t.qemu_machine, "-display", "none", "-monitor", "none", "-serial",
+                    "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                   cwd=tmp_path, check=True, timeout=600)
+    got = np.fromfile(tmp_path / "out.bin", np.int8)
+    assert got.size == sum(t.size for _, t in theirs)
+    bad, k = [], 0
+    for name, t in theirs:
+        if not np.array_equal(got[k: k + t.size], t):
+            bad.append(name)
+        k += t.size
+    assert not bad, bad

@@ -141,24 +141,6 @@ static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32
     }
 }
 
-/* A pixel pair's outputs (sums of pixel x at acc[0 .. n), of pixel y DSSDN_RQ_CHANNELS / 2 further) to dst
- * and dst + n: on the table path without a clamp (the common case) one loop reads each channel's multiplier
- * and table entry once for both pixels; otherwise requant_n per pixel. */
-static void requant_pair(const requant_t *rq, const int32_t *acc, int32_t n, int8_t *dst)
-{
-    const requant_t r = *rq;
-    if (r.round && r.lo == -128 && r.hi == 127) {
-        for (int32_t i = 0; i < n; ++i) {
-            const int32_t m = rq_mult(&r, i), rnd = r.round[i];
-            dst[i] = (int8_t)sat8(rq_table(acc[i], m, rnd));
-            dst[n + i] = (int8_t)sat8(rq_table(acc[DSSDN_RQ_CHANNELS / 2 + i], m, rnd));
-        }
-        return;
-    }
-    requant_n(rq, acc, 0, n, dst);
-    requant_n(rq, acc + DSSDN_RQ_CHANNELS / 2, 0, n, dst + n);
-}
-
 /* Every output channel of one pixel from its contiguous input patch x[n] (filter rows of n bytes): four
  * channels per pass over x, so each input word is loaded and widened once for all of them, their sums kept
  * in registers and requantised at once. */
@@ -201,48 +183,175 @@ static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wi
     }
 }
 
-/* The channel pairs of conv_pair_wide with the window size n known at compile time (inlined with a constant):
- * the sum's loop unrolls, filter and widened words load at fixed offsets, no loop counter. */
-static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
-                                                             const int32_t *bias, int32_t pairs2, int32_t *acc,
-                                                             int unroll)
+/* Channels c and c + step (step 0 or 1) of a pixel pair requantised straight from the sums s = {x's, x's + 1,
+ * y's, y's + 1} (table path, no clamp besides int8's): pixel x to dst, pixel y to dst + out_c. */
+static inline __attribute__((always_inline)) void requant_2x2(const requant_t *r, int32_t c, int32_t step,
+                                                              int32_t out_c, const int32_t *s, int8_t *dst)
 {
-    /* pointers, not a channel index: fewer registers live across the sum */
-    for (const int8_t *const end = w + pairs2 * n; w != end; w += 2 * n, bias += 2, acc += 2) {
-        dot2x2_wide(w, n, n, wide, bias[0], bias[1], acc, acc + DSSDN_RQ_CHANNELS / 2, unroll);
+    int32_t m = r->mult[c], rnd = r->round[c];
+    dst[c] = (int8_t)sat8(rq_table(s[0], m, rnd));
+    dst[out_c + c] = (int8_t)sat8(rq_table(s[2], m, rnd));
+    if (step) {
+        m = r->mult[c + 1], rnd = r->round[c + 1];
+        dst[c + 1] = (int8_t)sat8(rq_table(s[1], m, rnd));
+        dst[out_c + c + 1] = (int8_t)sat8(rq_table(s[3], m, rnd));
     }
 }
 
-/* Two output pixels from their widened patches (n bytes each, n a multiple of 4: no tail loop in the sum),
- * channels two at a time. The sums (acc[DSSDN_RQ_CHANNELS], 2 * out_c <= DSSDN_RQ_CHANNELS) are requantised
- * by one call per pixel, writing dst (pixel x) and dst + out_c (pixel y) after all the reads, so the output
- * may overlap the input. Not inlined: inlined, the compiler hoists the widened words out of the channel loop
- * and spills them. */
-static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
-                                                     const int32_t *bias, const requant_t *rq, int32_t out_c,
-                                                     int8_t *dst, int32_t *acc)
+/* The channel pairs of conv_pair_wide, each pair's four sums requantised at once, from registers: the
+ * plain twin of pairs_asm (every other build, other window sizes), unrolled when n is a constant. */
+static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
+                                                             const requant_t *r, int32_t pairs2, int32_t out_c,
+                                                             int8_t *dst, int unroll)
 {
-    const int32_t pairs2 = out_c & ~1; /* (bias: the unpacked channel constants, never NULL) */
+    for (int32_t c = 0; c < pairs2; c += 2, w += 2 * n) {
+        int32_t s[4];
+        dot2x2_wide(w, n, n, wide, r->bias[c], r->bias[c + 1], s, s + 2, unroll);
+        requant_2x2(r, c, 1, out_c, s, dst);
+    }
+}
+
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+/* pairs_wide for the window sizes the DSSDN models use (n = 12, 16, 24 bytes), as hand-scheduled assembly:
+ * gcc's allocation of the unrolled C spills the loop state and reloads widened words. Here the whole channel
+ * pair lives in 13 registers: the sums a0 a1 (pixel x) b0 b1 (pixel y), two filter words and their halves,
+ * one widened word, the filter, widened-patch, bias and output pointers; 18 instructions per input word and
+ * about 40 for the requantisation and the loop. The same exact operations as the plain twin: SXTB16 (ROR #8)
+ * and SMLAD for the sums (the first word seeds pixel y's sums from the biases), then rq_table's ADD, ADD,
+ * SMMLAR, ASR and SSAT per output. The table's multipliers and entries are read at fixed byte offsets from
+ * the bias pointer (moff, roff); pixel y's outputs are out_c bytes after pixel x's. */
+#define DSSDN_ASM_STEP0(N)                                                                                    \
+    "ldr %[v0], [%[w]]\n\t"                                                                                   \
+    "ldr %[v1], [%[w], #" #N "]\n\t"                                                                          \
+    "ldr %[x], [%[wide], #8]\n\t"                                                                             \
+    "sxtb16 %[e0], %[v0]\n\t"                                                                                 \
+    "sxtb16 %[e1], %[v1]\n\t"                                                                                 \
+    "smlad %[b0], %[e0], %[x], %[a0]\n\t"                                                                     \
+    "smlad %[b1], %[e1], %[x], %[a1]\n\t"                                                                     \
+    "ldr %[x], [%[wide]]\n\t"                                                                                 \
+    "smlad %[a0], %[e0], %[x], %[a0]\n\t"                                                                     \
+    "smlad %[a1], %[e1], %[x], %[a1]\n\t"                                                                     \
+    "ldr %[x], [%[wide], #4]\n\t"                                                                             \
+    "sxtb16 %[v0], %[v0], ror #8\n\t"                                                                         \
+    "sxtb16 %[v1], %[v1], ror #8\n\t"                                                                         \
+    "smlad %[a0], %[v0], %[x], %[a0]\n\t"                                                                     \
+    "smlad %[a1], %[v1], %[x], %[a1]\n\t"                                                                     \
+    "ldr %[x], [%[wide], #12]\n\t"                                                                            \
+    "smlad %[b0], %[v0], %[x], %[b0]\n\t"                                                                     \
+    "smlad %[b1], %[v1], %[x], %[b1]\n\t"
+#define DSSDN_ASM_STEP(i, N)                                                                                  \
+    "ldr %[v0], [%[w], #4*" #i "]\n\t"                                                                        \
+    "ldr %[v1], [%[w], #" #N "+4*" #i "]\n\t"                                                                 \
+    "ldr %[x], [%[wide], #16*" #i "]\n\t"                                                                     \
+    "sxtb16 %[e0], %[v0]\n\t"                                                                                 \
+    "sxtb16 %[e1], %[v1]\n\t"                                                                                 \
+    "smlad %[a0], %[e0], %[x], %[a0]\n\t"                                                                     \
+    "smlad %[a1], %[e1], %[x], %[a1]\n\t"                                                                     \
+    "ldr %[x], [%[wide], #16*" #i "+8]\n\t"                                                                   \
+    "smlad %[b0], %[e0], %[x], %[b0]\n\t"                                                                     \
+    "smlad %[b1], %[e1], %[x], %[b1]\n\t"                                                                     \
+    "ldr %[x], [%[wide], #16*" #i "+4]\n\t"                                                                   \
+    "sxtb16 %[v0], %[v0], ror #8\n\t"                                                                         \
+    "sxtb16 %[v1], %[v1], ror #8\n\t"                                                                         \
+    "smlad %[a0], %[v0], %[x], %[a0]\n\t"                                                                     \
+    "smlad %[a1], %[v1], %[x], %[a1]\n\t"                                                                     \
+    "ldr %[x], [%[wide], #16*" #i "+12]\n\t"                                                                  \
+    "smlad %[b0], %[v0], %[x], %[b0]\n\t"                                                                     \
+    "smlad %[b1], %[v1], %[x], %[b1]\n\t"
+/* one output: s = SSAT8(SMMLAR(s, m, s + (s >> 31) + (rnd >> 8)) >> rnd), stored at [addr] */
+#define DSSDN_ASM_RQ(s, m, rnd, addr)                                                                         \
+    "add %[x], %[" #s "], %[" #s "], asr #31\n\t"                                                             \
+    "add %[x], %[x], %[" #rnd "], asr #8\n\t"                                                                 \
+    "smmlar %[" #s "], %[" #s "], %[" #m "], %[x]\n\t"                                                        \
+    "asr %[" #s "], %[" #s "], %[" #rnd "]\n\t"                                                               \
+    "ssat %[" #s "], #8, %[" #s "]\n\t"                                                                       \
+    "strb %[" #s "], " addr "\n\t"
+#define DSSDN_ASM_PAIRS(N, STEPS)                                                                             \
+    __asm__ volatile("1:\n\t"                                                                                 \
+                     "ldrd %[a0], %[a1], [%[bias]]\n\t" STEPS                                                 \
+                     "ldr %[x], %[moff]\n\t"                                                                  \
+                     "add %[x], %[bias], %[x]\n\t"                                                            \
+                     "ldrd %[v0], %[v1], [%[x]]\n\t"                                                          \
+                     "ldr %[x], %[roff]\n\t"                                                                  \
+                     "add %[x], %[bias], %[x]\n\t"                                                            \
+                     "ldrd %[e0], %[e1], [%[x]]\n\t" DSSDN_ASM_RQ(a0, v0, e0, "[%[dst]]")                     \
+                         DSSDN_ASM_RQ(a1, v1, e1, "[%[dst], #1]")                                             \
+                     "ldr %[a0], %[yoff]\n\t"                                                                 \
+                     "add %[a0], %[dst], %[a0]\n\t" DSSDN_ASM_RQ(b0, v0, e0, "[%[a0]]")                       \
+                         DSSDN_ASM_RQ(b1, v1, e1, "[%[a0], #1]")                                              \
+                     "adds %[bias], %[bias], #8\n\t"                                                          \
+                     "adds %[dst], %[dst], #2\n\t"                                                            \
+                     "add %[w], %[w], #2*" #N "\n\t"                                                          \
+                     "ldr %[x], %[wend]\n\t"                                                                  \
+                     "cmp %[w], %[x]\n\t"                                                                     \
+                     "bne 1b\n\t"                                                                             \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [b0] "=&r"(b0), [b1] "=&r"(b1), [v0] "=&r"(v0),        \
+                       [v1] "=&r"(v1), [e0] "=&r"(e0), [e1] "=&r"(e1), [x] "=&r"(x), [w] "+&r"(w),            \
+                       [bias] "+&r"(bias), [dst] "+&r"(dst)                                                   \
+                     : [wide] "r"(wide), [moff] "m"(moff), [roff] "m"(roff), [yoff] "m"(yoff), [wend] "m"(wend) \
+                     : "cc", "memory")
+#define DSSDN_ASM_STEPS3(N) DSSDN_ASM_STEP0(N) DSSDN_ASM_STEP(1, N) DSSDN_ASM_STEP(2, N)
+#define DSSDN_ASM_STEPS4(N) DSSDN_ASM_STEPS3(N) DSSDN_ASM_STEP(3, N)
+#define DSSDN_ASM_STEPS6(N) DSSDN_ASM_STEPS4(N) DSSDN_ASM_STEP(4, N) DSSDN_ASM_STEP(5, N)
+
+/* The channel pairs (pairs2 > 0 channels, n = 12, 16 or 24) as above. */
+static void pairs_asm(const uint32_t *wide, int32_t n, const int8_t *w, const requant_t *r, int32_t pairs2,
+                      int32_t out_c, int8_t *dst)
+{
+    const int32_t *bias = r->bias;
+    /* byte offsets from the bias pointer, read from the stack inside the loop (no registers left) */
+    const int32_t moff = (int32_t)((uintptr_t)r->mult - (uintptr_t)bias);
+    const int32_t roff = (int32_t)((uintptr_t)r->round - (uintptr_t)bias), yoff = out_c;
+    const int8_t *const wend = w + pairs2 * n;
+    int32_t a0, a1, b0, b1;
+    uint32_t v0, v1, e0, e1, x;
+    if (n == 12) {
+        DSSDN_ASM_PAIRS(12, DSSDN_ASM_STEPS3(12));
+    } else if (n == 16) {
+        DSSDN_ASM_PAIRS(16, DSSDN_ASM_STEPS4(16));
+    } else {
+        DSSDN_ASM_PAIRS(24, DSSDN_ASM_STEPS6(24));
+    }
+}
+#endif
+
+/* Two output pixels from their widened patches (n bytes each, n a multiple of 4: no tail loop in the sum),
+ * channels two at a time, on the table path without a clamp (the caller checks): pixel x to dst, pixel y to
+ * dst + out_c. The patches were widened into a buffer of their own, so the outputs may overlap the input.
+ * Not inlined: inlined, the compiler hoists the widened words out of the channel loop and spills them. */
+static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
+                                                     const requant_t *rq, int32_t out_c, int8_t *dst)
+{
+    const requant_t r = *rq;
+    const int32_t pairs2 = out_c & ~1;
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+    if (pairs2 && (n == 12 || n == 16 || n == 24)) {
+        pairs_asm(wide, n, w, &r, pairs2, out_c, dst);
+    } else {
+        pairs_wide(wide, n, w, &r, pairs2, out_c, dst, 0);
+    }
+#else
     switch (n) {
     case 12:
-        pairs_wide(wide, 12, w, bias, pairs2, acc, 1);
+        pairs_wide(wide, 12, w, &r, pairs2, out_c, dst, 1);
         break;
     case 16:
-        pairs_wide(wide, 16, w, bias, pairs2, acc, 1);
+        pairs_wide(wide, 16, w, &r, pairs2, out_c, dst, 1);
         break;
     case 24:
-        pairs_wide(wide, 24, w, bias, pairs2, acc, 1);
+        pairs_wide(wide, 24, w, &r, pairs2, out_c, dst, 1);
         break;
     default:
-        pairs_wide(wide, n, w, bias, pairs2, acc, 0);
+        pairs_wide(wide, n, w, &r, pairs2, out_c, dst, 0);
         break;
     }
+#endif
     if (pairs2 < out_c) { /* the odd channel as a pair with itself */
-        const int32_t b = bias[pairs2];
-        dot2x2_wide(w + pairs2 * n, 0, n, wide, b, b, acc + pairs2, acc + DSSDN_RQ_CHANNELS / 2 + pairs2,
-                    0);
+        int32_t s[4];
+        s[0] = s[1] = s[2] = s[3] = r.bias[pairs2];
+        dot2x2_wide(w + pairs2 * n, 0, n, wide, s[0], s[0], s, s + 2, 0);
+        requant_2x2(&r, pairs2, 0, out_c, s, dst);
     }
-    requant_pair(rq, acc, out_c, dst);
 }
 
 /* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
@@ -322,22 +431,22 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     const int32_t use_patch = groups == 1 && filter_size <= DSSDN_MAX_PATCH;
     /* a 1x1 window without padding is always inside the input: its patch is the input pixel itself */
     const int32_t in_place = p->k_h == 1 && p->k_w == 1 && p->pad_t == 0 && p->pad_l == 0;
-    /* pixels in pairs along a row when both pixels' sums fit acc and their widened patches (8 * filter_size
-     * bytes, see widen_pair) the patch buffer */
-    const int32_t pairs = use_patch && 2 * p->out_c <= DSSDN_RQ_CHANNELS && (filter_size & 3) == 0 &&
+    int32_t round[DSSDN_RQ_CHANNELS];
+    const requant_t rq = requant_of(p, round);
+    /* pixels in pairs along a row on the table path without a clamp (conv_pair_wide) when their widened
+     * patches (8 * filter_size bytes, see widen_pair) fit the patch buffer */
+    const int32_t pairs = use_patch && rq.round && rq.lo == -128 && rq.hi == 127 && (filter_size & 3) == 0 &&
                           8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
     /* gathered windows whose rows are adjacent pixels, whole words: where inside the input, not gathered */
     const int32_t row_bytes = p->k_w * p->in_c;
     const int32_t rows_direct = p->dil_w == 1 && p->in_pix == p->in_c && (row_bytes & 3) == 0;
     const int32_t iy_max = p->in_h - 1 - (p->k_h - 1) * p->dil_h, ix_max = p->in_w - p->k_w;
-    int32_t round[DSSDN_RQ_CHANNELS];
-    int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of a pixel pair (or of one pixel, see conv_pixel) */
+    int32_t acc[DSSDN_RQ_CHANNELS]; /* the sums of one pixel (see conv_pixel) */
     /* the gathered patches, or a widened pair (at least one group of four words, so that even a build without
      * pairs compiles their addressing without bounds warnings) */
     uint32_t patch_words[DSSDN_MAX_PATCH < 16 ? 4 : (DSSDN_MAX_PATCH + 3) / 4];
     int8_t *const patch = (int8_t *)patch_words;
     int8_t pixel[DSSDN_MAX_PIXEL];
-    const requant_t rq = requant_of(p, round);
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
         int32_t ox = 0;
@@ -358,7 +467,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
                 widen_pair(patch + 6 * filter_size, patch + 7 * filter_size, filter_size, patch_words);
             }
             /* the outputs are stored after all the reads, so they may overlap the input */
-            conv_pair_wide(patch_words, filter_size, p->w, rq.bias, &rq, p->out_c, out, acc);
+            conv_pair_wide(patch_words, filter_size, p->w, &rq, p->out_c, out);
             out += 2 * p->out_c;
         }
         for (; ox < p->out_w; ++ox) {
