@@ -183,31 +183,29 @@ static void widen_pair(const int8_t *x, const int8_t *y, int32_t n, uint32_t *wi
     }
 }
 
-/* Channels c and c + step (step 0 or 1) of a pixel pair requantised straight from the sums s = {x's, x's + 1,
- * y's, y's + 1} (table path, no clamp besides int8's): pixel x to dst, pixel y to dst + out_c. */
-static inline __attribute__((always_inline)) void requant_2x2(const requant_t *r, int32_t c, int32_t step,
-                                                              int32_t out_c, const int32_t *s, int8_t *dst)
+/* Channels c and c + 1 of a pixel pair requantised straight from the sums s = {x's, x's + 1, y's, y's + 1}
+ * (table path, no clamp besides int8's): pixel x to dst, pixel y to dst + out_c. */
+static inline __attribute__((always_inline)) void requant_2x2(const requant_t *r, int32_t c, int32_t out_c,
+                                                              const int32_t *s, int8_t *dst)
 {
     int32_t m = r->mult[c], rnd = r->round[c];
     dst[c] = (int8_t)sat8(rq_table(s[0], m, rnd));
     dst[out_c + c] = (int8_t)sat8(rq_table(s[2], m, rnd));
-    if (step) {
-        m = r->mult[c + 1], rnd = r->round[c + 1];
-        dst[c + 1] = (int8_t)sat8(rq_table(s[1], m, rnd));
-        dst[out_c + c + 1] = (int8_t)sat8(rq_table(s[3], m, rnd));
-    }
+    m = r->mult[c + 1], rnd = r->round[c + 1];
+    dst[c + 1] = (int8_t)sat8(rq_table(s[1], m, rnd));
+    dst[out_c + c + 1] = (int8_t)sat8(rq_table(s[3], m, rnd));
 }
 
 /* The channel pairs of conv_pair_wide, each pair's four sums requantised at once, from registers: the
  * plain twin of pairs_asm (every other build, other window sizes), unrolled when n is a constant. */
 static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wide, int32_t n, const int8_t *w,
-                                                             const requant_t *r, int32_t pairs2, int32_t out_c,
-                                                             int8_t *dst, int unroll)
+                                                             const requant_t *r, int32_t out_c, int8_t *dst,
+                                                             int unroll)
 {
-    for (int32_t c = 0; c < pairs2; c += 2, w += 2 * n) {
+    for (int32_t c = 0; c < out_c; c += 2, w += 2 * n) {
         int32_t s[4];
         dot2x2_wide(w, n, n, wide, r->bias[c], r->bias[c + 1], s, s + 2, unroll);
-        requant_2x2(r, c, 1, out_c, s, dst);
+        requant_2x2(r, c, out_c, s, dst);
     }
 }
 
@@ -294,15 +292,15 @@ static inline __attribute__((always_inline)) void pairs_wide(const uint32_t *wid
 #define DSSDN_ASM_STEPS4(N) DSSDN_ASM_STEPS3(N) DSSDN_ASM_STEP(3, N)
 #define DSSDN_ASM_STEPS6(N) DSSDN_ASM_STEPS4(N) DSSDN_ASM_STEP(4, N) DSSDN_ASM_STEP(5, N)
 
-/* The channel pairs (pairs2 > 0 channels, n = 12, 16 or 24) as above. */
-static void pairs_asm(const uint32_t *wide, int32_t n, const int8_t *w, const requant_t *r, int32_t pairs2,
-                      int32_t out_c, int8_t *dst)
+/* The channel pairs (out_c even and > 0, n = 12, 16 or 24) as above. */
+static void pairs_asm(const uint32_t *wide, int32_t n, const int8_t *w, const requant_t *r, int32_t out_c,
+                      int8_t *dst)
 {
     const int32_t *bias = r->bias;
     /* byte offsets from the bias pointer, read from the stack inside the loop (no registers left) */
     const int32_t moff = (int32_t)((uintptr_t)r->mult - (uintptr_t)bias);
     const int32_t roff = (int32_t)((uintptr_t)r->round - (uintptr_t)bias), yoff = out_c;
-    const int8_t *const wend = w + pairs2 * n;
+    const int8_t *const wend = w + out_c * n;
     int32_t a0, a1, b0, b1;
     uint32_t v0, v1, e0, e1, x;
     if (n == 12) {
@@ -316,42 +314,35 @@ static void pairs_asm(const uint32_t *wide, int32_t n, const int8_t *w, const re
 #endif
 
 /* Two output pixels from their widened patches (n bytes each, n a multiple of 4: no tail loop in the sum),
- * channels two at a time, on the table path without a clamp (the caller checks): pixel x to dst, pixel y to
- * dst + out_c. The patches were widened into a buffer of their own, so the outputs may overlap the input.
+ * channels two at a time (out_c even), on the table path without a clamp (the caller checks both): pixel x
+ * to dst, pixel y to dst + out_c. The patches were widened into a buffer of their own, so the outputs may overlap the input.
  * Not inlined: inlined, the compiler hoists the widened words out of the channel loop and spills them. */
 static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
                                                      const requant_t *rq, int32_t out_c, int8_t *dst)
 {
     const requant_t r = *rq;
-    const int32_t pairs2 = out_c & ~1;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-    if (pairs2 && (n == 12 || n == 16 || n == 24)) {
-        pairs_asm(wide, n, w, &r, pairs2, out_c, dst);
+    if (n == 12 || n == 16 || n == 24) {
+        pairs_asm(wide, n, w, &r, out_c, dst);
     } else {
-        pairs_wide(wide, n, w, &r, pairs2, out_c, dst, 0);
+        pairs_wide(wide, n, w, &r, out_c, dst, 0);
     }
 #else
     switch (n) {
     case 12:
-        pairs_wide(wide, 12, w, &r, pairs2, out_c, dst, 1);
+        pairs_wide(wide, 12, w, &r, out_c, dst, 1);
         break;
     case 16:
-        pairs_wide(wide, 16, w, &r, pairs2, out_c, dst, 1);
+        pairs_wide(wide, 16, w, &r, out_c, dst, 1);
         break;
     case 24:
-        pairs_wide(wide, 24, w, &r, pairs2, out_c, dst, 1);
+        pairs_wide(wide, 24, w, &r, out_c, dst, 1);
         break;
     default:
-        pairs_wide(wide, n, w, &r, pairs2, out_c, dst, 0);
+        pairs_wide(wide, n, w, &r, out_c, dst, 0);
         break;
     }
 #endif
-    if (pairs2 < out_c) { /* the odd channel as a pair with itself */
-        int32_t s[4];
-        s[0] = s[1] = s[2] = s[3] = r.bias[pairs2];
-        dot2x2_wide(w + pairs2 * n, 0, n, wide, s[0], s[0], s, s + 2, 0);
-        requant_2x2(&r, pairs2, 0, out_c, s, dst);
-    }
 }
 
 /* A short copy (a few channels of one tap, a buffered pixel) without a library call: words, then the last
@@ -436,7 +427,7 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     /* pixels in pairs along a row on the table path without a clamp (conv_pair_wide) when their widened
      * patches (8 * filter_size bytes, see widen_pair) fit the patch buffer */
     const int32_t pairs = use_patch && rq.round && rq.lo == -128 && rq.hi == 127 && (filter_size & 3) == 0 &&
-                          8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
+                          (p->out_c & 1) == 0 && 8 * filter_size <= DSSDN_MAX_PATCH / 4 * 4;
     /* gathered windows whose rows are adjacent pixels, whole words: where inside the input, not gathered */
     const int32_t row_bytes = p->k_w * p->in_c;
     const int32_t rows_direct = p->dil_w == 1 && p->in_pix == p->in_c && (row_bytes & 3) == 0;
@@ -582,10 +573,10 @@ static void dw_single_tap(const requant_t *r, const int8_t *x, const int8_t *wt,
     }
 }
 
-/* Every channel of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as the
- * zero point). Sums of the groups go to acc (requantised by the caller); the other channels are done here.
- * Returns how many channels (from 0) the caller still requantises from acc: with `fused` the single-tap
- * groups, inside the input, go straight to dst (see dw_single_tap), after every other group's reads. */
+/* The groups' channels of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as
+ * the zero point). Sums go to acc, requantised by the caller; returns how many (from channel 0). With `fused`
+ * the groups q_one.. (one shared tap), where that tap is inside the input and no store can reach it, go
+ * straight to dst instead (dw_single_tap), after every other group's reads. */
 static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t *const *tp,
                         const dw_group_t *groups, int32_t quads, int32_t q_one, int32_t fused, int32_t *acc,
                         int8_t *dst)
@@ -595,9 +586,12 @@ static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t 
     const int32_t *const bias = r->bias;
     const int32_t t = q_one < quads ? groups[q_one].tap[0] : 0;
     const int8_t *const x1 = q_one < quads ? tp[t] : NULL;
+    const uintptr_t d = (uintptr_t)dst, xa = (uintptr_t)x1;
+    /* the groups with the single tap inside the input, where no store can reach it: one pass after the rest */
+    const int32_t one = x1 && fused && (d <= xa || d >= xa + (uintptr_t)oc_n);
     const int32_t all = quads;
-    if (x1) {
-        quads = q_one; /* the groups with the single tap inside the input: one pass below */
+    if (one) {
+        quads = q_one;
     }
     for (int32_t q = 0; q < quads; ++q) {
         const int32_t oc = 4 * q;
@@ -634,35 +628,10 @@ static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t 
         acc[oc + 2] = a2;
         acc[oc + 3] = a3;
     }
-    if (!x1) {
-        return 4 * all;
-    }
-    const uintptr_t d = (uintptr_t)dst, xa = (uintptr_t)x1;
-    if (fused && (d <= xa || d >= xa + (uintptr_t)oc_n)) {
+    if (one) {
         dw_single_tap(r, x1, w + t * oc_n, 4 * q_one, 4 * all, dst);
-        return 4 * q_one;
     }
-    /* no fused stores: the sums to acc, the same products */
-    const int32_t oc0 = 4 * q_one;
-    const int8_t *x = x1 + oc0, *wt = w + t * oc_n + oc0;
-    const int32_t *b = bias + oc0;
-    int32_t *a = acc + oc0;
-    for (const int32_t *const end = acc + 4 * all; a != end; a += 4, b += 4, x += 4, wt += 4) {
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-        const uint32_t xv = load4(x), wv = load4(wt);
-        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
-        a[0] = __smlabb(we, xe, b[0]);
-        a[1] = __smlabb(wo, xo, b[1]);
-        a[2] = __smlatt(we, xe, b[2]);
-        a[3] = __smlatt(wo, xo, b[3]);
-#else
-        a[0] = b[0] + (int32_t)wt[0] * x[0];
-        a[1] = b[1] + (int32_t)wt[1] * x[1];
-        a[2] = b[2] + (int32_t)wt[2] * x[2];
-        a[3] = b[3] + (int32_t)wt[3] * x[3];
-#endif
-    }
-    return 4 * all;
+    return 4 * quads;
 }
 
 /* Depthwise: per output pixel, each tap's input pixel is found once (NULL outside the input); the channel
