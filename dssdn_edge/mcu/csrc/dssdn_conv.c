@@ -702,7 +702,14 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                                       ? in + iy * p->in_row + ix * p->in_pix : NULL;
                 }
             }
-            requant_n(&rq, acc, 0, dw_pixel(p, &rq, tp, groups, quads, q_one, fused, acc, dst), dst);
+            const int32_t n_acc = dw_pixel(p, &rq, tp, groups, quads, q_one, fused, acc, dst);
+            if (fused) { /* requant_n's table path without the call */
+                for (int32_t i = 0; i < n_acc; ++i) {
+                    dst[i] = (int8_t)sat8(rq_table(acc[i], rq.mult[i], rq.round[i]));
+                }
+            } else {
+                requant_n(&rq, acc, 0, n_acc, dst);
+            }
             for (int32_t oc = 4 * quads; oc < oc_n; ++oc) {
                 const int32_t ic = oc / dm;
                 int32_t a = conv_bias(rq.bias, oc);
