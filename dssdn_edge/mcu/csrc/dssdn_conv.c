@@ -315,10 +315,10 @@ static void pairs_asm(const uint32_t *wide, int32_t n, const int8_t *w, const re
 
 /* Two output pixels from their widened patches (n bytes each, n a multiple of 4: no tail loop in the sum),
  * channels two at a time (out_c even), on the table path without a clamp (the caller checks both): pixel x
- * to dst, pixel y to dst + out_c. The patches were widened into a buffer of their own, so the outputs may overlap the input.
- * Not inlined: inlined, the compiler hoists the widened words out of the channel loop and spills them. */
-static __attribute__((noinline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
-                                                     const requant_t *rq, int32_t out_c, int8_t *dst)
+ * to dst, pixel y to dst + out_c. The patches were widened into a buffer of their own, so the outputs may
+ * overlap the input. Inlined into the pixel loop: no call per pair. */
+static inline __attribute__((always_inline)) void conv_pair_wide(const uint32_t *wide, int32_t n, const int8_t *w,
+                                                                 const requant_t *rq, int32_t out_c, int8_t *dst)
 {
     const requant_t r = *rq;
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
@@ -361,7 +361,8 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
 /* The input patch of one output pixel, [k_h][k_w][in_c], with the zero point where the window leaves the
  * input. A window row inside the input whose taps are adjacent pixels is one run of k_w*in_c bytes (the
  * 2-channel first convs: one word per row). */
-static __attribute__((cold)) void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int8_t *patch)
+static __attribute__((cold)) void gather(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0,
+                                         int8_t *patch)
 {
     const int32_t row_run = p->dil_w == 1 && p->in_pix == p->in_c && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
     const int32_t row_bytes = p->k_w * p->in_c;
@@ -389,8 +390,8 @@ static __attribute__((cold)) void gather(const dssdn_conv_t *p, const int8_t *in
 }
 
 /* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
-static __attribute__((cold)) int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0, int32_t ix0, int32_t oc,
-                           int32_t c0, int32_t acc)
+static __attribute__((cold)) int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0,
+                                                  int32_t ix0, int32_t oc, int32_t c0, int32_t acc)
 {
     const int8_t *wf = p->w + oc * p->k_h * p->k_w * p->k_c;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
