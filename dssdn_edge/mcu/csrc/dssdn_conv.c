@@ -328,19 +328,15 @@ static inline __attribute__((always_inline)) void conv_pair_wide(const uint32_t 
         pairs_wide(wide, n, w, &r, out_c, dst, 0);
     }
 #else
-    switch (n) {
-    case 12:
+    /* (each unrolled size only where the patch buffer can hold its widened pair: no bounds warnings) */
+    if (n == 12 && 8 * 12 <= DSSDN_MAX_PATCH) {
         pairs_wide(wide, 12, w, &r, out_c, dst, 1);
-        break;
-    case 16:
+    } else if (n == 16 && 8 * 16 <= DSSDN_MAX_PATCH) {
         pairs_wide(wide, 16, w, &r, out_c, dst, 1);
-        break;
-    case 24:
+    } else if (n == 24 && 8 * 24 <= DSSDN_MAX_PATCH) {
         pairs_wide(wide, 24, w, &r, out_c, dst, 1);
-        break;
-    default:
+    } else {
         pairs_wide(wide, n, w, &r, out_c, dst, 0);
-        break;
     }
 #endif
 }
