@@ -38,7 +38,7 @@ static inline int32_t rq_shift(const requant_t *r, int32_t q)
  * most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each channel's
  * rounding term, output zero point and shift in one word, and the multipliers in the work area are replaced by
  * 2m - 2^32 (see rq_table), so the per-output work is two loads and no selects. */
-static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
+static __attribute__((noinline)) requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
     const dssdn_chan_arrays_t a = dssdn_chan_unpack(&p->chan, p->out_c, p->per_channel ? p->out_c : 1, p->work);
@@ -386,8 +386,8 @@ static __attribute__((cold)) void gather(const dssdn_conv_t *p, const int8_t *in
 }
 
 /* Grouped convolutions and patches too big for the stack buffer: the same sum, tap by tap. */
-static __attribute__((cold)) int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0,
-                                                  int32_t ix0, int32_t oc, int32_t c0, int32_t acc)
+static __attribute__((noinline, cold)) int32_t conv_direct(const dssdn_conv_t *p, const int8_t *in, int32_t iy0,
+                                                            int32_t ix0, int32_t oc, int32_t c0, int32_t acc)
 {
     const int8_t *wf = p->w + oc * p->k_h * p->k_w * p->k_c;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
@@ -570,19 +570,42 @@ static void dw_single_tap(const requant_t *r, const int8_t *x, const int8_t *wt,
     }
 }
 
-/* The groups' channels of one output pixel; tp[t] is tap t's input pixel, NULL outside the input (read as
- * the zero point). Sums go to acc, requantised by the caller; returns how many (from channel 0). With `fused`
- * the groups q_one.. (one shared tap), where that tap is inside the input and no store can reach it, go
- * straight to dst instead (dw_single_tap), after every other group's reads. */
+/* One tap of a group of four channels, a0..a3 += w * x (DSP: SXTB16 and SMLABB/SMLATT, the same exact
+ * products). */
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#define DSSDN_DW_MAC4(x, wt)                                                                                  \
+    do {                                                                                                      \
+        const uint32_t xv = load4(x), wv = load4(wt);                                                         \
+        const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);          \
+        a0 = __smlabb(we, xe, a0);                                                                            \
+        a2 = __smlatt(we, xe, a2);                                                                            \
+        a1 = __smlabb(wo, xo, a1);                                                                            \
+        a3 = __smlatt(wo, xo, a3);                                                                            \
+    } while (0)
+#else
+#define DSSDN_DW_MAC4(x, wt)                                                                                  \
+    do {                                                                                                      \
+        a0 += (int32_t)(wt)[0] * (x)[0];                                                                      \
+        a1 += (int32_t)(wt)[1] * (x)[1];                                                                      \
+        a2 += (int32_t)(wt)[2] * (x)[2];                                                                      \
+        a3 += (int32_t)(wt)[3] * (x)[3];                                                                      \
+    } while (0)
+#endif
+
+/* The groups' channels of one output pixel. Inside the input (corner not NULL) tap t's input pixel is
+ * corner + off[t]; elsewhere tp[t], NULL outside the input (read as the zero point). Sums go to acc,
+ * requantised by the caller; returns how many (from channel 0). With `fused` the groups q_one.. (one shared
+ * tap), where that tap is inside the input and no store can reach it, go straight to dst instead
+ * (dw_single_tap), after every other group's reads. */
 static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t *const *tp,
-                        const dw_group_t *groups, int32_t quads, int32_t q_one, int32_t fused, int32_t *acc,
-                        int8_t *dst)
+                        const int8_t *corner, const int32_t *off, const dw_group_t *groups, int32_t quads,
+                        int32_t q_one, int32_t fused, int32_t *acc, int8_t *dst)
 {
     const int32_t oc_n = p->out_c, zp = p->in_zp;
     const int8_t *const w = p->w;
     const int32_t *const bias = r->bias;
     const int32_t t = q_one < quads ? groups[q_one].tap[0] : 0;
-    const int8_t *const x1 = q_one < quads ? tp[t] : NULL;
+    const int8_t *const x1 = q_one >= quads ? NULL : corner ? corner + off[t] : tp[t];
     const uintptr_t d = (uintptr_t)dst, xa = (uintptr_t)x1;
     /* the groups with the single tap inside the input, where no store can reach it: one pass after the rest */
     const int32_t one = x1 && fused && (d <= xa || d >= xa + (uintptr_t)oc_n);
@@ -595,29 +618,23 @@ static int32_t dw_pixel(const dssdn_conv_t *p, const requant_t *r, const int8_t 
         int32_t a0 = conv_bias(bias, oc), a1 = conv_bias(bias, oc + 1);
         int32_t a2 = conv_bias(bias, oc + 2), a3 = conv_bias(bias, oc + 3);
         const dw_group_t *g = &groups[q];
-        for (int32_t k = 0; k < g->n; ++k) {
-            const int32_t tk = g->tap[k];
-            const int8_t *wt = w + tk * oc_n + oc, *x = tp[tk];
-            if (x) {
-                x += oc;
-#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-                const uint32_t xv = load4(x), wv = load4(wt);
-                const uint32_t xe = __sxtb16(xv), we = __sxtb16(wv), xo = odd_bytes(xv), wo = odd_bytes(wv);
-                a0 = __smlabb(we, xe, a0);
-                a2 = __smlatt(we, xe, a2);
-                a1 = __smlabb(wo, xo, a1);
-                a3 = __smlatt(wo, xo, a3);
-#else
-                a0 += (int32_t)wt[0] * x[0];
-                a1 += (int32_t)wt[1] * x[1];
-                a2 += (int32_t)wt[2] * x[2];
-                a3 += (int32_t)wt[3] * x[3];
-#endif
-            } else {
-                a0 += (int32_t)wt[0] * zp;
-                a1 += (int32_t)wt[1] * zp;
-                a2 += (int32_t)wt[2] * zp;
-                a3 += (int32_t)wt[3] * zp;
+        if (corner) { /* every tap inside the input: its pixel is an offset from the window's corner */
+            for (int32_t k = 0; k < g->n; ++k) {
+                const int32_t tk = g->tap[k];
+                DSSDN_DW_MAC4(corner + off[tk] + oc, w + tk * oc_n + oc);
+            }
+        } else {
+            for (int32_t k = 0; k < g->n; ++k) {
+                const int32_t tk = g->tap[k];
+                const int8_t *wt = w + tk * oc_n + oc, *x = tp[tk];
+                if (x) {
+                    DSSDN_DW_MAC4(x + oc, wt);
+                } else {
+                    a0 += (int32_t)wt[0] * zp;
+                    a1 += (int32_t)wt[1] * zp;
+                    a2 += (int32_t)wt[2] * zp;
+                    a3 += (int32_t)wt[3] * zp;
+                }
             }
         }
         acc[oc] = a0;
@@ -645,7 +662,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     /* groups of four channels when depth_mult is 1 and the sums fit the per-pixel buffer */
     const int32_t quads = dm == 1 && oc_n <= DSSDN_RQ_CHANNELS ? oc_n / 4 : 0;
     /* the groups' outputs are stored after all the pixel's reads; other channels store as they go */
-    const int32_t via_pixel = p->buffered && 4 * quads < oc_n;
+    const int32_t tail = 4 * quads < oc_n; /* channels outside the groups */
+    const int32_t via_pixel = p->buffered && tail;
     int32_t acc[DSSDN_RQ_CHANNELS];
     int32_t round[DSSDN_RQ_CHANNELS];
     dw_group_t groups[DSSDN_RQ_CHANNELS / 4];
@@ -657,7 +675,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
      * offsets from the window's corner: only these get an input pointer per pixel */
     uint8_t used[DSSDN_MAX_TAPS];
     int16_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
-    int32_t off[DSSDN_MAX_TAPS]; /* byte offsets from the window's corner pixel */
+    int32_t off[DSSDN_MAX_TAPS]; /* per tap read: its byte offset from the window's corner pixel */
     int32_t n_used = 0;
     dw_groups(p->w, taps, oc_n, quads, groups);
     /* the last groups that share one single tap (on DSSDN the centre), done by dw_pixel in one tight pass */
@@ -676,7 +694,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
             used[n_used] = (uint8_t)t;
             dy[n_used] = (int16_t)(t / p->k_w * p->dil_h);
             dx[n_used] = (int16_t)(t % p->k_w * p->dil_w);
-            off[n_used] = dy[n_used] * p->in_row + dx[n_used] * p->in_pix;
+            off[t] = dy[n_used] * p->in_row + dx[n_used] * p->in_pix;
             ++n_used;
         }
     }
@@ -687,10 +705,11 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *dst = via_pixel ? pixel : out;
+            const int8_t *corner = NULL;
             if (iy0 >= 0 && iy0 <= iy_max && ix0 >= 0 && ix0 <= ix_max) {
-                const int8_t *const corner = in + iy0 * p->in_row + ix0 * p->in_pix;
-                for (int32_t k = 0; k < n_used; ++k) {
-                    tp[used[k]] = corner + off[k];
+                corner = in + iy0 * p->in_row + ix0 * p->in_pix;
+                for (int32_t k = 0; tail && k < n_used; ++k) { /* the tail channels read tp */
+                    tp[used[k]] = corner + off[used[k]];
                 }
             } else {
                 for (int32_t k = 0; k < n_used; ++k) {
@@ -699,7 +718,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
                                       ? in + iy * p->in_row + ix * p->in_pix : NULL;
                 }
             }
-            const int32_t n_acc = dw_pixel(p, &rq, tp, groups, quads, q_one, fused, acc, dst);
+            const int32_t n_acc = dw_pixel(p, &rq, tp, corner, off, groups, quads, q_one, fused, acc, dst);
             if (fused) { /* requant_n's table path without the call */
                 for (int32_t i = 0; i < n_acc; ++i) {
                     dst[i] = (int8_t)sat8(rq_table(acc[i], rq.mult[i], rq.round[i]));
