@@ -459,6 +459,7 @@ def shaped_cases() -> list[Case]:
         shaped_case(rng, "s2x1_odd", [1, 6, 8, 12], 7, (2, 1), stride=2, act=1),  # gathered 24-byte pairs, odd
         shaped_case(rng, "pw24to10", [1, 3, 5, 24], 10, (1, 1), padding=1),  # 24-byte pairs, no clamp
         shaped_case(rng, "s2x1_24", [1, 6, 8, 12], 9, (2, 1), stride=2),  # gathered 24-byte pairs, odd, no clamp
+        shaped_case(rng, "dw_far", [1, 1, 133, 4], 4, (1, 3), dil=65, padding=1, depthwise=True),  # generic: reach
     ]
     return cases
 

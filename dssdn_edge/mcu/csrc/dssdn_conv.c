@@ -33,12 +33,40 @@ static inline int32_t rq_shift(const requant_t *r, int32_t q)
     return r->shift[q];
 }
 
-/* The op's requantisation. When the parameters are per channel, every shift is in [-15, -1] and every
+/* The op's rounding table, when the parameters are per channel, every shift is in [-15, -1] and every
  * multiplier in [2^30, 2^31) (the usual case: TFLite normalises multipliers to that range) and there are at
- * most DSSDN_RQ_CHANNELS channels, `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each channel's
- * rounding term, output zero point and shift in one word, and the multipliers in the work area are replaced by
- * 2m - 2^32 (see rq_table), so the per-output work is two loads and no selects. */
-static __attribute__((noinline)) requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
+ * most DSSDN_RQ_CHANNELS channels: `round` (DSSDN_RQ_CHANNELS words of the caller's stack) gets each channel's
+ * rounding term, output zero point and shift in one word, and the multipliers, in the work area (this call's
+ * own unpacked copy), are replaced by 2m - 2^32 (see rq_table), so the per-output work is two loads and no
+ * selects. Returns round, or NULL (no table). Out of line and a leaf: one copy, and little stack on top of
+ * the kernel's frame. */
+static __attribute__((noinline)) const int32_t *rq_table_fill(const dssdn_conv_t *p, int32_t *mult,
+                                                             const int8_t *shift, int32_t *round)
+{
+#ifdef DSSDN_SINGLE_ROUNDING
+    (void)p, (void)mult, (void)shift, (void)round;
+    return NULL;
+#else
+    int32_t table = p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS;
+    for (int32_t q = 0; table && q < p->out_c; ++q) {
+        table = shift[q] <= -1 && shift[q] >= -15 && mult[q] >= (int32_t)1 << 30;
+    }
+    if (!table) {
+        return NULL;
+    }
+    for (int32_t q = 0; q < p->out_c; ++q) {
+        const int32_t e = -shift[q];
+        /* |2^(e-1) + zp * 2^e| < 2^23: shifted left by 8 it still fits */
+        const int32_t term = ((int32_t)1 << (e - 1)) + p->out_zp * ((int32_t)1 << e);
+        round[q] = (int32_t)((uint32_t)term << 8) | e;
+        mult[q] = (int32_t)((uint32_t)mult[q] << 1);
+    }
+    return round;
+#endif
+}
+
+/* The op's requantisation: its channel constants unpacked into the work area, and the rounding table. */
+static inline requant_t requant_of(const dssdn_conv_t *p, int32_t *round)
 {
     requant_t r;
     const dssdn_chan_arrays_t a = dssdn_chan_unpack(&p->chan, p->out_c, p->per_channel ? p->out_c : 1, p->work);
@@ -49,28 +77,8 @@ static __attribute__((noinline)) requant_t requant_of(const dssdn_conv_t *p, int
     r.out_zp = p->out_zp;
     r.lo = p->act_min;
     r.hi = p->act_max;
-    r.round = NULL;
-#ifdef DSSDN_SINGLE_ROUNDING
-    (void)round;
-#else
-    int32_t table = p->per_channel && p->out_c <= DSSDN_RQ_CHANNELS;
-    for (int32_t q = 0; table && q < p->out_c; ++q) {
-        const int32_t e = -rq_shift(&r, q);
-        table = e >= 1 && e <= 15 && rq_mult(&r, q) >= (int32_t)1 << 30;
-    }
-    if (table) {
-        /* a.mult points into the work area, this call's own unpacked copy: rewritten in place */
-        int32_t *m2 = (int32_t *)(uintptr_t)a.mult;
-        r.round = round;
-        for (int32_t q = 0; q < p->out_c; ++q) {
-            const int32_t e = -rq_shift(&r, q);
-            /* |2^(e-1) + zp * 2^e| < 2^23: shifted left by 8 it still fits */
-            const int32_t term = ((int32_t)1 << (e - 1)) + r.out_zp * ((int32_t)1 << e);
-            round[q] = (int32_t)((uint32_t)term << 8) | e;
-            m2[q] = (int32_t)((uint32_t)m2[q] << 1);
-        }
-    }
-#endif
+    /* a.mult points into the work area, written by dssdn_chan_unpack: the table may rewrite it */
+    r.round = rq_table_fill(p, (int32_t *)(uintptr_t)a.mult, a.shift, round);
     return r;
 }
 
@@ -484,7 +492,8 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
     }
 }
 
-/* Depthwise windows of more than DSSDN_MAX_TAPS taps: every tap checked per channel (same bits, slower). */
+/* Depthwise windows of more than DSSDN_MAX_TAPS taps or reaching over 127 pixels: every tap checked per channel
+ * (same bits, slower). */
 static __attribute__((noinline, cold)) void depthwise_generic(const dssdn_conv_t *p, const int8_t *in, int8_t *out)
 {
     int32_t round[DSSDN_RQ_CHANNELS];
@@ -655,7 +664,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     const dssdn_conv_t local = *params; /* see dssdn_conv2d */
     const dssdn_conv_t *const p = &local;
     const int32_t zp = p->in_zp, oc_n = p->out_c, dm = p->depth_mult, taps = p->k_h * p->k_w;
-    if (taps > DSSDN_MAX_TAPS) {
+    /* (tap offsets kept as int8 below: a window reaching further takes the generic path too) */
+    if (taps > DSSDN_MAX_TAPS || (p->k_h - 1) * p->dil_h > 127 || (p->k_w - 1) * p->dil_w > 127) {
         depthwise_generic(p, in, out);
         return;
     }
@@ -674,7 +684,7 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
     /* the taps some channel reads (all of them when channels are left outside the groups), with their
      * offsets from the window's corner: only these get an input pointer per pixel */
     uint8_t used[DSSDN_MAX_TAPS];
-    int16_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
+    int8_t dy[DSSDN_MAX_TAPS], dx[DSSDN_MAX_TAPS];
     int32_t off[DSSDN_MAX_TAPS]; /* per tap read: its byte offset from the window's corner pixel */
     int32_t n_used = 0;
     dw_groups(p->w, taps, oc_n, quads, groups);
@@ -692,8 +702,8 @@ void dssdn_depthwise_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t
         }
         if (read) {
             used[n_used] = (uint8_t)t;
-            dy[n_used] = (int16_t)(t / p->k_w * p->dil_h);
-            dx[n_used] = (int16_t)(t % p->k_w * p->dil_w);
+            dy[n_used] = (int8_t)(t / p->k_w * p->dil_h);
+            dx[n_used] = (int8_t)(t % p->k_w * p->dil_w);
             off[t] = dy[n_used] * p->in_row + dx[n_used] * p->in_pix;
             ++n_used;
         }
