@@ -114,7 +114,7 @@ static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int
     return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
 }
 
-/* Without the table (with it the multipliers are the table's, see requant_of): requant_n's other path. */
+/* Without the table (with it the multipliers are the table's, see rq_table_fill): requant_n's other path. */
 static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 {
     const int32_t q = oc & r->mask;
