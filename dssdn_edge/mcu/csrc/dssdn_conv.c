@@ -104,16 +104,6 @@ static inline int32_t rq_table(int32_t x, int32_t m2, int32_t rnd)
 #endif
 }
 
-/* One output of channel q from the rounding table. */
-static inline int8_t requant_one(const requant_t *r, int32_t acc, int32_t q, int full)
-{
-    const int32_t v = rq_table(acc, rq_mult(r, q), r->round[q]);
-    if (full) {
-        return (int8_t)sat8(v);
-    }
-    return (int8_t)DSSDN_CLAMP(v, r->lo, r->hi);
-}
-
 /* Without the table (with it the multipliers are the table's, see rq_table_fill): requant_n's other path. */
 static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
 {
@@ -121,26 +111,15 @@ static inline int8_t requant_ch(const requant_t *r, int32_t acc, int32_t oc)
     return (int8_t)clamp_out(requantize(acc, rq_mult(r, q), rq_shift(r, q)) + r->out_zp, r->lo, r->hi);
 }
 
-/* The table path of requant_n (per-channel parameters); full (no clamp besides int8's) is a constant at
- * each call, so each case compiles to a loop without the clamp it does not need. */
-static inline void requant_run(const requant_t *r, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst,
-                               int full)
-{
-    for (int32_t i = 0; i < n; ++i) {
-        dst[oc + i] = requant_one(r, acc[i], oc + i, full);
-    }
-}
-
-/* Channels oc .. oc+n-1 of one pixel from their accumulators. Out of line: one copy in flash, and the call
- * frees the caller's registers (inlined into the MAC loops it spilled). */
+/* Channels oc .. oc+n-1 of one pixel from their accumulators (the table path: one loop, SSAT then the
+ * activation's clamp). Out of line: one copy in flash, and the call frees the caller's registers (inlined
+ * into the MAC loops it spilled). */
 static void requant_n(const requant_t *rq, const int32_t *acc, int32_t oc, int32_t n, int8_t *dst)
 {
     const requant_t r = *rq;
     if (r.round) { /* per-channel parameters: what int8 converters emit for convs */
-        if (r.lo == -128 && r.hi == 127) {
-            requant_run(&r, acc, oc, n, dst, 1);
-        } else {
-            requant_run(&r, acc, oc, n, dst, 0);
+        for (int32_t i = 0; i < n; ++i) {
+            dst[oc + i] = (int8_t)clamp_out(rq_table(acc[i], rq_mult(&r, oc + i), r.round[oc + i]), r.lo, r.hi);
         }
         return;
     }
@@ -454,8 +433,17 @@ void dssdn_conv2d(const dssdn_conv_t *params, const int8_t *in, int8_t *out)
             } else if (rows_direct && iy0 >= 0 && iy0 <= iy_max && ix0 >= 0 && ix1 <= ix_max) {
                 /* both windows inside the input, rows of whole words: each row widened straight from it */
                 const int8_t *src = in + iy0 * p->in_row + ix0 * p->in_pix;
-                for (int32_t ky = 0; ky < p->k_h; ++ky, src += p->dil_h * p->in_row) {
-                    widen_pair(src, src + (ix1 - ix0) * p->in_pix, row_bytes, patch_words + ky * row_bytes);
+                const int32_t dx = (ix1 - ix0) * p->in_pix, dy = p->dil_h * p->in_row;
+                if (row_bytes == 4) { /* one word per row (the 2-channel first convs): no inner loop */
+                    uint32_t *wd = patch_words;
+                    for (int32_t ky = 0; ky < p->k_h; ++ky, src += dy, wd += 4) {
+                        const uint32_t xv = load_word(src), yv = load_word(src + dx);
+                        wd[0] = even16(xv), wd[1] = odd16(xv), wd[2] = even16(yv), wd[3] = odd16(yv);
+                    }
+                } else {
+                    for (int32_t ky = 0; ky < p->k_h; ++ky, src += dy) {
+                        widen_pair(src, src + dx, row_bytes, patch_words + ky * row_bytes);
+                    }
                 }
             } else { /* gathered into the buffer's tail, then widened in place */
                 gather(p, in, iy0, ix0, patch + 6 * filter_size);
