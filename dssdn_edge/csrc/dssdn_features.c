@@ -168,24 +168,35 @@ static int8_t clamp_int8(int32_t q)
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, uint32_t zp_bits)
+static inline int quantize_fast(float v, float mean, float std, float s, uint32_t zp_bits, int8_t *out)
 {
     const float x = (v - mean) / std;
     const float f = x / s;
     const float t = f + MAGIC;
     const float d = f - (t - MAGIC); /* exact, |d| <= 1/2 */
-    int32_t q;
+    uint32_t u;
     /* d * d == 1/4 exactly when |d| == 1/2: otherwise |d| <= 1/2 - u (u >= 2^-24 the ulp of f when |f| >= 1/2,
      * and |d| = |f| < 1/2 - 2^-25 below), so d * d <= 1/4 - u + u^2 rounds below 1/4. One compare, not two;
      * and |f| < QMAX is false for NaN. */
-    if (fabsf(f) < (float)QMAX && d * d != 0.25f) {
-        uint32_t u;
-        memcpy(&u, &t, sizeof u);
-        q = (int32_t)(u - zp_bits); /* |f| + |zp| < 2^22: no wrap-around */
-    } else {
-        q = round_half_even(x, s) + zp;
+    if (!(fabsf(f) < (float)QMAX) || d * d == 0.25f) {
+        return 0;
     }
-    return clamp_int8(q);
+    memcpy(&u, &t, sizeof u);
+    *out = clamp_int8((int32_t)(u - zp_bits)); /* |f| + |zp| < 2^22: no wrap-around */
+    return 1;
+}
+
+/* One value by whichever path it needs. Not inlined: the loops that call it are the rare careful ones. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, uint32_t zp_bits)
+{
+    int8_t q;
+    if (!quantize_fast(v, mean, std, s, zp_bits, &q)) {
+        q = clamp_int8(round_half_even((v - mean) / std, s) + zp);
+    }
+    return q;
 }
 
 /* bits(MAGIC) - zero_point, for quantize_one. */
@@ -309,6 +320,30 @@ static float delta_at(const float *const up[W], const float *const lo[W], int b)
 #endif
 
 #if !VECTOR_QUANTIZE
+/* A frame's int8 row value by value, each by whichever path it needs: what emit falls back to when a value needs
+ * the careful path (rare). Cold: built for size, as it almost never runs. */
+#if defined(__GNUC__)
+__attribute__((cold))
+#endif
+static void emit_careful(const dssdn_input_params_t *in, const float *mel, const float *const *up,
+                         const float *const *lo, int8_t *out_int8)
+{
+    const uint32_t zp_bits = zero_point_bits(in);
+    int b;
+    (void)up;
+    (void)lo;
+    for (b = 0; b < DSSDN_N_MELS; b++) {
+        out_int8[b * DSSDN_CHANNELS] = quantize_one(mel[b], in->mean[0][b], in->std[0][b], in->scale, in->zero_point,
+                                                    zp_bits);
+#if W > 0
+        out_int8[b * DSSDN_CHANNELS + 1] = quantize_one(delta_at(up, lo, b), in->mean[1][b], in->std[1][b], in->scale,
+                                                        in->zero_point, zp_bits);
+#endif
+    }
+}
+#endif
+
+#if !VECTOR_QUANTIZE
 /* Emit the feature frame whose log-mel frame is d frames older than the newest (scalar cores): band after band,
  * each value computed, normalised and quantised in registers and stored straight into the outputs. */
 static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
@@ -328,16 +363,25 @@ static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *ou
         }
     }
     if (out_int8 != NULL) {
+        /* every value by the fast path; if one needs the careful path (rare: a tie, or out of range), the whole
+         * frame again value by value (a call per value: a loop without calls keeps its pointers in registers) */
         const dssdn_input_params_t *in = st->input;
         const float s = in->scale;
-        const int32_t zp = in->zero_point;
         const uint32_t zp_bits = zero_point_bits(in);
-        for (b = 0; b < DSSDN_N_MELS; b++) {
-            out_int8[b * DSSDN_CHANNELS] = quantize_one(mel[b], in->mean[0][b], in->std[0][b], s, zp, zp_bits);
+        int8_t *o = out_int8;
+        int careful = 0;
+        for (b = 0; b < DSSDN_N_MELS; b++, o += DSSDN_CHANNELS) {
+            if (!quantize_fast(mel[b], in->mean[0][b], in->std[0][b], s, zp_bits, o)) {
+                careful = 1;
+            }
 #if W > 0
-            out_int8[b * DSSDN_CHANNELS + 1] = quantize_one(delta_at(up, lo, b), in->mean[1][b], in->std[1][b], s, zp,
-                                                            zp_bits);
+            if (!quantize_fast(delta_at(up, lo, b), in->mean[1][b], in->std[1][b], s, zp_bits, o + 1)) {
+                careful = 1;
+            }
 #endif
+        }
+        if (careful) {
+            emit_careful(in, mel, up, lo, out_int8);
         }
     }
 }

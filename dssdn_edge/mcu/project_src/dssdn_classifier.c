@@ -214,14 +214,15 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
 
 int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
 {
-    static const int16_t zeros[DSSDN_HOP];
+    static const int16_t zeros[32]; /* the padding of a short clip, a piece at a time: little flash */
+    const int32_t piece = (int32_t)(sizeof(zeros) / sizeof(zeros[0]));
     int got, done = 0;
     if (c->finished) {
         return -1;
     }
     while (c->samples < DSSDN_CLASSIFIER_MIN_SAMPLES) {
         const int32_t left = DSSDN_CLASSIFIER_MIN_SAMPLES - c->samples;
-        const int r = dssdn_classifier_push(c, zeros, left < DSSDN_HOP ? (int)left : DSSDN_HOP, on_window, user);
+        const int r = dssdn_classifier_push(c, zeros, (int)(left < piece ? left : piece), on_window, user);
         if (r < 0) {
             return -1;
         }
