@@ -212,7 +212,7 @@ def padded_mel_bands(fb: SparseFilterbank, lanes: int = MEL_LANES) -> SparseFilt
     starts, lengths, chunks = [], [], []
     for s, n, o in zip(fb.start, fb.length, fb.offset, strict=True):
         s, n, o = int(s), int(n), int(o)
-        padded = -(-n // lanes) * lanes
+        padded = max(lanes, -(-n // lanes) * lanes)  # an empty band too: the scalar C loop takes one chunk first
         first = max(0, min(s, fb.n_bins - padded))
         row = np.zeros(padded)
         row[s - first : s - first + n] = fb.weights[o : o + n]
@@ -294,7 +294,7 @@ def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
         f"#define DSSDN_CONFIG_ID 0x{config_id(cfg):08x}u /* frontend_c.config_id: names this config */",
         f"#define DSSDN_N_MEL_WEIGHTS {fb.weights.size}",
         f"#define DSSDN_FFT_LOG2 {cfg.n_fft.bit_length() - 2} /* log2(N_FFT / 2), the complex FFT */",
-        f"#define DSSDN_MEL_LANES {MEL_LANES} /* every dssdn_mel_len is a multiple of this */",
+        f"#define DSSDN_MEL_LANES {MEL_LANES} /* every dssdn_mel_len is a non-zero multiple of this */",
         f"#define DSSDN_LOG10_POLY_LEN {LOG10_POLY_LEN}",
         f"#define DSSDN_PCM16 {int(pcm16)} /* 1: samples are int16 PCM (value / 32768), 0: float */",
         "",

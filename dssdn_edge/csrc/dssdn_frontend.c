@@ -11,7 +11,7 @@
  *      into it;
  *   3. each power stored straight at its bin (a generated table: the bin at each FFT output position);
  *   4. the mel filterbank as the sparse product it is: per band its first bin, its length and its weights,
- *      each band zero-padded by the generator to a multiple of 4 bins;
+ *      each band zero-padded by the generator to a non-zero multiple of 4 bins;
  *   5. log10(sum + eps): in the float build a polynomial on the float's mantissa (generated coefficients,
  *      within 6e-8 of log10, under half an ulp of a log-mel value), in the double build libm's log10.
  *
@@ -566,28 +566,22 @@ static void mel_finish(const DSSDN_REAL *restrict part, float *restrict out, int
 #if LANES == 1
 /* Scalar cores: each band's four lanes in registers, summed and logged at once (no partial sums through
  * memory: 8 loads and stores a band fewer, 3.4 k emulated instructions a frame on the M4). The lanes start
- * from the band's first 4 products instead of from 0 + those products: the same bits, as every product is
- * +0, positive or NaN (weights and powers are >= 0), and a zero's sign cannot reach the log (it adds eps).
- * The same sums as mel_partial_sums and mel_finish. */
+ * from the band's first 4 products (every band has some: the generator pads an empty one) instead of from
+ * 0 + those products: the same bits, as every product is +0, positive or NaN (weights and powers are >= 0),
+ * and a zero's sign cannot reach the log (it adds eps). The same sums as mel_partial_sums and mel_finish. */
 static void mel_log_scalar(const DSSDN_REAL *restrict power, float *restrict out)
 {
     const DSSDN_REAL *restrict w = dssdn_mel_weights;
     int j;
     for (j = 0; j < DSSDN_N_MELS; j++) {
         const DSSDN_REAL *restrict p = power + dssdn_mel_start[j];
-        const DSSDN_REAL *const end = w + dssdn_mel_len[j]; /* a multiple of MEL_LANES */
-        DSSDN_REAL a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (w != end) {
-            a0 = w[0] * p[0];
-            a1 = w[1] * p[1];
-            a2 = w[2] * p[2];
-            a3 = w[3] * p[3];
-            for (w += MEL_LANES, p += MEL_LANES; w != end; w += MEL_LANES, p += MEL_LANES) {
-                a0 += w[0] * p[0];
-                a1 += w[1] * p[1];
-                a2 += w[2] * p[2];
-                a3 += w[3] * p[3];
-            }
+        const DSSDN_REAL *const end = w + dssdn_mel_len[j]; /* a non-zero multiple of MEL_LANES */
+        DSSDN_REAL a0 = w[0] * p[0], a1 = w[1] * p[1], a2 = w[2] * p[2], a3 = w[3] * p[3];
+        for (w += MEL_LANES, p += MEL_LANES; w != end; w += MEL_LANES, p += MEL_LANES) {
+            a0 += w[0] * p[0];
+            a1 += w[1] * p[1];
+            a2 += w[2] * p[2];
+            a3 += w[3] * p[3];
         }
         out[j] = log10_mel((a0 + a2) + (a1 + a3));
     }
