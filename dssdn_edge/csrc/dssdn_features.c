@@ -33,12 +33,12 @@
 
 static const dssdn_sample_t zeros[ZERO_CHUNK]; /* the end padding, pushed a chunk at a time */
 
-int dssdn_features_state_bytes(void)
+DSSDN_COLD int dssdn_features_state_bytes(void)
 {
     return (int)sizeof(dssdn_features_t);
 }
 
-void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
+DSSDN_COLD void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
 {
     out[0] = DSSDN_CONFIG_ID;
     out[1] = DSSDN_SAMPLE_RATE;
@@ -50,7 +50,7 @@ void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
     out[7] = DSSDN_SEGMENT_FRAMES;
 }
 
-void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input)
+DSSDN_COLD void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input)
 {
     memset(st, 0, sizeof(*st));
     dssdn_frontend_init(&st->fe);
@@ -63,7 +63,7 @@ void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input
 /* ----------------------------------------------------------------------------------- quantisation */
 
 /* Magnitude bits of a positive normal float: value = m 2^e, m < 2^24 an integer. */
-static void float_parts(float x, int64_t *m, int *e)
+DSSDN_COLD static void float_parts(float x, int64_t *m, int *e)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
@@ -74,7 +74,7 @@ static void float_parts(float x, int64_t *m, int *e)
 /* Is a > (k + 1/2) s, < it (-1) or equal (0)? a, s positive normal floats, 0 <= k < 2^20: 2a vs (2k + 1) s
  * as integers m_a 2^(e_a + 1) vs (2k + 1) m_s 2^e_s. Only called when a / s rounded to float is k + 1/2,
  * so the exponents differ by a few bits (both sides then fit in 64 bits). */
-static int compare_half(float a, float s, int32_t k)
+DSSDN_COLD static int compare_half(float a, float s, int32_t k)
 {
     int64_t ma, ms, lhs, rhs;
     int ea, es, shift;
@@ -97,7 +97,7 @@ static int compare_half(float a, float s, int32_t k)
 /* round_half_even(v / s) as numpy's np.round(float64(v) / s) gives it, clamped to +-QMAX (the int8 clip
  * follows anyway). s > 0. */
 #define QMAX 1024
-static int32_t round_half_even(float v, float s)
+DSSDN_COLD static int32_t round_half_even(float v, float s)
 {
     const float a = v < 0.0f ? -v : v;
     float f = a / s, frac;
@@ -186,11 +186,8 @@ static inline int quantize_fast(float v, float mean, float std, float s, uint32_
     return 1;
 }
 
-/* One value by whichever path it needs. Not inlined: the loops that call it are the rare careful ones. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, uint32_t zp_bits)
+/* One value by whichever path it needs. Cold: the loops that call it are the rare careful ones. */
+DSSDN_COLD static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, uint32_t zp_bits)
 {
     int8_t q;
     if (!quantize_fast(v, mean, std, s, zp_bits, &q)) {
@@ -322,10 +319,7 @@ static float delta_at(const float *const up[W], const float *const lo[W], int b)
 #if !VECTOR_QUANTIZE
 /* A frame's int8 row value by value, each by whichever path it needs: what emit falls back to when a value needs
  * the careful path (rare). Cold: built for size, as it almost never runs. */
-#if defined(__GNUC__)
-__attribute__((cold))
-#endif
-static void emit_careful(const dssdn_input_params_t *in, const float *mel, const float *const *up,
+DSSDN_COLD static void emit_careful(const dssdn_input_params_t *in, const float *mel, const float *const *up,
                          const float *const *lo, int8_t *out_int8)
 {
     const uint32_t zp_bits = zero_point_bits(in);
@@ -484,7 +478,7 @@ int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int
     return push_samples(st, samples, n, out_float, out_int8);
 }
 
-int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8)
+DSSDN_COLD int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8)
 {
     if (!usable(st, out_int8)) {
         return -1;
@@ -520,7 +514,7 @@ int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *ou
     return 0;
 }
 
-int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
+DSSDN_COLD int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
 {
     const long pad = DSSDN_N_FFT / 2, total_fill = (long)st->fe.fill + pad;
     const long mel_new = total_fill < DSSDN_N_FFT ? 0 : 1 + (total_fill - DSSDN_N_FFT) / DSSDN_HOP;

@@ -620,7 +620,7 @@ void dssdn_logmel_frame(const dssdn_sample_t samples[DSSDN_N_FFT], float out[DSS
 #endif
 }
 
-void dssdn_frontend_init(dssdn_frontend_t *st)
+DSSDN_COLD void dssdn_frontend_init(dssdn_frontend_t *st)
 {
     memset(st, 0, sizeof(*st));
     st->fill = DSSDN_N_FFT / 2;
@@ -679,7 +679,7 @@ int dssdn_frontend_push(dssdn_frontend_t *st, const dssdn_sample_t *samples, int
     return push_samples(st, samples, n, out_frames, max_frames);
 }
 
-int dssdn_frontend_flush(dssdn_frontend_t *st, float *out_frames, int max_frames)
+DSSDN_COLD int dssdn_frontend_flush(dssdn_frontend_t *st, float *out_frames, int max_frames)
 {
     const int frames = push_samples(st, NULL, DSSDN_N_FFT / 2, out_frames, max_frames);
     if (frames >= 0) {

@@ -40,7 +40,7 @@ static int argmax_i8(const int8_t *v, int n)
     return best;
 }
 
-void dssdn_classifier_init(dssdn_classifier_t *c)
+DSSDN_COLD void dssdn_classifier_init(dssdn_classifier_t *c)
 {
     memset(c, 0, sizeof(*c));
     dssdn_features_init(&c->features, &dssdn_input_params);
@@ -212,7 +212,7 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
     return done;
 }
 
-int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
+DSSDN_COLD int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
 {
     static const int16_t zeros[32]; /* the padding of a short clip, a piece at a time: little flash */
     const int32_t piece = (int32_t)(sizeof(zeros) / sizeof(zeros[0]));
@@ -240,7 +240,7 @@ int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
     return done;
 }
 
-int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
+DSSDN_COLD int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
 {
     int i, best = 0;
     if (c->classified == 0) {
@@ -254,7 +254,7 @@ int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
     return best;
 }
 
-const char *dssdn_classifier_label_name(int label)
+DSSDN_COLD const char *dssdn_classifier_label_name(int label)
 {
     return label >= 0 && label < DSSDN_MODEL_OUT_CLASSES ? dssdn_model_labels[label] : "";
 }
