@@ -151,11 +151,14 @@ static int8_t clamp_int8(int32_t q)
  * takes the careful scalar path, round_half_even, instead. The fast loop has no branch, so gcc vectorises it;
  * the int8 values of both channels are interleaved in one loop of constant trip count afterwards, vectorised
  * too (a strided store per channel stayed scalar: 4 % of the host's C time). */
+#ifndef DSSDN_VECTOR_QUANTIZE /* -DDSSDN_VECTOR_QUANTIZE=0 builds the scalar cores' path on any host, for tests */
 #if defined(__SSE2__) || defined(__ARM_NEON) || defined(__ARM_NEON__) || defined(__ALTIVEC__)
-#define VECTOR_QUANTIZE 1
+#define DSSDN_VECTOR_QUANTIZE 1
 #else
-#define VECTOR_QUANTIZE 0
+#define DSSDN_VECTOR_QUANTIZE 0
 #endif
+#endif
+#define VECTOR_QUANTIZE DSSDN_VECTOR_QUANTIZE
 
 #if !VECTOR_QUANTIZE
 /* The same steps, one value at a time, for cores without float vectors (Cortex-M), where the branch-free check
