@@ -75,12 +75,14 @@ def _c_array(
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(items)}] = {{\n" + "\n".join(lines) + "\n};\n"
 
 
-def _uint16_array(name: str, values: np.ndarray, comment: str) -> str:
+def _uint16_array(name: str, values: np.ndarray, comment: str, narrow: bool = False) -> str:
+    """A uint16_t table; with ``narrow``, uint8_t when every value fits (half the flash of a small table)."""
     values = np.asarray(values, dtype=np.int64)
     if values.size and (values.min() < 0 or values.max() > _UINT16_MAX):
         span = f"{values.min()}..{values.max()}"
         raise ExportError(f"{TABLES_HEADER}: {name} does not fit uint16_t (range {span})")
-    return _c_array("uint16_t", name, (str(int(v)) for v in values), comment, _INTS_PER_LINE)
+    ctype = "uint8_t" if narrow and (not values.size or values.max() <= 0xFF) else "uint16_t"
+    return _c_array(ctype, name, (str(int(v)) for v in values), comment, _INTS_PER_LINE)
 
 
 def bit_reverse_table(n: int) -> np.ndarray:
@@ -357,7 +359,7 @@ def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
             "mel weights, band after band, each band zero-padded to a multiple of DSSDN_MEL_LANES bins",
         ),
         _uint16_array("dssdn_mel_start", fb.start, "first FFT bin of each band"),
-        _uint16_array("dssdn_mel_len", fb.length, "number of bins of each band"),
+        _uint16_array("dssdn_mel_len", fb.length, "number of bins of each band", narrow=True),
         _c_array(
             "float",
             "dssdn_log10_poly",
