@@ -163,34 +163,34 @@ static int8_t clamp_int8(int32_t q)
 #if !VECTOR_QUANTIZE
 /* The same steps, one value at a time, for cores without float vectors (Cortex-M), where the branch-free check
  * above costs five compare-and-transfer pairs per value and blocks through memory cost loads and stores (58
- * emulated instructions per value on the M4 that way). Same float operations, same rounding, same fall-back to
- * round_half_even: the same bits as the vector path. zp_bits folds the zero point into the rounding: for
- * |f| < 2^22, t = f + MAGIC lies in [2^23, 2^24), where floats are the integers, so the bits of t minus those of
- * MAGIC are f rounded half to even, and minus zp_bits = bits(MAGIC) - zero_point they are that plus the zero
- * point, with no float-to-integer conversion. */
+ * emulated instructions per value on the M4 that way; 28 a value here, the delta's own steps included). Same
+ * float operations, same rounding, same fall-back to round_half_even: the same bits as the vector path. zp_bits
+ * folds the zero point into the rounding: for |f| < 2^22, t = f + MAGIC lies in [2^23, 2^24), where floats are
+ * the integers, so the bits of t minus those of MAGIC are f rounded half to even, and minus zp_bits =
+ * bits(MAGIC) - zero_point they are that plus the zero point, with no float-to-integer conversion. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline int quantize_fast(float v, float mean, float std, float s, uint32_t zp_bits, int8_t *out)
+static inline int quantize_fast(float v, float mean, float std, float s, int32_t zp_bits, int8_t *out)
 {
     const float x = (v - mean) / std;
     const float f = x / s;
     const float t = f + MAGIC;
     const float d = f - (t - MAGIC); /* exact, |d| <= 1/2 */
-    uint32_t u;
+    uint32_t bits;
     /* d * d == 1/4 exactly when |d| == 1/2: otherwise |d| <= 1/2 - u (u >= 2^-24 the ulp of f when |f| >= 1/2,
      * and |d| = |f| < 1/2 - 2^-25 below), so d * d <= 1/4 - u + u^2 rounds below 1/4. One compare, not two;
      * and |f| < QMAX is false for NaN. */
     if (!(fabsf(f) < (float)QMAX) || d * d == 0.25f) {
         return 0;
     }
-    memcpy(&u, &t, sizeof u);
-    *out = clamp_int8((int32_t)(u - zp_bits)); /* |f| + |zp| < 2^22: no wrap-around */
+    memcpy(&bits, &t, sizeof bits);
+    *out = clamp_int8((int32_t)bits - zp_bits); /* bits < 2^31 as |f| < QMAX: int32 throughout, no overflow */
     return 1;
 }
 
 /* One value by whichever path it needs. Cold: the loops that call it are the rare careful ones. */
-DSSDN_COLD static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, uint32_t zp_bits)
+DSSDN_COLD static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, int32_t zp_bits)
 {
     int8_t q;
     if (!quantize_fast(v, mean, std, s, zp_bits, &q)) {
@@ -199,13 +199,13 @@ DSSDN_COLD static int8_t quantize_one(float v, float mean, float std, float s, i
     return q;
 }
 
-/* bits(MAGIC) - zero_point, for quantize_one. */
-static uint32_t zero_point_bits(const dssdn_input_params_t *in)
+/* bits(MAGIC) - zero_point, for quantize_fast. */
+static int32_t zero_point_bits(const dssdn_input_params_t *in)
 {
     const float magic = MAGIC;
-    uint32_t u;
-    memcpy(&u, &magic, sizeof u);
-    return u - (uint32_t)in->zero_point;
+    uint32_t bits;
+    memcpy(&bits, &magic, sizeof bits);
+    return (int32_t)bits - in->zero_point;
 }
 #else
 static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_CHANNELS][BLOCK], int b0, int n,
@@ -257,7 +257,7 @@ static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_C
 void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[DSSDN_FRAME_VALUES],
                              int8_t out[DSSDN_FRAME_VALUES])
 {
-    const uint32_t zp_bits = zero_point_bits(input);
+    const int32_t zp_bits = zero_point_bits(input);
     int c, b;
     for (c = 0; c < DSSDN_CHANNELS; c++) {
         for (b = 0; b < DSSDN_N_MELS; b++) {
@@ -325,7 +325,7 @@ static float delta_at(const float *const up[W], const float *const lo[W], int b)
 DSSDN_COLD static void emit_careful(const dssdn_input_params_t *in, const float *mel, const float *const *up,
                          const float *const *lo, int8_t *out_int8)
 {
-    const uint32_t zp_bits = zero_point_bits(in);
+    const int32_t zp_bits = zero_point_bits(in);
     int b;
     (void)up;
     (void)lo;
@@ -364,7 +364,7 @@ static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *ou
          * frame again value by value (a call per value: a loop without calls keeps its pointers in registers) */
         const dssdn_input_params_t *in = st->input;
         const float s = in->scale;
-        const uint32_t zp_bits = zero_point_bits(in);
+        const int32_t zp_bits = zero_point_bits(in);
         int8_t *o = out_int8;
         int careful = 0;
         for (b = 0; b < DSSDN_N_MELS; b++, o += DSSDN_CHANNELS) {

@@ -565,7 +565,8 @@ static void mel_finish(const DSSDN_REAL *restrict part, float *restrict out, int
 
 #if LANES == 1
 /* Scalar cores: each band's four lanes in registers, summed and logged at once (no partial sums through
- * memory: 8 loads and stores a band fewer, 3.4 k emulated instructions a frame on the M4). The lanes start
+ * memory: 8 loads and stores a band fewer; with the start below, mel and log went from 14.6 k to 11.8 k emulated
+ * instructions a frame on the M4). The lanes start
  * from the band's first 4 products (every band has some: the generator pads an empty one) instead of from
  * 0 + those products: the same bits, as every product is +0, positive or NaN (weights and powers are >= 0),
  * and a zero's sign cannot reach the log (it adds eps). The same sums as mel_partial_sums and mel_finish. */
