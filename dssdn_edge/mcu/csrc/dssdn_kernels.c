@@ -203,6 +203,63 @@ void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
     binary(p, a, b, out, 0);
 }
 
+/* SMMULR: floor((x*m + 2^31) / 2^32), one instruction with the DSP extension. */
+static inline int32_t mul_hi_round(int32_t x, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x), "r"(m));
+    return h;
+#else
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* The rounding right shift of requantize with a constant folded in: (2h + rnd - [h < 0]) >> right, written
+ * as rnd + 2h + (h >> 31) so that it takes two shifted-operand additions. */
+static inline int32_t round_shift(int32_t h, int32_t rnd, int32_t right)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t t; /* (GCC would spend a third instruction on h >> 31) */
+    __asm__("add %0, %1, %2, lsl #1\n\tadd %0, %0, %2, asr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+    return t >> right;
+#else
+    return (int32_t)((uint32_t)rnd + ((uint32_t)h << 1) + (uint32_t)(h >> 31)) >> right;
+#endif
+}
+
+void dssdn_add_flat(const dssdn_add_flat_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t a_off = p->a_off, a_mult = p->a_mult, a_rnd = p->a_rnd, a_right = p->a_right;
+    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
+    const int8_t *const end = a + p->n;
+    while (a < end) {
+        const int32_t h = mul_hi_round((int32_t)((uint32_t)*a++ << 21) + a_off, a_mult);
+        const int32_t s2 = (int32_t)((uint32_t)round_shift(h, a_rnd, a_right) * 2u + ((uint32_t)*b++ << 20));
+        *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
+    }
+}
+
+void dssdn_mul_channels(const dssdn_mul_chan_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
+    int32_t *const table = (int32_t *)(void *)p->work; /* per channel: B = (b - b_zp) << b_left, K = -a_zp * B */
+    int32_t *const table_end = table + 2 * p->channels;
+    for (int32_t *t = table; t < table_end; t += 2) {
+        const int32_t bv = (int32_t)((uint32_t)(*b++ - p->b_zp) << p->b_left);
+        t[0] = bv;
+        t[1] = -p->a_zp * bv;
+    }
+    const int8_t *const end = a + p->pixels * p->channels;
+    while (a < end) {
+        const int32_t *t = table;
+        do {
+            const int32_t bv = *t++, k = *t++;
+            *out++ = (int8_t)sat8(round_shift(mul_hi_round(*a++ * bv + k, out_mult), out_rnd, out_right));
+        } while (t < table_end);
+    }
+}
+
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
 {
     for (int32_t o = 0; o < p->outer; ++o) {
