@@ -69,7 +69,7 @@ def _field(v: object) -> str:
 INT32_FIELDS = {"in_row", "in_pix", "batches", "depth", "units"}  # the other integers of these structs are int16_t
 NARROW_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t")
 INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "out_zp", "act_min", "act_max", "shift", "a_right",
-               "out_right", "a_zp", "b_zp", "b_left"}
+               "out_right", "a_zp", "b_zp", "b_left", "table"}
 
 
 INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_mean_t", "dssdn_logistic_t", "dssdn_add_flat_t",

@@ -212,6 +212,11 @@ def _fits_int32(*terms: int) -> bool:
     return sum(abs(t) for t in terms) < 1 << 31
 
 
+# dssdn_add_flat tabulates input a's term (256 values, ~7 emulated instructions each) when the op has at least
+# this many elements (it saves ~5 per element).
+ADD_TABLE_MIN = 512
+
+
 def _add_flat(a, b, out, o4: tuple[int, ...], lo: int, hi: int) -> tuple[dict[str, object], bool] | None:
     """dssdn_add_flat's folded constants (see dssdn_kernels.h), or None when the op needs the general
     kernel: a broadcast, a clamp, or an intermediate that could leave int32. Returns (fields, swapped):
@@ -235,7 +240,8 @@ def _add_flat(a, b, out, o4: tuple[int, ...], lo: int, hi: int) -> tuple[dict[st
     if not (_fits_int32(2 * 255 << 20, a_rnd, 1) and _fits_int32(1 << 30, out_rnd, 1)):
         return None
     fields = {"n": int(np.prod(o4)), "a_off": -za << 21, "a_mult": m1, "a_rnd": a_rnd, "out_mult": p["mo"],
-              "out_rnd": out_rnd, "a_right": r1 + 1, "out_right": ro + 1}
+              "out_rnd": out_rnd, "a_right": r1 + 1, "out_right": ro + 1,
+              "table": int(int(np.prod(o4)) >= ADD_TABLE_MIN)}
     return fields, swapped
 
 

@@ -228,14 +228,41 @@ static inline int32_t round_shift(int32_t h, int32_t rnd, int32_t right)
 #endif
 }
 
+/* 2 * A' of dssdn_add_flat for one input value (x = (a << 21) + a_off). */
+static inline int32_t add_a_term(int32_t x, int32_t a_mult, int32_t a_rnd, int32_t a_right)
+{
+    return (int32_t)((uint32_t)round_shift(mul_hi_round(x, a_mult), a_rnd, a_right) * 2u);
+}
+
+/* The element loop over the tabulated terms (t indexed by a's value). Out of line: inlined, GCC keeps a
+ * constant on the stack. */
+static __attribute__((noinline)) void add_table_run(const int32_t *t, const int8_t *a, const int8_t *b, int8_t *out,
+                                                    const int8_t *end, int32_t out_mult, int32_t out_rnd,
+                                                    int32_t out_right)
+{
+    while (a < end) {
+        const int32_t s2 = (int32_t)((uint32_t)t[*a++] + ((uint32_t)*b++ << 20));
+        *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
+    }
+}
+
 void dssdn_add_flat(const dssdn_add_flat_t *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
     const int32_t a_off = p->a_off, a_mult = p->a_mult, a_rnd = p->a_rnd, a_right = p->a_right;
-    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
     const int8_t *const end = a + p->n;
+    if (p->table) { /* input a's term for each of its 256 values, then one load per element */
+        int32_t table[256];
+        int32_t *const t = table + 128;
+        for (int32_t v = -128; v < 128; ++v) {
+            t[v] = add_a_term((int32_t)((uint32_t)v << 21) + a_off, a_mult, a_rnd, a_right);
+        }
+        add_table_run(t, a, b, out, end, p->out_mult, p->out_rnd, p->out_right);
+        return;
+    }
+    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
     while (a < end) {
-        const int32_t h = mul_hi_round((int32_t)((uint32_t)*a++ << 21) + a_off, a_mult);
-        const int32_t s2 = (int32_t)((uint32_t)round_shift(h, a_rnd, a_right) * 2u + ((uint32_t)*b++ << 20));
+        const int32_t s2 = (int32_t)((uint32_t)add_a_term((int32_t)((uint32_t)*a++ << 21) + a_off, a_mult, a_rnd,
+                                                          a_right) + ((uint32_t)*b++ << 20));
         *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
     }
 }

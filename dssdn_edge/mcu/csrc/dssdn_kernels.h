@@ -120,6 +120,7 @@ void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
 typedef struct {
     int32_t n, a_off, a_mult, a_rnd, out_mult, out_rnd;
     int8_t a_right, out_right;
+    int8_t table; /* 1: A' is tabulated for the 256 values of a first (1 KiB of stack; for big tensors) */
 } dssdn_add_flat_t;
 
 void dssdn_add_flat(const dssdn_add_flat_t *p, const int8_t *a, const int8_t *b, int8_t *out);
