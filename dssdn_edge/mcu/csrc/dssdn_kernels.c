@@ -57,24 +57,34 @@ dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t 
     return a;
 }
 
+/* Units go four at a time (dot4: each input word is loaded and widened once for the four) while four are
+ * left and the filter has no zero point; the rest one by one. */
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
 {
     const dssdn_chan_arrays_t chan = dssdn_chan_unpack(&p->chan, p->units, p->per_channel ? p->units : 1, p->work);
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;
-        for (int32_t u = 0; u < p->units; ++u) {
+        for (int32_t u = 0; u < p->units;) {
             const int8_t *w = p->w + u * p->depth;
-            int32_t acc = chan.bias[u];
-            if (p->w_zp == 0) {
-                acc = dot(w, x, p->depth, acc);
+            const int32_t group = p->w_zp == 0 && p->units - u >= 4 ? 4 : 1;
+            int32_t acc[4];
+            for (int32_t k = 0; k < group; ++k) {
+                acc[k] = chan.bias[u + k];
+            }
+            if (group == 4) {
+                dot4(w, p->depth, x, acc);
+            } else if (p->w_zp == 0) {
+                acc[0] = dot(w, x, p->depth, acc[0]);
             } else {
                 for (int32_t d = 0; d < p->depth; ++d) {
-                    acc += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
+                    acc[0] += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
                 }
             }
-            const int32_t q = p->per_channel ? u : 0;
-            const int32_t v = requantize(acc, chan.mult[q], chan.shift[q]) + p->out_zp;
-            *out++ = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
+            for (int32_t k = 0; k < group; ++k, ++u) {
+                const int32_t q = p->per_channel ? u : 0;
+                *out++ = (int8_t)clamp_out(requantize(acc[k], chan.mult[q], chan.shift[q]) + p->out_zp, p->act_min,
+                                           p->act_max);
+            }
         }
     }
 }
@@ -287,17 +297,52 @@ void dssdn_mul_channels(const dssdn_mul_chan_t *p, const int8_t *a, const int8_t
     }
 }
 
+/* Two int16 lanes added (SADD16). MEAN's lane sums stay exact: at most 256 int8 values per lane. */
+static inline uint32_t add16x2(uint32_t a, uint32_t b)
+{
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+    return __sadd16(a, b);
+#else
+    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
+#endif
+}
+
+static __attribute__((noinline)) int8_t mean_value(const dssdn_mean_t *p, int32_t sum)
+{
+    return (int8_t)sat8(requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp);
+}
+
+/* Channels go four at a time: one word per row, split by SXTB16 into (c, c+2) and (c+1, c+3) int16 lanes
+ * summed by SADD16, widened to int32 every 256 rows; the channels left over go one by one. */
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
 {
-    for (int32_t o = 0; o < p->outer; ++o) {
-        for (int32_t i = 0; i < p->inner; ++i) {
-            const int8_t *x = in + o * p->reduced * p->inner + i;
-            int32_t sum = 0;
-            for (int32_t r = 0; r < p->reduced; ++r) {
-                sum += x[r * p->inner];
+    const int32_t reduced = p->reduced, inner = p->inner;
+    for (int32_t o = 0; o < p->outer; ++o, in += reduced * inner, out += inner) {
+        int32_t i = 0;
+        for (; i + 4 <= inner; i += 4) {
+            int32_t sum[4] = {0, 0, 0, 0};
+            const int8_t *x = in + i;
+            for (int32_t r = 0; r < reduced; r += 256) {
+                const int8_t *const stop = x + inner * (reduced - r < 256 ? reduced - r : 256);
+                uint32_t even = 0, odd = 0;
+                for (; x != stop; x += inner) {
+                    const uint32_t w = load_word(x);
+                    even = add16x2(even, even16(w));
+                    odd = add16x2(odd, odd16(w));
+                }
+                sum[0] += (int16_t)(even & 0xffff), sum[2] += (int16_t)(even >> 16);
+                sum[1] += (int16_t)(odd & 0xffff), sum[3] += (int16_t)(odd >> 16);
             }
-            const int32_t v = requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp;
-            out[o * p->inner + i] = (int8_t)DSSDN_CLAMP(v, -128, 127);
+            for (int32_t k = 0; k < 4; ++k) {
+                out[i + k] = mean_value(p, sum[k]);
+            }
+        }
+        for (; i < inner; ++i) {
+            int32_t sum = 0;
+            for (int32_t r = 0; r < reduced; ++r) {
+                sum += in[r * inner + i];
+            }
+            out[i] = mean_value(p, sum);
         }
     }
 }
