@@ -236,8 +236,9 @@ def _add_flat(a, b, out, o4: tuple[int, ...], lo: int, hi: int) -> tuple[dict[st
     r1, ro = -s1, -p["so"]
     a_rnd = (1 << r1) - zb * (1 << (20 + r1))
     out_rnd = (1 << ro) + out.zero_point * (1 << (ro + 1))
-    # |2h| <= 2 * 255 * 2^20 (m1 < 2^31); |2g| <= 2 * |sum|, which _check_requant bounds by 2^29
-    if not (_fits_int32(2 * 255 << 20, a_rnd, 1) and _fits_int32(1 << 30, out_rnd, 1)):
+    # |2h| <= 2 * (255 * 2^20 + 1) (m1 < 2^31); |2g| <= 2 * (|sum| + 1), |sum| < 2^29 (_check_requant);
+    # the sign term adds at most 1
+    if not (_fits_int32((255 << 21) + 2, a_rnd, 1) and _fits_int32((1 << 30) + 2, out_rnd, 1)):
         return None
     fields = {"n": int(np.prod(o4)), "a_off": -za << 21, "a_mult": m1, "a_rnd": a_rnd, "out_mult": p["mo"],
               "out_rnd": out_rnd, "a_right": r1 + 1, "out_right": ro + 1,
@@ -253,7 +254,7 @@ def _mul_channels(b_str: list[int], o4: tuple[int, ...], m: int, s: int, za: int
         return None
     right = max(-s, 0)
     out_rnd = (1 << right) + zo * (1 << (right + 1))
-    if not _fits_int32(1 << 30, out_rnd, 1) or right > 30:
+    if not _fits_int32((1 << 30) + 2, out_rnd, 1) or right > 30:
         return None
     return {"pixels": int(np.prod(o4[:3])), "channels": o4[3], "out_mult": m, "out_rnd": out_rnd,
             "a_zp": za, "b_zp": zb, "b_left": max(s, 0) + 1, "out_right": right + 1}
