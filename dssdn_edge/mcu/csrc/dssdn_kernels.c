@@ -246,13 +246,26 @@ static inline int32_t add_a_term(int32_t x, int32_t a_mult, int32_t a_rnd, int32
 
 /* The element loop over the tabulated terms (t indexed by a's value). Out of line: inlined, GCC keeps a
  * constant on the stack. */
-static __attribute__((noinline)) void add_table_run(const int32_t *t, const int8_t *a, const int8_t *b, int8_t *out,
-                                                    const int8_t *end, int32_t out_mult, int32_t out_rnd,
-                                                    int32_t out_right)
+static inline __attribute__((always_inline)) void add_table_loop(const int32_t *t, const int8_t *a, const int8_t *b,
+                                                                 int8_t *out, const int8_t *end, int32_t out_mult,
+                                                                 int32_t out_rnd, int32_t out_right)
 {
     while (a < end) {
         const int32_t s2 = (int32_t)((uint32_t)t[*a++] + ((uint32_t)*b++ << 20));
         *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
+    }
+}
+
+/* out_right is 20 when the output scale is within [1, 2) times the larger input scale (most residual
+ * ADDs): a constant there lets the shift go into SSAT's operand. */
+static __attribute__((noinline)) void add_table_run(const int32_t *t, const int8_t *a, const int8_t *b, int8_t *out,
+                                                    const int8_t *end, int32_t out_mult, int32_t out_rnd,
+                                                    int32_t out_right)
+{
+    if (out_right == 20) {
+        add_table_loop(t, a, b, out, end, out_mult, out_rnd, 20);
+    } else {
+        add_table_loop(t, a, b, out, end, out_mult, out_rnd, out_right);
     }
 }
 
