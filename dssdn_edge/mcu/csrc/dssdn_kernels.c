@@ -304,7 +304,12 @@ void dssdn_mul_channels(const dssdn_mul_chan_t *p, const int8_t *a, const int8_t
     while (a < end) {
         const int32_t *t = table;
         do {
-            const int32_t bv = *t++, k = *t++;
+            int32_t bv, k;
+#if defined(__ARM_FEATURE_DSP)
+            __asm__("ldrd %0, %1, [%2], #8" : "=r"(bv), "=r"(k), "+r"(t) : : "memory"); /* (GCC splits it in two) */
+#else
+            bv = t[0], k = t[1], t += 2;
+#endif
             *out++ = (int8_t)sat8(round_shift(mul_hi_round(*a++ * bv + k, out_mult), out_rnd, out_right));
         } while (t < table_end);
     }
