@@ -22,8 +22,9 @@ from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
 # sizeof on a 32-bit target (4-byte pointers), as tests/test_mcu_consts.py checks with arm-none-eabi-gcc
-STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 36, "dssdn_binary_t": 96, "dssdn_mean_t": 20, "dssdn_logistic_t": 12,
-               "dssdn_add_flat_t": 28, "dssdn_mul_chan_t": 24, "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
+STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 36, "dssdn_binary_t": 96, "dssdn_mean_t": 20,
+               "dssdn_add_flat_t": 28, "dssdn_mul_chan_t": 24, "dssdn_logistic_lut_t": 8,
+               "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 
 @dataclass
@@ -72,7 +73,7 @@ INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "out_zp", "act_min", 
                "out_right", "a_zp", "b_zp", "b_left", "table"}
 
 
-INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_mean_t", "dssdn_logistic_t", "dssdn_add_flat_t",
+INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_mean_t", "dssdn_add_flat_t",
                 "dssdn_mul_chan_t")
 
 

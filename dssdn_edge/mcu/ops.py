@@ -345,20 +345,31 @@ def _same_quant_ids(graph: Graph, a: int, b: int) -> bool:
     return graph.t(a).scales == graph.t(b).scales and graph.t(a).zero_point == graph.t(b).zero_point
 
 
+def _pack_steps(steps: np.ndarray, width: int) -> np.ndarray:
+    """``width``-bit fields (width divides 32), least significant first, in uint32 words (dssdn_logistic_lut)."""
+    per_word = 32 // width
+    padded = np.zeros(-(-len(steps) // per_word) * per_word, np.uint64)
+    padded[: len(steps)] = steps
+    shifts = np.arange(per_word, dtype=np.uint64) * np.uint64(width)
+    return (padded.reshape(-1, per_word) << shifts).sum(1).astype(np.uint32)
+
+
 def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     t_in, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
                           "zero point -128 (as TFLite Micro requires)")
-    mult, shift, radius = quant.logistic_params(t_in.scale)
-    if radius <= 0:  # every input saturates (scale >= 2^4): the rescale is never evaluated
-        shift = 0
-    elif not -31 <= shift <= 31:
+    _, shift, radius = quant.logistic_params(t_in.scale)
+    if radius > 0 and not -31 <= shift <= 31:  # (radius <= 0: every input saturates, no rescale)
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}): input scale {t_in.scale} is out of range")
-    radius = min(radius, quant.INT32_MAX)  # |input - zero point| <= 255: a bigger radius never saturates
-    fields = {"mult": mult, "radius": radius, "in_zp": t_in.zero_point, "shift": shift}
-    return Lowered("dssdn_logistic_t", fields, [], f"dssdn_logistic(&{prefix}, A + {plan.addr(op.inputs[0])}, "
-                   f"A + {plan.addr(op.outputs[0])}, {out.size});")
+    table = np.asarray(quant.logistic_table(t_in.scale, t_in.zero_point), np.int64) + 128  # 0..255
+    steps = np.diff(table) % 256
+    width = next(w for w in (1, 2, 4, 8) if int(steps.max()) < 1 << w)
+    words = _pack_steps(steps, width)
+    fields = {"steps": f"{prefix}_s", "first": int(table[0]), "width": width}
+    return Lowered("dssdn_logistic_lut_t", fields, [Array(f"{prefix}_s", "uint32_t", words)],
+                   f"dssdn_logistic_lut(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])}, "
+                   f"{out.size});")
 
 
 def _copy_call(prefix: str, size: list[int], src_str: list[int], dst_str: list[int], src: str, dst: str

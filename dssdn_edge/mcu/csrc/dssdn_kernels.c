@@ -398,124 +398,31 @@ void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-/* ---- LOGISTIC: gemmlowp's fixed-point logistic, as TFLM's int8 kernel runs it (Q4.27 in, Q0.31 out).
- * Its own exact helpers (full int32 range, negative constants), independent of the conv requantisation's
- * shortcuts. Wrapping int32 additions are done in uint32 (the reference's int32 arithmetic never overflows
- * on these paths, so this only keeps C's signed overflow rules out of the way). */
-static inline int32_t wrap_add(int32_t a, int32_t b)
+void dssdn_logistic_lut(const dssdn_logistic_lut_t *p, const int8_t *in, int8_t *out, int32_t n)
 {
-    return (int32_t)((uint32_t)a + (uint32_t)b);
-}
-
-static inline int32_t wrap_sub(int32_t a, int32_t b)
-{
-    return (int32_t)((uint32_t)a - (uint32_t)b);
-}
-
-/* SaturatingRoundingDoublingHighMul for any int32 pair: floor((a*b + 2^30) / 2^31) equals gemmlowp's
- * nudge-and-truncate in both signs; only INT32_MIN * INT32_MIN saturates. */
-static inline int32_t fx_mul(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-}
-
-/* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero (0 <= e <= 31). */
-static inline int32_t fx_divide_pot(int32_t x, int32_t e)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + (remainder > threshold ? 1 : 0);
-}
-
-/* SaturatingRoundingMultiplyByPOT for e > 0 (e < 0 is fx_divide_pot). */
-static inline int32_t saturating_pot(int32_t x, int32_t e)
-{
-    const int32_t threshold = (int32_t)(((uint32_t)1 << (31 - e)) - 1);
-    if (x > threshold) {
-        return INT32_MAX;
-    }
-    if (x < -threshold) {
-        return INT32_MIN;
-    }
-    return (int32_t)((uint32_t)x << e);
-}
-
-/* MultiplyByQuantizedMultiplier of the input (|x| <= 255, any shift the generator allows, -31..31). */
-static inline int32_t fx_rescale(int32_t x, int32_t m, int32_t shift)
-{
-#ifdef DSSDN_SINGLE_ROUNDING
-    const int32_t total = 31 - shift;
-    return (int32_t)(((int64_t)x * m + ((int64_t)1 << (total - 1))) >> total);
-#else
-    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    return fx_divide_pot(fx_mul((int32_t)((uint32_t)x << left), m), right);
-#endif
-}
-
-/* exp(a) for a in [-1/4, 0), Q0.31: a Taylor polynomial around -1/8. */
-static int32_t exp_quarter(int32_t a)
-{
-    const int32_t constant_term = 1895147668, one_third = 715827883; /* exp(-1/8), 1/3 */
-    const int32_t x = wrap_add(a, 1 << 28);
-    const int32_t x2 = fx_mul(x, x), x3 = fx_mul(x2, x), x4 = fx_mul(x2, x2);
-    const int32_t poly = fx_divide_pot(wrap_add(fx_mul(wrap_add(fx_divide_pot(x4, 2), x3), one_third), x2), 1);
-    return wrap_add(constant_term, fx_mul(constant_term, wrap_add(x, poly)));
-}
-
-/* exp(a) for a <= 0 given in Q4.27, as Q0.31: exp of a mod 1/4, times exp(-2^k) for each bit k of the rest. */
-static int32_t exp_negative_q4(int32_t a)
-{
-    static const int32_t exp_of_minus_pot[6] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401};
-    const int32_t one_quarter = 1 << 25, mask = one_quarter - 1;
-    const int32_t a_mod = wrap_sub(a & mask, one_quarter);
-    int32_t result = exp_quarter(saturating_pot(a_mod, 4));
-    const int32_t remainder = wrap_sub(a_mod, a);
-    for (int32_t k = 0; k < 6; ++k) { /* exp(-1/4), exp(-1/2), exp(-1), ..., exp(-8) */
-        if (remainder & ((int32_t)1 << (25 + k))) {
-            result = fx_mul(result, exp_of_minus_pot[k]);
-        }
-    }
-    return a == 0 ? INT32_MAX : result;
-}
-
-/* 1 / (1 + a) for a in [0, 1) Q0.31, as Q0.31: three Newton-Raphson steps on the half denominator. */
-static int32_t one_over_one_plus(int32_t a)
-{
-    const int64_t sum = (int64_t)a + INT32_MAX;
-    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
-    int32_t x = wrap_add(1515870810, fx_mul(half_denominator, -1010580540)); /* 48/17 - 32/17 d, Q2.29 */
-    for (int32_t i = 0; i < 3; ++i) {
-        const int32_t one_minus = wrap_sub(1 << 29, fx_mul(half_denominator, x));
-        x = wrap_add(x, saturating_pot(fx_mul(x, one_minus), 2));
-    }
-    return saturating_pot(x, 1);
-}
-
-void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n)
-{
+    int32_t top = -128;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t x = (int32_t)in[i] - p->in_zp;
-        int32_t v;
-        if (x <= -p->radius) {
-            v = -128;
-        } else if (x >= p->radius) {
-            v = 127;
-        } else {
-            const int32_t a = fx_rescale(x, p->mult, p->shift); /* Q4.27 */
-            int32_t q0 = 1 << 30;                                /* logistic(0) = 1/2 */
-            if (a != 0) {
-                const int32_t neg_abs = a > 0 ? wrap_sub(0, a) : a;
-                const int32_t pos = one_over_one_plus(exp_negative_q4(neg_abs));
-                q0 = a > 0 ? pos : wrap_sub(INT32_MAX, pos);
-            }
-            v = fx_divide_pot(q0, 23) - 128;
-            v = DSSDN_CLAMP(v, -128, 127);
+        top = in[i] > top ? in[i] : top;
+    }
+    int8_t table[256];
+    const uint32_t *steps = p->steps;
+    const int32_t width = p->width;
+    const uint32_t mask = ((uint32_t)1 << width) - 1;
+    uint32_t u = (uint32_t)p->first, bits = 0;
+    int32_t left = 0;
+    table[0] = (int8_t)((int32_t)u - 128);
+    for (int32_t k = 1; k <= top + 128; ++k) {
+        if (left == 0) {
+            bits = *steps++;
+            left = 32;
         }
-        out[i] = (int8_t)v;
+        u = (u + (bits & mask)) & 0xffu;
+        bits >>= width;
+        left -= width;
+        table[k] = (int8_t)((int32_t)u - 128);
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = table[in[i] + 128];
     }
 }
 

@@ -155,14 +155,19 @@ typedef struct {
 
 void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out);
 
-/* LOGISTIC (int8, output scale 1/256 and zero point -128): TFLM's fixed-point path at run time. The input
- * minus in_zp is rescaled to Q4.27 by mult, shift; inputs at or beyond +-radius saturate. */
+/* LOGISTIC (int8, output scale 1/256 and zero point -128) by table: the generator evaluates TFLM's fixed-point
+ * arithmetic (dssdn_edge/mcu/quant.py) for the 256 inputs and packs the table of out + 128 as first (its value
+ * at input -128) and 255 steps of width bits each (1, 2, 4 or 8; least significant first in uint32 words;
+ * added modulo 256, so any table fits at width 8). A sigmoid's steps are small: 32-128 bytes per op, less
+ * flash than the fixed-point code. The kernel unpacks the table up to the largest input it is given (256
+ * bytes of stack), then looks each input up. */
 typedef struct {
-    int32_t mult, radius;
-    int8_t in_zp, shift;
-} dssdn_logistic_t;
+    const uint32_t *steps;
+    int16_t first;
+    int8_t width;
+} dssdn_logistic_lut_t;
 
-void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n);
+void dssdn_logistic_lut(const dssdn_logistic_lut_t *p, const int8_t *in, int8_t *out, int32_t n);
 
 /* Byte moves for SLICE, PAD and CONCATENATION when they cannot be views. */
 typedef struct {
