@@ -10,41 +10,57 @@ int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift)
     return requantize(x, multiplier, shift);
 }
 
-/* w (0..32) bits of the bit-packed channel constants from bit *pos on, least significant first. */
-static inline uint32_t take_bits(const uint32_t *words, uint32_t *pos, int32_t w)
+/* A reader of the bit-packed channel constants, least significant bit first: the word under the cursor and
+ * the bit offset in it. A field that ends on a word boundary moves to the next word without reading it (it
+ * may be past the array's end). */
+typedef struct {
+    const uint32_t *w;
+    uint32_t o;
+} bit_reader_t;
+
+/* w (1..32) bits; mask is the low w bits set. */
+static inline uint32_t take_bits(bit_reader_t *r, uint32_t w, uint32_t mask)
 {
-    if (w == 0) {
-        return 0;
+    uint32_t v = r->w[0] >> r->o;
+    const uint32_t end = r->o + w;
+    if (end > 32) { /* then o >= 1: the rest is in the next word */
+        v |= r->w[1] << (32 - r->o);
     }
-    const uint32_t i = *pos >> 5, o = *pos & 31;
-    uint32_t v = words[i] >> o;
-    if (o + (uint32_t)w > 32) { /* then o >= 1: the rest is in the next word */
-        v |= words[i + 1] << (32 - o);
+    if (end >= 32) {
+        ++r->w;
+        r->o = end - 32;
+    } else {
+        r->o = end;
     }
-    *pos += (uint32_t)w;
-    return w == 32 ? v : v & (((uint32_t)1 << w) - 1);
+    return v & mask;
+}
+
+static inline uint32_t low_mask(int32_t w)
+{
+    return w >= 32 ? 0xffffffffu : ((uint32_t)1 << w) - 1;
 }
 
 dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int8_t *work)
 {
     int32_t *bias = (int32_t *)(void *)work, *mult = bias + n;
     int8_t *shift = (int8_t *)(mult + nq);
-    const uint32_t sign = c->bias_bits ? (uint32_t)1 << (c->bias_bits - 1) : 0;
-    const uint32_t implied = c->mult_bits == 30 ? (uint32_t)1 << 30 : 0;
-    uint32_t pos = 0;
-    const int32_t q_bits = c->mult_bits + c->shift_bits; /* one read for both when they fit a word */
-    const uint32_t m_mask = ((uint32_t)1 << c->mult_bits) - 1;
+    const int32_t bias_bits = c->bias_bits, mult_bits = c->mult_bits, shift_bits = c->shift_bits;
+    const uint32_t sign = bias_bits ? (uint32_t)1 << (bias_bits - 1) : 0, b_mask = low_mask(bias_bits);
+    const uint32_t implied = mult_bits == 30 ? (uint32_t)1 << 30 : 0;
+    const int32_t q_bits = mult_bits + shift_bits; /* one read for both when they fit a word */
+    const uint32_t m_mask = low_mask(mult_bits), s_mask = low_mask(shift_bits), q_mask = low_mask(q_bits);
+    bit_reader_t r = {c->bits, 0};
     for (int32_t i = 0; i < n; ++i) {
-        bias[i] = (int32_t)((take_bits(c->bits, &pos, c->bias_bits) ^ sign) - sign);
+        bias[i] = bias_bits ? (int32_t)((take_bits(&r, (uint32_t)bias_bits, b_mask) ^ sign) - sign) : 0;
         if (i < nq) {
             uint32_t m, s;
             if (q_bits <= 32) {
-                const uint32_t v = take_bits(c->bits, &pos, q_bits);
+                const uint32_t v = take_bits(&r, (uint32_t)q_bits, q_mask);
                 m = v & m_mask;
-                s = v >> c->mult_bits;
+                s = v >> mult_bits;
             } else {
-                m = take_bits(c->bits, &pos, c->mult_bits);
-                s = take_bits(c->bits, &pos, c->shift_bits);
+                m = take_bits(&r, (uint32_t)mult_bits, m_mask);
+                s = shift_bits ? take_bits(&r, (uint32_t)shift_bits, s_mask) : 0;
             }
             mult[i] = (int32_t)(m | implied);
             shift[i] = (int8_t)((int32_t)s + c->shift_min);
