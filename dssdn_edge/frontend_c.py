@@ -75,12 +75,14 @@ def _c_array(
     return f"/* {comment} */\nstatic const {ctype} {name}[{len(items)}] = {{\n" + "\n".join(lines) + "\n};\n"
 
 
-def _uint16_array(name: str, values: np.ndarray, comment: str) -> str:
+def _uint16_array(name: str, values: np.ndarray, comment: str, narrow: bool = False) -> str:
+    """A uint16_t table; with ``narrow``, uint8_t when every value fits (half the flash of a small table)."""
     values = np.asarray(values, dtype=np.int64)
     if values.size and (values.min() < 0 or values.max() > _UINT16_MAX):
         span = f"{values.min()}..{values.max()}"
         raise ExportError(f"{TABLES_HEADER}: {name} does not fit uint16_t (range {span})")
-    return _c_array("uint16_t", name, (str(int(v)) for v in values), comment, _INTS_PER_LINE)
+    ctype = "uint8_t" if narrow and (not values.size or values.max() <= 0xFF) else "uint16_t"
+    return _c_array(ctype, name, (str(int(v)) for v in values), comment, _INTS_PER_LINE)
 
 
 def bit_reverse_table(n: int) -> np.ndarray:
@@ -212,7 +214,7 @@ def padded_mel_bands(fb: SparseFilterbank, lanes: int = MEL_LANES) -> SparseFilt
     starts, lengths, chunks = [], [], []
     for s, n, o in zip(fb.start, fb.length, fb.offset, strict=True):
         s, n, o = int(s), int(n), int(o)
-        padded = -(-n // lanes) * lanes
+        padded = max(lanes, -(-n // lanes) * lanes)  # an empty band too: the scalar C loop takes one chunk first
         first = max(0, min(s, fb.n_bins - padded))
         row = np.zeros(padded)
         row[s - first : s - first + n] = fb.weights[o : o + n]
@@ -294,7 +296,7 @@ def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
         f"#define DSSDN_CONFIG_ID 0x{config_id(cfg):08x}u /* frontend_c.config_id: names this config */",
         f"#define DSSDN_N_MEL_WEIGHTS {fb.weights.size}",
         f"#define DSSDN_FFT_LOG2 {cfg.n_fft.bit_length() - 2} /* log2(N_FFT / 2), the complex FFT */",
-        f"#define DSSDN_MEL_LANES {MEL_LANES} /* every dssdn_mel_len is a multiple of this */",
+        f"#define DSSDN_MEL_LANES {MEL_LANES} /* every dssdn_mel_len is a non-zero multiple of this */",
         f"#define DSSDN_LOG10_POLY_LEN {LOG10_POLY_LEN}",
         f"#define DSSDN_PCM16 {int(pcm16)} /* 1: samples are int16 PCM (value / 32768), 0: float */",
         "",
@@ -357,7 +359,7 @@ def render_tables_header(cfg: FrontendConfig, pcm16: bool = False) -> str:
             "mel weights, band after band, each band zero-padded to a multiple of DSSDN_MEL_LANES bins",
         ),
         _uint16_array("dssdn_mel_start", fb.start, "first FFT bin of each band"),
-        _uint16_array("dssdn_mel_len", fb.length, "number of bins of each band"),
+        _uint16_array("dssdn_mel_len", fb.length, "number of bins of each band", narrow=True),
         _c_array(
             "float",
             "dssdn_log10_poly",

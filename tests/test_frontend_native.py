@@ -259,6 +259,36 @@ def test_host_build_is_for_this_cpu_and_keeps_the_portable_builds_bits(native: N
         assert NATIVE_FLAG not in cross_flags and "-ffp-contract=off" in cross_flags and cross_target == ""
 
 
+def test_scalar_core_paths_give_the_vector_paths_bits(native: NativeFrontend, audios: list, tmp_path: Path) -> None:
+    """A microcontroller's build takes other code paths (one lane, mel sums and log fused per band, the int8 row
+    by a fast loop with a careful pass for a frame holding a tie or an out-of-range value): built here with the
+    two switches that pick them, its float features and int8 rows are bit for bit the host's, careful pass too."""
+    sources = library_sources(CFG)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in sources.items():
+        (src / name).write_text(text)
+    scalar = tmp_path / "scalar.so"
+    subprocess.run(["cc", *LIB_CFLAGS, "-DDSSDN_LANES=1", "-DDSSDN_VECTOR_QUANTIZE=0", f"-I{src}",
+                    str(src / "dssdn_frontend.c"), str(src / "dssdn_features.c"), "-o", str(scalar), "-lm"],
+                   check=True, capture_output=True)
+    lib = FeatureLibrary(str(scalar), CFG.to_dict())
+    # a usual input, and one whose every value is out of the fast path's range (the careful pass, every frame)
+    for mi in (_model_input(5, 0.047058824, 3), _model_input(6, 1e-6, -7)):
+        params = lib.params(mi.normalization.mean, mi.normalization.std, mi.scale, mi.zero_point)
+        for audio in audios[:2]:
+            assert np.array_equal(lib.features(audio).view(np.uint32), native.library.features(audio).view(np.uint32))
+            assert np.array_equal(lib.features_int8(audio, params), native.features_int8(audio, mi))
+    scale = np.float32(0.05)
+    norm = Normalization(np.zeros((2, CFG.n_mels), np.float32), np.ones((2, CFG.n_mels), np.float32))
+    mi = ModelInput(norm, float(scale), 1)
+    mid = ((np.arange(-140, 140) + 0.5) * np.float64(scale)).astype(np.float32)
+    values = np.resize(np.concatenate([mid, np.nextafter(mid, np.float32(np.inf)), np.float32([np.nan, 1e30])]),
+                       (3, 2, CFG.n_mels))
+    got = lib.quantize(values, lib.params(norm.mean, norm.std, mi.scale, mi.zero_point))
+    assert np.array_equal(got, native.quantize(values, mi))
+
+
 def test_no_compiler_falls_back_to_numpy_with_one_line(
     native_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

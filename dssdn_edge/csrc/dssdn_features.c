@@ -12,7 +12,11 @@
  * integer operations on the rare ties.
  */
 #include <float.h>
+#include <math.h>
 #include <string.h>
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
 
 #include "dssdn_features.h"
 
@@ -29,12 +33,12 @@
 
 static const dssdn_sample_t zeros[ZERO_CHUNK]; /* the end padding, pushed a chunk at a time */
 
-int dssdn_features_state_bytes(void)
+DSSDN_COLD int dssdn_features_state_bytes(void)
 {
     return (int)sizeof(dssdn_features_t);
 }
 
-void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
+DSSDN_COLD void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
 {
     out[0] = DSSDN_CONFIG_ID;
     out[1] = DSSDN_SAMPLE_RATE;
@@ -46,7 +50,7 @@ void dssdn_features_describe(uint32_t out[DSSDN_DESCRIBE_LEN])
     out[7] = DSSDN_SEGMENT_FRAMES;
 }
 
-void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input)
+DSSDN_COLD void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input)
 {
     memset(st, 0, sizeof(*st));
     dssdn_frontend_init(&st->fe);
@@ -59,7 +63,7 @@ void dssdn_features_init(dssdn_features_t *st, const dssdn_input_params_t *input
 /* ----------------------------------------------------------------------------------- quantisation */
 
 /* Magnitude bits of a positive normal float: value = m 2^e, m < 2^24 an integer. */
-static void float_parts(float x, int64_t *m, int *e)
+DSSDN_COLD static void float_parts(float x, int64_t *m, int *e)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
@@ -70,7 +74,7 @@ static void float_parts(float x, int64_t *m, int *e)
 /* Is a > (k + 1/2) s, < it (-1) or equal (0)? a, s positive normal floats, 0 <= k < 2^20: 2a vs (2k + 1) s
  * as integers m_a 2^(e_a + 1) vs (2k + 1) m_s 2^e_s. Only called when a / s rounded to float is k + 1/2,
  * so the exponents differ by a few bits (both sides then fit in 64 bits). */
-static int compare_half(float a, float s, int32_t k)
+DSSDN_COLD static int compare_half(float a, float s, int32_t k)
 {
     int64_t ma, ms, lhs, rhs;
     int ea, es, shift;
@@ -93,7 +97,7 @@ static int compare_half(float a, float s, int32_t k)
 /* round_half_even(v / s) as numpy's np.round(float64(v) / s) gives it, clamped to +-QMAX (the int8 clip
  * follows anyway). s > 0. */
 #define QMAX 1024
-static int32_t round_half_even(float v, float s)
+DSSDN_COLD static int32_t round_half_even(float v, float s)
 {
     const float a = v < 0.0f ? -v : v;
     float f = a / s, frac;
@@ -121,10 +125,13 @@ static int32_t round_half_even(float v, float s)
 
 static int8_t clamp_int8(int32_t q)
 {
-    /* two one-sided clamps, not one nested conditional: gcc turns these into a single SSAT on a Cortex-M */
+#if defined(__ARM_FEATURE_SAT)
+    return (int8_t)__ssat(q, 8); /* one SSAT: gcc 12 makes compares and conditional moves of the C below */
+#else
     q = q < -128 ? -128 : q;
     q = q > 127 ? 127 : q;
     return (int8_t)q;
+#endif
 }
 
 /* Bands are normalised and quantised BLOCK at a time: loops of constant trip count over contiguous bands, which
@@ -144,42 +151,61 @@ static int8_t clamp_int8(int32_t q)
  * takes the careful scalar path, round_half_even, instead. The fast loop has no branch, so gcc vectorises it;
  * the int8 values of both channels are interleaved in one loop of constant trip count afterwards, vectorised
  * too (a strided store per channel stayed scalar: 4 % of the host's C time). */
+#ifndef DSSDN_VECTOR_QUANTIZE /* -DDSSDN_VECTOR_QUANTIZE=0 builds the scalar cores' path on any host, for tests */
 #if defined(__SSE2__) || defined(__ARM_NEON) || defined(__ARM_NEON__) || defined(__ALTIVEC__)
-#define VECTOR_QUANTIZE 1
+#define DSSDN_VECTOR_QUANTIZE 1
 #else
-#define VECTOR_QUANTIZE 0
+#define DSSDN_VECTOR_QUANTIZE 0
 #endif
+#endif
+#define VECTOR_QUANTIZE DSSDN_VECTOR_QUANTIZE
 
 #if !VECTOR_QUANTIZE
-/* The same steps, one value at a time, for cores without float vectors (Cortex-M): there the branch-free
- * check above costs five compare-and-transfer pairs per value and the blocks go through memory three times
- * (58 emulated instructions per value on the M4, against 25 here). Same float operations, same rounding,
- * same fall-back to round_half_even: the same bits as the vector path. */
-static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_CHANNELS][BLOCK], int b0, int n,
-                           int8_t *out)
+/* The same steps, one value at a time, for cores without float vectors (Cortex-M), where the branch-free check
+ * above costs five compare-and-transfer pairs per value and blocks through memory cost loads and stores (58
+ * emulated instructions per value on the M4 that way; 28 a value here, the delta's own steps included). Same
+ * float operations, same rounding, same fall-back to round_half_even: the same bits as the vector path. zp_bits
+ * folds the zero point into the rounding: for |f| < 2^22, t = f + MAGIC lies in [2^23, 2^24), where floats are
+ * the integers, so the bits of t minus those of MAGIC are f rounded half to even, and minus zp_bits =
+ * bits(MAGIC) - zero_point they are that plus the zero point, with no float-to-integer conversion. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int quantize_fast(float v, float mean, float std, float s, int32_t zp_bits, int8_t *out)
 {
-    const float s = in->scale;
-    const int32_t zp = in->zero_point;
-    int c, j;
-    for (c = 0; c < DSSDN_CHANNELS; c++) {
-        const float *mean = in->mean[c] + b0, *std = in->std[c] + b0;
-        for (j = 0; j < n; j++) {
-            const float x = (v[c][j] - mean[j]) / std[j];
-            const float f = x / s;
-            int32_t q;
-            if (f < (float)QMAX && f > -(float)QMAX) { /* false for NaN */
-                const float r = (f + MAGIC) - MAGIC;
-                const float d = f - r; /* exact, |d| <= 1/2 */
-                /* d * d == 1/4 exactly when |d| == 1/2: otherwise |d| <= 1/2 - u (u >= 2^-24 the ulp of f when
-                 * |f| >= 1/2, and |d| = |f| < 1/2 - 2^-25 below), so d * d <= 1/4 - u + u^2 rounds below 1/4.
-                 * One compare instead of two. */
-                q = d * d == 0.25f ? round_half_even(x, s) : (int32_t)r;
-            } else {
-                q = round_half_even(x, s);
-            }
-            out[j * DSSDN_CHANNELS + c] = clamp_int8(q + zp);
-        }
+    const float x = (v - mean) / std;
+    const float f = x / s;
+    const float t = f + MAGIC;
+    const float d = f - (t - MAGIC); /* exact, |d| <= 1/2 */
+    uint32_t bits;
+    /* d * d == 1/4 exactly when |d| == 1/2: otherwise |d| <= 1/2 - u (u >= 2^-24 the ulp of f when |f| >= 1/2,
+     * and |d| = |f| < 1/2 - 2^-25 below), so d * d <= 1/4 - u + u^2 rounds below 1/4. One compare, not two;
+     * and |f| < QMAX is false for NaN. */
+    if (!(fabsf(f) < (float)QMAX) || d * d == 0.25f) {
+        return 0;
     }
+    memcpy(&bits, &t, sizeof bits);
+    *out = clamp_int8((int32_t)bits - zp_bits); /* bits < 2^31 as |f| < QMAX: int32 throughout, no overflow */
+    return 1;
+}
+
+/* One value by whichever path it needs. Cold: the loops that call it are the rare careful ones. */
+DSSDN_COLD static int8_t quantize_one(float v, float mean, float std, float s, int32_t zp, int32_t zp_bits)
+{
+    int8_t q;
+    if (!quantize_fast(v, mean, std, s, zp_bits, &q)) {
+        q = clamp_int8(round_half_even((v - mean) / std, s) + zp);
+    }
+    return q;
+}
+
+/* bits(MAGIC) - zero_point, for quantize_fast. */
+static int32_t zero_point_bits(const dssdn_input_params_t *in)
+{
+    const float magic = MAGIC;
+    uint32_t bits;
+    memcpy(&bits, &magic, sizeof bits);
+    return (int32_t)bits - in->zero_point;
 }
 #else
 static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_CHANNELS][BLOCK], int b0, int n,
@@ -227,6 +253,20 @@ static void quantize_block(const dssdn_input_params_t *in, const float v[DSSDN_C
 }
 #endif
 
+#if !VECTOR_QUANTIZE
+void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[DSSDN_FRAME_VALUES],
+                             int8_t out[DSSDN_FRAME_VALUES])
+{
+    const int32_t zp_bits = zero_point_bits(input);
+    int c, b;
+    for (c = 0; c < DSSDN_CHANNELS; c++) {
+        for (b = 0; b < DSSDN_N_MELS; b++) {
+            out[b * DSSDN_CHANNELS + c] = quantize_one(in[c * DSSDN_N_MELS + b], input->mean[c][b], input->std[c][b],
+                                                       input->scale, input->zero_point, zp_bits);
+        }
+    }
+}
+#else
 void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[DSSDN_FRAME_VALUES],
                              int8_t out[DSSDN_FRAME_VALUES])
 {
@@ -242,6 +282,7 @@ void dssdn_features_quantize(const dssdn_input_params_t *input, const float in[D
         quantize_block(input, (const float(*)[BLOCK])v, b0, n, out + b0 * DSSDN_CHANNELS);
     }
 }
+#endif
 
 /* -------------------------------------------------------------------------------------- frames */
 
@@ -251,9 +292,99 @@ static const float *mel_at(const dssdn_features_t *st, int dist)
     return st->mel[(st->head - 1 - dist + 2 * R) % R];
 }
 
-/* Emit the feature frame whose log-mel frame is d frames older than the newest. Newer than the newest is the
- * newest (only at flush: d < W) and older than the first is the first (seen - 1 frames back). BLOCK bands at a
- * time, straight into the outputs: a frame-sized buffer never goes on a microcontroller's stack. */
+/* The rows of frame d's delta: up[k - 1] is the log-mel frame k newer, lo[k - 1] the one k older, with the two
+ * edge replications of Frontend.features as clamps: newer than the newest is the newest (only at flush: d < W),
+ * older than the first is the first (seen - 1 frames back). */
+#if W > 0
+static void delta_rows(const dssdn_features_t *st, int d, const float *up[W], const float *lo[W])
+{
+    int k;
+    for (k = 1; k <= W; k++) {
+        const int du = d - k, dl = d + k;
+        up[k - 1] = mel_at(st, du < 0 ? 0 : du);
+        lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
+    }
+}
+
+/* Band b of the delta: sum_k k (up - lo) / (2 sum k^2), in this order of float steps (so in both paths). */
+static float delta_at(const float *const up[W], const float *const lo[W], int b)
+{
+    const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
+    float acc = 0.0f;
+    int k;
+    for (k = 1; k <= W; k++) {
+        acc += (float)k * (up[k - 1][b] - lo[k - 1][b]);
+    }
+    return acc / denom;
+}
+#endif
+
+#if !VECTOR_QUANTIZE
+/* A frame's int8 row value by value, each by whichever path it needs: what emit falls back to when a value needs
+ * the careful path (rare). Cold: built for size, as it almost never runs. */
+DSSDN_COLD static void emit_careful(const dssdn_input_params_t *in, const float *mel, const float *const *up,
+                         const float *const *lo, int8_t *out_int8)
+{
+    const int32_t zp_bits = zero_point_bits(in);
+    int b;
+    (void)up;
+    (void)lo;
+    for (b = 0; b < DSSDN_N_MELS; b++) {
+        out_int8[b * DSSDN_CHANNELS] = quantize_one(mel[b], in->mean[0][b], in->std[0][b], in->scale, in->zero_point,
+                                                    zp_bits);
+#if W > 0
+        out_int8[b * DSSDN_CHANNELS + 1] = quantize_one(delta_at(up, lo, b), in->mean[1][b], in->std[1][b], in->scale,
+                                                        in->zero_point, zp_bits);
+#endif
+    }
+}
+#endif
+
+#if !VECTOR_QUANTIZE
+/* Emit the feature frame whose log-mel frame is d frames older than the newest (scalar cores): band after band,
+ * each value computed, normalised and quantised in registers and stored straight into the outputs. */
+static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
+{
+    const float *mel = mel_at(st, d);
+    int b;
+#if W > 0
+    const float *up[W], *lo[W];
+    delta_rows(st, d, up, lo);
+#endif
+    if (out_float != NULL) {
+        for (b = 0; b < DSSDN_N_MELS; b++) {
+            out_float[b] = mel[b];
+#if W > 0
+            out_float[DSSDN_N_MELS + b] = delta_at(up, lo, b);
+#endif
+        }
+    }
+    if (out_int8 != NULL) {
+        /* every value by the fast path; if one needs the careful path (rare: a tie, or out of range), the whole
+         * frame again value by value (a call per value: a loop without calls keeps its pointers in registers) */
+        const dssdn_input_params_t *in = st->input;
+        const float s = in->scale;
+        const int32_t zp_bits = zero_point_bits(in);
+        int8_t *o = out_int8;
+        int careful = 0;
+        for (b = 0; b < DSSDN_N_MELS; b++, o += DSSDN_CHANNELS) {
+            if (!quantize_fast(mel[b], in->mean[0][b], in->std[0][b], s, zp_bits, o)) {
+                careful = 1;
+            }
+#if W > 0
+            if (!quantize_fast(delta_at(up, lo, b), in->mean[1][b], in->std[1][b], s, zp_bits, o + 1)) {
+                careful = 1;
+            }
+#endif
+        }
+        if (careful) {
+            emit_careful(in, mel, up, lo, out_int8);
+        }
+    }
+}
+#else
+/* Emit the feature frame whose log-mel frame is d frames older than the newest. BLOCK bands at a time, straight
+ * into the outputs: a frame-sized buffer never goes on a microcontroller's stack. */
 static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *out_int8)
 {
     const float *mel = mel_at(st, d);
@@ -261,13 +392,7 @@ static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *ou
     int b0, c, j;
 #if W > 0
     const float *up[W], *lo[W];
-    const float denom = (float)(W * (W + 1) * (2 * W + 1) / 3); /* 2 sum k^2 */
-    int k;
-    for (k = 1; k <= W; k++) {
-        const int du = d - k, dl = d + k;
-        up[k - 1] = mel_at(st, du < 0 ? 0 : du);
-        lo[k - 1] = mel_at(st, dl > st->seen - 1 ? st->seen - 1 : dl);
-    }
+    delta_rows(st, d, up, lo);
 #endif
     for (b0 = 0; b0 < DSSDN_N_MELS; b0 += BLOCK) {
         const int n = DSSDN_N_MELS - b0 < BLOCK ? DSSDN_N_MELS - b0 : BLOCK;
@@ -276,11 +401,7 @@ static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *ou
         }
 #if W > 0
         for (j = 0; j < n; j++) {
-            float acc = 0.0f;
-            for (k = 1; k <= W; k++) {
-                acc += (float)k * (up[k - 1][b0 + j] - lo[k - 1][b0 + j]);
-            }
-            v[1][j] = acc / denom;
+            v[1][j] = delta_at(up, lo, b0 + j);
         }
 #endif
         if (out_float != NULL) {
@@ -295,6 +416,7 @@ static void emit(const dssdn_features_t *st, int d, float *out_float, int8_t *ou
         }
     }
 }
+#endif
 
 /* Frames that n more samples complete (the log-mel twin's own count; one feature frame leaves per log-mel
  * frame once W of them are ahead of it). */
@@ -359,7 +481,7 @@ int dssdn_features_push(dssdn_features_t *st, const dssdn_sample_t *samples, int
     return push_samples(st, samples, n, out_float, out_int8);
 }
 
-int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8)
+DSSDN_COLD int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *out_int8)
 {
     if (!usable(st, out_int8)) {
         return -1;
@@ -395,7 +517,7 @@ int dssdn_features_flush_step(dssdn_features_t *st, float *out_float, int8_t *ou
     return 0;
 }
 
-int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
+DSSDN_COLD int dssdn_features_flush(dssdn_features_t *st, float *out_float, int8_t *out_int8, int max_frames)
 {
     const long pad = DSSDN_N_FFT / 2, total_fill = (long)st->fe.fill + pad;
     const long mel_new = total_fill < DSSDN_N_FFT ? 0 : 1 + (total_fill - DSSDN_N_FFT) / DSSDN_HOP;

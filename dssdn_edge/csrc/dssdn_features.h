@@ -78,8 +78,8 @@ typedef struct {
 /* Static RAM of one stream: 4 (2 N_FFT + N_BINS + 3) + 4 (2W + 1) N_MELS bytes plus a few words, 2 N_FFT bytes
  * fewer with int16 PCM samples (DSSDN_PCM16, an mcu/ project). At the defaults on a Cortex-M4: 10 804 bytes
  * with int16 PCM (8 216 log-mel state: 2 048 samples + 6 160 FFT work space; 2 560 delta history; 28
- * bookkeeping), 12 852 with float samples. Code: 2.4 KB (arm-none-eabi-gcc -O2, Cortex-M4F); stack: emit 216
- * + quantize_block 48 bytes on top of dssdn_frontend_push's. */
+ * bookkeeping), 12 852 with float samples. Code: 2.3 KB (arm-none-eabi-gcc -O2, Cortex-M4F); stack: emit 80
+ * + quantize_one 24 bytes (its rare careful pass) on top of dssdn_features_push's. */
 #define DSSDN_FEATURES_STATE_BYTES ((int)sizeof(dssdn_features_t))
 
 /* Start a stream. input may be NULL when only float features are wanted; otherwise it must outlive st. */

@@ -43,6 +43,14 @@ typedef int16_t dssdn_sample_t;
 typedef float dssdn_sample_t;
 #endif
 
+/* Code that runs once a stream or almost never (init, flush, the rare careful rounding): gcc builds it for
+ * size and lays out the paths to it as unlikely, so a microcontroller's flash pays less for it. */
+#if defined(__GNUC__)
+#define DSSDN_COLD __attribute__((cold))
+#else
+#define DSSDN_COLD
+#endif
+
 /* Reals of work space one frame needs: N_FFT for the packed complex FFT, N_BINS for the power and 3 that stay
  * zero (what a mel band padded past the last bin reads; dssdn_frontend.c). A frame
  * also takes about 0.9 KB of stack on a Cortex-M, most of it two chunks of the fused last FFT pass. */

@@ -40,7 +40,7 @@ static int argmax_i8(const int8_t *v, int n)
     return best;
 }
 
-void dssdn_classifier_init(dssdn_classifier_t *c)
+DSSDN_COLD void dssdn_classifier_init(dssdn_classifier_t *c)
 {
     memset(c, 0, sizeof(*c));
     dssdn_features_init(&c->features, &dssdn_input_params);
@@ -212,16 +212,17 @@ int dssdn_classifier_push(dssdn_classifier_t *c, const int16_t *pcm, int n, dssd
     return done;
 }
 
-int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
+DSSDN_COLD int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, void *user)
 {
-    static const int16_t zeros[DSSDN_HOP];
+    static const int16_t zeros[32]; /* the padding of a short clip, a piece at a time: little flash */
+    const int32_t piece = (int32_t)(sizeof(zeros) / sizeof(zeros[0]));
     int got, done = 0;
     if (c->finished) {
         return -1;
     }
     while (c->samples < DSSDN_CLASSIFIER_MIN_SAMPLES) {
         const int32_t left = DSSDN_CLASSIFIER_MIN_SAMPLES - c->samples;
-        const int r = dssdn_classifier_push(c, zeros, left < DSSDN_HOP ? (int)left : DSSDN_HOP, on_window, user);
+        const int r = dssdn_classifier_push(c, zeros, (int)(left < piece ? left : piece), on_window, user);
         if (r < 0) {
             return -1;
         }
@@ -239,7 +240,7 @@ int dssdn_classifier_finish(dssdn_classifier_t *c, dssdn_window_fn on_window, vo
     return done;
 }
 
-int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
+DSSDN_COLD int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
 {
     int i, best = 0;
     if (c->classified == 0) {
@@ -253,7 +254,7 @@ int dssdn_classifier_clip_label(const dssdn_classifier_t *c)
     return best;
 }
 
-const char *dssdn_classifier_label_name(int label)
+DSSDN_COLD const char *dssdn_classifier_label_name(int label)
 {
     return label >= 0 && label < DSSDN_MODEL_OUT_CLASSES ? dssdn_model_labels[label] : "";
 }
