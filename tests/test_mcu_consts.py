@@ -91,8 +91,8 @@ def test_storage_variants_match_tflm(tmp_path):
 
 
 def test_logistic_at_extreme_input_scales(tmp_path):
-    """LOGISTIC's run-time path over every int8 input where its rescale shift is far from the random cases'
-    (tiny and huge input scales: long shifts, radii of a few LSB or beyond the int8 range)."""
+    """LOGISTIC's table (quant.logistic_table) over every int8 input where its rescale shift is far from the
+    random cases' (tiny and huge input scales: long shifts, radii of a few LSB or beyond the int8 range)."""
     rng = np.random.default_rng(2)
     cases = []
     for i, (scale, zp) in enumerate(((1e-4, 0), (0.9, -40), (4.0, 3), (30.0, 127))):

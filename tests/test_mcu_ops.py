@@ -93,15 +93,21 @@ def fc_case(rng: np.random.Generator, i: int) -> Case:
     return make_case(f"fc{i}", g.build([y]), [[batches, depth]], rng)
 
 
-def binary_case(rng: np.random.Generator, i: int, kind: str) -> Case:
+def binary_case(rng: np.random.Generator, i: int, kind: str, fast: bool = False) -> Case:
+    """With ``fast``: no activation and the residual (ADD) or squeeze-excitation (MUL) shapes, which the
+    generator gives its folded kernels (dssdn_add_flat, dssdn_mul_channels); else any of the forms."""
     g = GraphBuilder()
     shape = [1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))]
-    mode = rng.integers(0, 3)
+    if fast and i % 3 == 0:  # big enough for dssdn_add_flat's table (ops.ADD_TABLE_MIN elements)
+        shape = [1, int(rng.integers(11, 15)), int(rng.integers(11, 15)), int(rng.integers(5, 9))]
+    mode = (0 if kind == "ADD" else 1 + 2 * int(rng.integers(0, 2))) if fast else rng.integers(0, 3)
     b_shape = list(shape)
     if mode == 1:
         b_shape = [1, shape[3]]  # the squeeze-excitation form: [1,H,W,C] * [1,C]
     elif mode == 2:
         b_shape = [1, 1, shape[2], 1]
+    elif mode == 3:
+        b_shape, shape = [1, 1, 1, shape[3]], [1, 1, shape[2], shape[3]]  # [1,1,W,C] * [1,1,1,C]
     sa, sb = _scale(rng, 0.01, 0.3), _scale(rng, 0.01, 0.3)
     za, zb = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
     a = g.input(shape, sa, za)
@@ -109,21 +115,24 @@ def binary_case(rng: np.random.Generator, i: int, kind: str) -> Case:
     if kind == "ADD":
         s_out = float(np.float32((sa + sb) * rng.uniform(0.6, 1.5)))
         mean = -0.5 * (sa + sb) - sa * za - sb * zb
-        opt = options("AddOptions", fusedActivationFunction=int(rng.choice(ACTS)))
+        opt = options("AddOptions", fusedActivationFunction=0 if fast else int(rng.choice(ACTS)))
     else:
         s_out = float(np.float32(sa * sb * 150 * rng.uniform(0.5, 1.5)))
         mean = sa * sb * za * zb
-        opt = options("MulOptions", fusedActivationFunction=int(rng.choice((0, 0, 1, 3))))
+        opt = options("MulOptions", fusedActivationFunction=0 if fast else int(rng.choice((0, 0, 1, 3))))
     zp_out = int(np.clip(-round(mean / s_out) + rng.integers(-20, 20), -128, 127))  # centred, not clamped
     y = g.act(shape, s_out, zp_out)
-    g.op(kind, [a, b], [y], opt)
-    return make_case(f"{kind.lower()}{i}", g.build([y]), [shape, b_shape], rng, samples=3)
+    inputs = [b, a] if fast and i % 2 else [a, b]  # either operand order (graph inputs stay a, b)
+    g.op(kind, inputs, [y], opt)
+    return make_case(f"{kind.lower()}{'fast' if fast else ''}{i}", g.build([y]), [shape, b_shape], rng, samples=3)
 
 
-def mean_case(rng: np.random.Generator, i: int) -> Case:
+def mean_case(rng: np.random.Generator, i: int, shape: list[int] | None = None) -> Case:
+    """With ``shape``: the mean over H and W (more than 256 rows: dssdn_mean's int16 lanes are widened
+    part way)."""
     g = GraphBuilder()
-    shape = [1, int(rng.integers(1, 14)), int(rng.integers(1, 14)), int(rng.integers(1, 9))]
-    axes = [[1, 2], [1, 2], [2], [1], [3], [2, 3]][int(rng.integers(0, 6))]
+    axes = [1, 2] if shape else [[1, 2], [1, 2], [2], [1], [3], [2, 3]][int(rng.integers(0, 6))]
+    shape = shape or [1, int(rng.integers(1, 14)), int(rng.integers(1, 14)), int(rng.integers(1, 9))]
     keep = bool(rng.integers(0, 2))
     s_in, zp_in = _scale(rng), int(rng.integers(-128, 128))
     same = rng.random() < 0.25
@@ -268,7 +277,9 @@ def all_cases() -> list[Case]:
     cases += [fc_case(rng, i) for i in range(20)]
     cases += [binary_case(rng, i, "ADD") for i in range(20)]
     cases += [binary_case(rng, i, "MUL") for i in range(20)]
+    cases += [binary_case(rng, i, kind, fast=True) for kind in ("ADD", "MUL") for i in range(10)]
     cases += [mean_case(rng, i) for i in range(20)]
+    cases += [mean_case(rng, 20, [1, 20, 15, 6]), mean_case(rng, 21, [1, 17, 16, 8])]
     cases += [logistic_case(rng, i) for i in range(30)]
     cases += [pool_case(rng, i, "AVERAGE_POOL_2D") for i in range(10)]
     cases += [pool_case(rng, i, "MAX_POOL_2D") for i in range(10)]
@@ -284,8 +295,8 @@ def results(tmp_path_factory):
     return run_cases(all_cases(), tmp_path_factory.mktemp("mcu_ops"))
 
 
-KINDS = ("conv", "dw", "fc", "add", "mul", "mean", "logistic", "average_pool_2d", "max_pool_2d", "slice",
-         "concat", "pad", "chain")
+KINDS = ("conv", "dw", "fc", "add", "mul", "addfast", "mulfast", "mean", "logistic", "average_pool_2d",
+         "max_pool_2d", "slice", "concat", "pad", "chain")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -346,6 +357,22 @@ def test_mean_takes_the_fixed_point_path_with_equal_quantisation(tmp_path):
     mine, theirs = run_cases([case], tmp_path)["mean_eq"]
     assert theirs.tolist() == [[1, -1]]  # rounded, not truncated to [0, 0]
     assert np.array_equal(mine, theirs)
+
+
+def test_binary_kernels_take_both_paths(tmp_path):
+    """The random cases reach both the folded kernels and the general one: an ADD or MUL is folded only
+    when flat (MUL: per-channel b), unclamped and inside int32, so both kinds of case are really tested."""
+    used: dict[str, set[str]] = {"ADD": set(), "MUL": set()}
+    rng = np.random.default_rng(7)
+    for kind in used:
+        for i in range(12):
+            case = binary_case(rng, i, kind, fast=bool(i % 2))
+            generate_model_c(case.model, tmp_path / f"{kind}{i}", "m", kernels=False)
+            src = (tmp_path / f"{kind}{i}" / "dssdn_model.c").read_text()
+            used[kind] |= {fn for fn in ("dssdn_add_flat(", "dssdn_add(", "dssdn_mul_channels(", "dssdn_mul(",
+                                         ".table = 0", ".table = 1") if fn in src}
+    assert used == {"ADD": {"dssdn_add_flat(", "dssdn_add(", ".table = 0", ".table = 1"},
+                    "MUL": {"dssdn_mul_channels(", "dssdn_mul("}}
 
 
 def test_unsupported_op_is_named(tmp_path):

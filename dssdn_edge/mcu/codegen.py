@@ -22,7 +22,8 @@ from .plan import Plan, shape4
 
 VALUES_PER_LINE = 24
 # sizeof on a 32-bit target (4-byte pointers), as tests/test_mcu_consts.py checks with arm-none-eabi-gcc
-STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 36, "dssdn_binary_t": 96, "dssdn_mean_t": 20, "dssdn_logistic_t": 12,
+STRUCT_BYTES = {"dssdn_conv_t": 64, "dssdn_fc_t": 36, "dssdn_binary_t": 96, "dssdn_mean_t": 20,
+               "dssdn_add_flat_t": 28, "dssdn_mul_chan_t": 24, "dssdn_logistic_lut_t": 8,
                "dssdn_pool_t": 4 * 14, "dssdn_copy_t": 4 * 12}
 
 
@@ -68,10 +69,12 @@ def _field(v: object) -> str:
 
 INT32_FIELDS = {"in_row", "in_pix", "batches", "depth", "units"}  # the other integers of these structs are int16_t
 NARROW_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t")
-INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "out_zp", "act_min", "act_max", "shift"}
+INT8_FIELDS = {"per_channel", "buffered", "in_zp", "w_zp", "out_zp", "act_min", "act_max", "shift", "a_right",
+               "out_right", "a_zp", "b_zp", "b_left", "table"}
 
 
-INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_mean_t", "dssdn_logistic_t")
+INT8_STRUCTS = ("dssdn_conv_t", "dssdn_fc_t", "dssdn_mean_t", "dssdn_add_flat_t",
+                "dssdn_mul_chan_t")
 
 
 def _field_bits(struct_type: str, name: str) -> int:

@@ -204,6 +204,62 @@ def _broadcast_strides(in_shape: tuple[int, ...], out4: tuple[int, ...]) -> list
     return [0 if i4[a] == 1 and out4[a] != 1 else nat[a] for a in range(4)]
 
 
+def _flat(strides: list[int], o4: tuple[int, ...]) -> bool:
+    return list(strides) == list(natural_strides(o4))
+
+
+def _fits_int32(*terms: int) -> bool:
+    return sum(abs(t) for t in terms) < 1 << 31
+
+
+# dssdn_add_flat tabulates input a's term (256 values, ~7 emulated instructions each) when the op has at least
+# this many elements (it saves ~5 per element).
+ADD_TABLE_MIN = 512
+
+
+def _add_flat(a, b, out, o4: tuple[int, ...], lo: int, hi: int) -> tuple[dict[str, object], bool] | None:
+    """dssdn_add_flat's folded constants (see dssdn_kernels.h), or None when the op needs the general
+    kernel: a broadcast, a clamp, or an intermediate that could leave int32. Returns (fields, swapped):
+    the input at multiplier 1/2 becomes the kernel's b."""
+    if (lo, hi) != (-128, 127):
+        return None
+    p = quant.add_params(a.scale, b.scale, out.scale)
+    half = (1 << 30, 0)
+    if (p["m2"], p["s2"]) == half:
+        swapped, (m1, s1, za, zb) = False, (p["m1"], p["s1"], a.zero_point, b.zero_point)
+    elif (p["m1"], p["s1"]) == half:
+        swapped, (m1, s1, za, zb) = True, (p["m2"], p["s2"], b.zero_point, a.zero_point)
+    else:
+        return None
+    if p["left_shift"] != 20 or s1 > 0 or p["so"] > 0:
+        return None
+    r1, ro = -s1, -p["so"]
+    a_rnd = (1 << r1) - zb * (1 << (20 + r1))
+    out_rnd = (1 << ro) + out.zero_point * (1 << (ro + 1))
+    # |2h| <= 2 * (255 * 2^20 + 1) (m1 < 2^31); |2g| <= 2 * (|sum| + 1), |sum| < 2^29 (_check_requant);
+    # the sign term adds at most 1
+    if not (_fits_int32((255 << 21) + 2, a_rnd, 1) and _fits_int32((1 << 30) + 2, out_rnd, 1)):
+        return None
+    fields = {"n": int(np.prod(o4)), "a_off": -za << 21, "a_mult": m1, "a_rnd": a_rnd, "out_mult": p["mo"],
+              "out_rnd": out_rnd, "a_right": r1 + 1, "out_right": ro + 1,
+              "table": int(int(np.prod(o4)) >= ADD_TABLE_MIN)}
+    return fields, swapped
+
+
+def _mul_channels(b_str: list[int], o4: tuple[int, ...], m: int, s: int, za: int, zb: int, zo: int
+                  ) -> dict[str, object] | None:
+    """dssdn_mul_channels' constants when input b is a per-channel vector over a contiguous a (the
+    squeeze-excitation MUL), else None."""
+    if b_str[3] != 1 or any(b_str[ax] and o4[ax] != 1 for ax in range(3)):
+        return None
+    right = max(-s, 0)
+    out_rnd = (1 << right) + zo * (1 << (right + 1))
+    if not _fits_int32((1 << 30) + 2, out_rnd, 1) or right > 30:
+        return None
+    return {"pixels": int(np.prod(o4[:3])), "channels": o4[3], "out_mult": m, "out_rnd": out_rnd,
+            "a_zp": za, "b_zp": zb, "b_left": max(s, 0) + 1, "out_right": right + 1}
+
+
 def lower_binary(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     a, b, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
     for t in (a, b):
@@ -212,8 +268,10 @@ def lower_binary(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
                               "supported by the MCU code generator")
     o4 = shape4(out.shape)
     lo, hi = _act(graph, op)
+    a_str, b_str = _broadcast_strides(a.shape, o4), _broadcast_strides(b.shape, o4)
+    addr_a, addr_b, addr_o = (plan.addr(t) for t in (op.inputs[0], op.inputs[1], op.outputs[0]))
     fields: dict[str, object] = {
-        "dims": list(o4), "a_str": _broadcast_strides(a.shape, o4), "b_str": _broadcast_strides(b.shape, o4),
+        "dims": list(o4), "a_str": a_str, "b_str": b_str,
         "a_zp": a.zero_point, "b_zp": b.zero_point, "out_zp": out.zero_point, "act_min": lo, "act_max": hi,
     }
     if op.kind == "ADD":
@@ -224,14 +282,30 @@ def lower_binary(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
         _check_requant(graph, op, scaled, [p["s1"], p["s2"]])
         # each rescaled input is at most |x| * 2^max(s, 0) + 1 (the multiplier is below 1, then rounding)
         _check_requant(graph, op, sum((scaled << max(s, 0)) + 1 for s in (p["s1"], p["s2"])), [p["so"]])
+        fast = _add_flat(a, b, out, o4, lo, hi) if _flat(a_str, o4) and _flat(b_str, o4) else None
+        if fast is not None:
+            if fast[1]:
+                addr_a, addr_b = addr_b, addr_a
+            return Lowered("dssdn_add_flat_t", fast[0], [],
+                           f"dssdn_add_flat(&{prefix}, A + {addr_a}, A + {addr_b}, A + {addr_o});")
         fn = "dssdn_add"
     else:
         m, s = quant.quantize_multiplier(float(a.scale) * float(b.scale) / float(out.scale))
         fields.update(left_shift=0, a_mult=0, a_shift=0, b_mult=0, b_shift=0, out_mult=m, out_shift=s)
         _check_requant(graph, op, 256 * 256, [s])
+        fast = None
+        if (lo, hi) == (-128, 127):
+            if _flat(a_str, o4):
+                fast = _mul_channels(b_str, o4, m, s, a.zero_point, b.zero_point, out.zero_point)
+            elif _flat(b_str, o4):  # the product is symmetric
+                fast = _mul_channels(a_str, o4, m, s, b.zero_point, a.zero_point, out.zero_point)
+                addr_a, addr_b = addr_b, addr_a
+        if fast is not None:
+            fast["work"] = f"A + {work_area(plan, op.index, 8 * int(fast['channels']))}"
+            return Lowered("dssdn_mul_chan_t", fast, [],
+                           f"dssdn_mul_channels(&{prefix}, A + {addr_a}, A + {addr_b}, A + {addr_o});")
         fn = "dssdn_mul"
-    call = (f"{fn}(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.inputs[1])}, "
-            f"A + {plan.addr(op.outputs[0])});")
+    call = f"{fn}(&{prefix}, A + {addr_a}, A + {addr_b}, A + {addr_o});"
     return Lowered("dssdn_binary_t", fields, [], call)
 
 
@@ -271,20 +345,31 @@ def _same_quant_ids(graph: Graph, a: int, b: int) -> bool:
     return graph.t(a).scales == graph.t(b).scales and graph.t(a).zero_point == graph.t(b).zero_point
 
 
+def _pack_steps(steps: np.ndarray, width: int) -> np.ndarray:
+    """``width``-bit fields (width divides 32), least significant first, in uint32 words (dssdn_logistic_lut)."""
+    per_word = 32 // width
+    padded = np.zeros(-(-len(steps) // per_word) * per_word, np.uint64)
+    padded[: len(steps)] = steps
+    shifts = np.arange(per_word, dtype=np.uint64) * np.uint64(width)
+    return (padded.reshape(-1, per_word) << shifts).sum(1).astype(np.uint32)
+
+
 def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     t_in, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}) output must have scale 1/256 and "
                           "zero point -128 (as TFLite Micro requires)")
-    mult, shift, radius = quant.logistic_params(t_in.scale)
-    if radius <= 0:  # every input saturates (scale >= 2^4): the rescale is never evaluated
-        shift = 0
-    elif not -31 <= shift <= 31:
+    _, shift, radius = quant.logistic_params(t_in.scale)
+    if radius > 0 and not -31 <= shift <= 31:  # (radius <= 0: every input saturates, no rescale)
         raise ExportError(f"{graph.label}: op LOGISTIC (op #{op.index}): input scale {t_in.scale} is out of range")
-    radius = min(radius, quant.INT32_MAX)  # |input - zero point| <= 255: a bigger radius never saturates
-    fields = {"mult": mult, "radius": radius, "in_zp": t_in.zero_point, "shift": shift}
-    return Lowered("dssdn_logistic_t", fields, [], f"dssdn_logistic(&{prefix}, A + {plan.addr(op.inputs[0])}, "
-                   f"A + {plan.addr(op.outputs[0])}, {out.size});")
+    table = np.asarray(quant.logistic_table(t_in.scale, t_in.zero_point), np.int64) + 128  # 0..255
+    steps = np.diff(table) % 256
+    width = next(w for w in (1, 2, 4, 8) if int(steps.max()) < 1 << w)
+    words = _pack_steps(steps, width)
+    fields = {"steps": f"{prefix}_s", "first": int(table[0]), "width": width}
+    return Lowered("dssdn_logistic_lut_t", fields, [Array(f"{prefix}_s", "uint32_t", words)],
+                   f"dssdn_logistic_lut(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])}, "
+                   f"{out.size});")
 
 
 def _copy_call(prefix: str, size: list[int], src_str: list[int], dst_str: list[int], src: str, dst: str

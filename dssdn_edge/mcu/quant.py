@@ -10,9 +10,8 @@ the generated C only has to do the per-element work with constants this module b
   outputs differ between the two (``tests/test_mcu_ops.py::test_wheel_uses_double_rounding``) matches the
   double-rounding build only. The single-rounding variant is kept here so that test can tell them apart.
 - ``logistic``: the int8 LOGISTIC of TFLM is a fixed-point evaluation (gemmlowp's ``logistic`` on a
-  Q4.27 input). The device runs the same integer path (``dssdn_logistic``): in the shipped graphs it sees
-  8-100 values per op, fewer than a 256-entry table would cost in flash. ``logistic_table`` evaluates it for
-  every int8 input, for the tests.
+  Q4.27 input). ``logistic_table`` evaluates it for every int8 input; the generator packs that table as
+  small steps (``dssdn_logistic_lut``), fewer bytes of flash than the fixed-point code in C would take.
 """
 
 from __future__ import annotations
@@ -203,7 +202,7 @@ def logistic_params(in_scale: float) -> tuple[int, int, int]:
 
 
 def logistic(v: int, in_zero_point: int, params: tuple[int, int, int]) -> int:
-    """TFLM's int8 LOGISTIC of one input (output scale 1/256, zero point -128); ``dssdn_logistic`` in C."""
+    """TFLM's int8 LOGISTIC of one input (output scale 1/256, zero point -128)."""
     multiplier, left_shift, radius = params
     x = v - in_zero_point
     if x <= -radius:

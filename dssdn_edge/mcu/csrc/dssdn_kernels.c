@@ -10,41 +10,57 @@ int32_t dssdn_requantize(int32_t x, int32_t multiplier, int32_t shift)
     return requantize(x, multiplier, shift);
 }
 
-/* w (0..32) bits of the bit-packed channel constants from bit *pos on, least significant first. */
-static inline uint32_t take_bits(const uint32_t *words, uint32_t *pos, int32_t w)
+/* A reader of the bit-packed channel constants, least significant bit first: the word under the cursor and
+ * the bit offset in it. A field that ends on a word boundary moves to the next word without reading it (it
+ * may be past the array's end). */
+typedef struct {
+    const uint32_t *w;
+    uint32_t o;
+} bit_reader_t;
+
+/* w (1..32) bits; mask is the low w bits set. */
+static inline uint32_t take_bits(bit_reader_t *r, uint32_t w, uint32_t mask)
 {
-    if (w == 0) {
-        return 0;
+    uint32_t v = r->w[0] >> r->o;
+    const uint32_t end = r->o + w;
+    if (end > 32) { /* then o >= 1: the rest is in the next word */
+        v |= r->w[1] << (32 - r->o);
     }
-    const uint32_t i = *pos >> 5, o = *pos & 31;
-    uint32_t v = words[i] >> o;
-    if (o + (uint32_t)w > 32) { /* then o >= 1: the rest is in the next word */
-        v |= words[i + 1] << (32 - o);
+    if (end >= 32) {
+        ++r->w;
+        r->o = end - 32;
+    } else {
+        r->o = end;
     }
-    *pos += (uint32_t)w;
-    return w == 32 ? v : v & (((uint32_t)1 << w) - 1);
+    return v & mask;
+}
+
+static inline uint32_t low_mask(int32_t w)
+{
+    return w >= 32 ? 0xffffffffu : ((uint32_t)1 << w) - 1;
 }
 
 dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t nq, int8_t *work)
 {
     int32_t *bias = (int32_t *)(void *)work, *mult = bias + n;
     int8_t *shift = (int8_t *)(mult + nq);
-    const uint32_t sign = c->bias_bits ? (uint32_t)1 << (c->bias_bits - 1) : 0;
-    const uint32_t implied = c->mult_bits == 30 ? (uint32_t)1 << 30 : 0;
-    uint32_t pos = 0;
-    const int32_t q_bits = c->mult_bits + c->shift_bits; /* one read for both when they fit a word */
-    const uint32_t m_mask = ((uint32_t)1 << c->mult_bits) - 1;
+    const int32_t bias_bits = c->bias_bits, mult_bits = c->mult_bits, shift_bits = c->shift_bits;
+    const uint32_t sign = bias_bits ? (uint32_t)1 << (bias_bits - 1) : 0, b_mask = low_mask(bias_bits);
+    const uint32_t implied = mult_bits == 30 ? (uint32_t)1 << 30 : 0;
+    const int32_t q_bits = mult_bits + shift_bits; /* one read for both when they fit a word */
+    const uint32_t m_mask = low_mask(mult_bits), s_mask = low_mask(shift_bits), q_mask = low_mask(q_bits);
+    bit_reader_t r = {c->bits, 0};
     for (int32_t i = 0; i < n; ++i) {
-        bias[i] = (int32_t)((take_bits(c->bits, &pos, c->bias_bits) ^ sign) - sign);
+        bias[i] = bias_bits ? (int32_t)((take_bits(&r, (uint32_t)bias_bits, b_mask) ^ sign) - sign) : 0;
         if (i < nq) {
             uint32_t m, s;
             if (q_bits <= 32) {
-                const uint32_t v = take_bits(c->bits, &pos, q_bits);
+                const uint32_t v = take_bits(&r, (uint32_t)q_bits, q_mask);
                 m = v & m_mask;
-                s = v >> c->mult_bits;
+                s = v >> mult_bits;
             } else {
-                m = take_bits(c->bits, &pos, c->mult_bits);
-                s = take_bits(c->bits, &pos, c->shift_bits);
+                m = take_bits(&r, (uint32_t)mult_bits, m_mask);
+                s = shift_bits ? take_bits(&r, (uint32_t)shift_bits, s_mask) : 0;
             }
             mult[i] = (int32_t)(m | implied);
             shift[i] = (int8_t)((int32_t)s + c->shift_min);
@@ -57,24 +73,34 @@ dssdn_chan_arrays_t dssdn_chan_unpack(const dssdn_chan_t *c, int32_t n, int32_t 
     return a;
 }
 
+/* Units go four at a time (dot4: each input word is loaded and widened once for the four) while four are
+ * left and the filter has no zero point; the rest one by one. */
 void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
 {
     const dssdn_chan_arrays_t chan = dssdn_chan_unpack(&p->chan, p->units, p->per_channel ? p->units : 1, p->work);
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = in + b * p->depth;
-        for (int32_t u = 0; u < p->units; ++u) {
+        for (int32_t u = 0; u < p->units;) {
             const int8_t *w = p->w + u * p->depth;
-            int32_t acc = chan.bias[u];
-            if (p->w_zp == 0) {
-                acc = dot(w, x, p->depth, acc);
+            const int32_t group = p->w_zp == 0 && p->units - u >= 4 ? 4 : 1;
+            int32_t acc[4];
+            for (int32_t k = 0; k < group; ++k) {
+                acc[k] = chan.bias[u + k];
+            }
+            if (group == 4) {
+                dot4(w, p->depth, x, acc);
+            } else if (p->w_zp == 0) {
+                acc[0] = dot(w, x, p->depth, acc[0]);
             } else {
                 for (int32_t d = 0; d < p->depth; ++d) {
-                    acc += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
+                    acc[0] += ((int32_t)w[d] - p->w_zp) * (int32_t)x[d];
                 }
             }
-            const int32_t q = p->per_channel ? u : 0;
-            const int32_t v = requantize(acc, chan.mult[q], chan.shift[q]) + p->out_zp;
-            *out++ = (int8_t)DSSDN_CLAMP(v, p->act_min, p->act_max);
+            for (int32_t k = 0; k < group; ++k, ++u) {
+                const int32_t q = p->per_channel ? u : 0;
+                *out++ = (int8_t)clamp_out(requantize(acc[k], chan.mult[q], chan.shift[q]) + p->out_zp, p->act_min,
+                                           p->act_max);
+            }
         }
     }
 }
@@ -203,17 +229,154 @@ void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
     binary(p, a, b, out, 0);
 }
 
+/* SMMULR: floor((x*m + 2^31) / 2^32), one instruction with the DSP extension. */
+static inline int32_t mul_hi_round(int32_t x, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x), "r"(m));
+    return h;
+#else
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* The rounding right shift of requantize with a constant folded in: (2h + rnd - [h < 0]) >> right, written
+ * as rnd + 2h + (h >> 31) so that it takes two shifted-operand additions. */
+static inline int32_t round_shift(int32_t h, int32_t rnd, int32_t right)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t t; /* (GCC would spend a third instruction on h >> 31) */
+    __asm__("add %0, %1, %2, lsl #1\n\tadd %0, %0, %2, asr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+    return t >> right;
+#else
+    return (int32_t)((uint32_t)rnd + ((uint32_t)h << 1) + (uint32_t)(h >> 31)) >> right;
+#endif
+}
+
+/* 2 * A' of dssdn_add_flat for one input value (x = (a << 21) + a_off). */
+static inline int32_t add_a_term(int32_t x, int32_t a_mult, int32_t a_rnd, int32_t a_right)
+{
+    return (int32_t)((uint32_t)round_shift(mul_hi_round(x, a_mult), a_rnd, a_right) * 2u);
+}
+
+/* The element loop over the tabulated terms (t indexed by a's value). Out of line: inlined, GCC keeps a
+ * constant on the stack. */
+static inline __attribute__((always_inline)) void add_table_loop(const int32_t *t, const int8_t *a, const int8_t *b,
+                                                                 int8_t *out, const int8_t *end, int32_t out_mult,
+                                                                 int32_t out_rnd, int32_t out_right)
+{
+    while (a < end) {
+        const int32_t s2 = (int32_t)((uint32_t)t[*a++] + ((uint32_t)*b++ << 20));
+        *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
+    }
+}
+
+/* out_right is 20 when the output scale is within [1, 2) times the larger input scale (most residual
+ * ADDs): a constant there lets the shift go into SSAT's operand. */
+static __attribute__((noinline)) void add_table_run(const int32_t *t, const int8_t *a, const int8_t *b, int8_t *out,
+                                                    const int8_t *end, int32_t out_mult, int32_t out_rnd,
+                                                    int32_t out_right)
+{
+    if (out_right == 20) {
+        add_table_loop(t, a, b, out, end, out_mult, out_rnd, 20);
+    } else {
+        add_table_loop(t, a, b, out, end, out_mult, out_rnd, out_right);
+    }
+}
+
+void dssdn_add_flat(const dssdn_add_flat_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t a_off = p->a_off, a_mult = p->a_mult, a_rnd = p->a_rnd, a_right = p->a_right;
+    const int8_t *const end = a + p->n;
+    if (p->table) { /* input a's term for each of its 256 values, then one load per element */
+        int32_t table[256];
+        int32_t *const t = table + 128;
+        for (int32_t v = -128; v < 128; ++v) {
+            t[v] = add_a_term((int32_t)((uint32_t)v << 21) + a_off, a_mult, a_rnd, a_right);
+        }
+        add_table_run(t, a, b, out, end, p->out_mult, p->out_rnd, p->out_right);
+        return;
+    }
+    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
+    while (a < end) {
+        const int32_t s2 = (int32_t)((uint32_t)add_a_term((int32_t)((uint32_t)*a++ << 21) + a_off, a_mult, a_rnd,
+                                                          a_right) + ((uint32_t)*b++ << 20));
+        *out++ = (int8_t)sat8(round_shift(mul_hi_round(s2, out_mult), out_rnd, out_right));
+    }
+}
+
+void dssdn_mul_channels(const dssdn_mul_chan_t *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    const int32_t out_mult = p->out_mult, out_rnd = p->out_rnd, out_right = p->out_right;
+    int32_t *const table = (int32_t *)(void *)p->work; /* per channel: B = (b - b_zp) << b_left, K = -a_zp * B */
+    int32_t *const table_end = table + 2 * p->channels;
+    for (int32_t *t = table; t < table_end; t += 2) {
+        const int32_t bv = (int32_t)((uint32_t)(*b++ - p->b_zp) << p->b_left);
+        t[0] = bv;
+        t[1] = -p->a_zp * bv;
+    }
+    const int8_t *const end = a + p->pixels * p->channels;
+    while (a < end) {
+        const int32_t *t = table;
+        do {
+            int32_t bv, k;
+#if defined(__ARM_FEATURE_DSP)
+            __asm__("ldrd %0, %1, [%2], #8" : "=r"(bv), "=r"(k), "+r"(t) : : "memory"); /* (GCC splits it in two) */
+#else
+            bv = t[0], k = t[1], t += 2;
+#endif
+            *out++ = (int8_t)sat8(round_shift(mul_hi_round(*a++ * bv + k, out_mult), out_rnd, out_right));
+        } while (t < table_end);
+    }
+}
+
+/* Two int16 lanes added (SADD16). MEAN's lane sums stay exact: at most 256 int8 values per lane. */
+static inline uint32_t add16x2(uint32_t a, uint32_t b)
+{
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+    return __sadd16(a, b);
+#else
+    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
+#endif
+}
+
+static __attribute__((noinline)) int8_t mean_value(const dssdn_mean_t *p, int32_t sum)
+{
+    return (int8_t)sat8(requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp);
+}
+
+/* Channels go four at a time: one word per row, split by SXTB16 into (c, c+2) and (c+1, c+3) int16 lanes
+ * summed by SADD16, widened to int32 every 256 rows; the channels left over go one by one. */
 void dssdn_mean(const dssdn_mean_t *p, const int8_t *in, int8_t *out)
 {
-    for (int32_t o = 0; o < p->outer; ++o) {
-        for (int32_t i = 0; i < p->inner; ++i) {
-            const int8_t *x = in + o * p->reduced * p->inner + i;
-            int32_t sum = 0;
-            for (int32_t r = 0; r < p->reduced; ++r) {
-                sum += x[r * p->inner];
+    const int32_t reduced = p->reduced, inner = p->inner;
+    for (int32_t o = 0; o < p->outer; ++o, in += reduced * inner, out += inner) {
+        int32_t i = 0;
+        for (; i + 4 <= inner; i += 4) {
+            int32_t sum[4] = {0, 0, 0, 0};
+            const int8_t *x = in + i;
+            for (int32_t r = 0; r < reduced; r += 256) {
+                const int8_t *const stop = x + inner * (reduced - r < 256 ? reduced - r : 256);
+                uint32_t even = 0, odd = 0;
+                for (; x != stop; x += inner) {
+                    const uint32_t w = load_word(x);
+                    even = add16x2(even, even16(w));
+                    odd = add16x2(odd, odd16(w));
+                }
+                sum[0] += (int16_t)(even & 0xffff), sum[2] += (int16_t)(even >> 16);
+                sum[1] += (int16_t)(odd & 0xffff), sum[3] += (int16_t)(odd >> 16);
             }
-            const int32_t v = requantize(sum - p->in_zp * p->reduced, p->mult, p->shift) + p->out_zp;
-            out[o * p->inner + i] = (int8_t)DSSDN_CLAMP(v, -128, 127);
+            for (int32_t k = 0; k < 4; ++k) {
+                out[i + k] = mean_value(p, sum[k]);
+            }
+        }
+        for (; i < inner; ++i) {
+            int32_t sum = 0;
+            for (int32_t r = 0; r < reduced; ++r) {
+                sum += in[r * inner + i];
+            }
+            out[i] = mean_value(p, sum);
         }
     }
 }
@@ -251,124 +414,31 @@ void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out)
     }
 }
 
-/* ---- LOGISTIC: gemmlowp's fixed-point logistic, as TFLM's int8 kernel runs it (Q4.27 in, Q0.31 out).
- * Its own exact helpers (full int32 range, negative constants), independent of the conv requantisation's
- * shortcuts. Wrapping int32 additions are done in uint32 (the reference's int32 arithmetic never overflows
- * on these paths, so this only keeps C's signed overflow rules out of the way). */
-static inline int32_t wrap_add(int32_t a, int32_t b)
+void dssdn_logistic_lut(const dssdn_logistic_lut_t *p, const int8_t *in, int8_t *out, int32_t n)
 {
-    return (int32_t)((uint32_t)a + (uint32_t)b);
-}
-
-static inline int32_t wrap_sub(int32_t a, int32_t b)
-{
-    return (int32_t)((uint32_t)a - (uint32_t)b);
-}
-
-/* SaturatingRoundingDoublingHighMul for any int32 pair: floor((a*b + 2^30) / 2^31) equals gemmlowp's
- * nudge-and-truncate in both signs; only INT32_MIN * INT32_MIN saturates. */
-static inline int32_t fx_mul(int32_t a, int32_t b)
-{
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
-    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
-}
-
-/* RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero (0 <= e <= 31). */
-static inline int32_t fx_divide_pot(int32_t x, int32_t e)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> e) + (remainder > threshold ? 1 : 0);
-}
-
-/* SaturatingRoundingMultiplyByPOT for e > 0 (e < 0 is fx_divide_pot). */
-static inline int32_t saturating_pot(int32_t x, int32_t e)
-{
-    const int32_t threshold = (int32_t)(((uint32_t)1 << (31 - e)) - 1);
-    if (x > threshold) {
-        return INT32_MAX;
-    }
-    if (x < -threshold) {
-        return INT32_MIN;
-    }
-    return (int32_t)((uint32_t)x << e);
-}
-
-/* MultiplyByQuantizedMultiplier of the input (|x| <= 255, any shift the generator allows, -31..31). */
-static inline int32_t fx_rescale(int32_t x, int32_t m, int32_t shift)
-{
-#ifdef DSSDN_SINGLE_ROUNDING
-    const int32_t total = 31 - shift;
-    return (int32_t)(((int64_t)x * m + ((int64_t)1 << (total - 1))) >> total);
-#else
-    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    return fx_divide_pot(fx_mul((int32_t)((uint32_t)x << left), m), right);
-#endif
-}
-
-/* exp(a) for a in [-1/4, 0), Q0.31: a Taylor polynomial around -1/8. */
-static int32_t exp_quarter(int32_t a)
-{
-    const int32_t constant_term = 1895147668, one_third = 715827883; /* exp(-1/8), 1/3 */
-    const int32_t x = wrap_add(a, 1 << 28);
-    const int32_t x2 = fx_mul(x, x), x3 = fx_mul(x2, x), x4 = fx_mul(x2, x2);
-    const int32_t poly = fx_divide_pot(wrap_add(fx_mul(wrap_add(fx_divide_pot(x4, 2), x3), one_third), x2), 1);
-    return wrap_add(constant_term, fx_mul(constant_term, wrap_add(x, poly)));
-}
-
-/* exp(a) for a <= 0 given in Q4.27, as Q0.31: exp of a mod 1/4, times exp(-2^k) for each bit k of the rest. */
-static int32_t exp_negative_q4(int32_t a)
-{
-    static const int32_t exp_of_minus_pot[6] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401};
-    const int32_t one_quarter = 1 << 25, mask = one_quarter - 1;
-    const int32_t a_mod = wrap_sub(a & mask, one_quarter);
-    int32_t result = exp_quarter(saturating_pot(a_mod, 4));
-    const int32_t remainder = wrap_sub(a_mod, a);
-    for (int32_t k = 0; k < 6; ++k) { /* exp(-1/4), exp(-1/2), exp(-1), ..., exp(-8) */
-        if (remainder & ((int32_t)1 << (25 + k))) {
-            result = fx_mul(result, exp_of_minus_pot[k]);
-        }
-    }
-    return a == 0 ? INT32_MAX : result;
-}
-
-/* 1 / (1 + a) for a in [0, 1) Q0.31, as Q0.31: three Newton-Raphson steps on the half denominator. */
-static int32_t one_over_one_plus(int32_t a)
-{
-    const int64_t sum = (int64_t)a + INT32_MAX;
-    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
-    int32_t x = wrap_add(1515870810, fx_mul(half_denominator, -1010580540)); /* 48/17 - 32/17 d, Q2.29 */
-    for (int32_t i = 0; i < 3; ++i) {
-        const int32_t one_minus = wrap_sub(1 << 29, fx_mul(half_denominator, x));
-        x = wrap_add(x, saturating_pot(fx_mul(x, one_minus), 2));
-    }
-    return saturating_pot(x, 1);
-}
-
-void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n)
-{
+    int32_t top = -128;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t x = (int32_t)in[i] - p->in_zp;
-        int32_t v;
-        if (x <= -p->radius) {
-            v = -128;
-        } else if (x >= p->radius) {
-            v = 127;
-        } else {
-            const int32_t a = fx_rescale(x, p->mult, p->shift); /* Q4.27 */
-            int32_t q0 = 1 << 30;                                /* logistic(0) = 1/2 */
-            if (a != 0) {
-                const int32_t neg_abs = a > 0 ? wrap_sub(0, a) : a;
-                const int32_t pos = one_over_one_plus(exp_negative_q4(neg_abs));
-                q0 = a > 0 ? pos : wrap_sub(INT32_MAX, pos);
-            }
-            v = fx_divide_pot(q0, 23) - 128;
-            v = DSSDN_CLAMP(v, -128, 127);
+        top = in[i] > top ? in[i] : top;
+    }
+    int8_t table[256];
+    const uint32_t *steps = p->steps;
+    const int32_t width = p->width;
+    const uint32_t mask = ((uint32_t)1 << width) - 1;
+    uint32_t u = (uint32_t)p->first, bits = 0;
+    int32_t left = 0;
+    table[0] = (int8_t)((int32_t)u - 128);
+    for (int32_t k = 1; k <= top + 128; ++k) {
+        if (left == 0) {
+            bits = *steps++;
+            left = 32;
         }
-        out[i] = (int8_t)v;
+        u = (u + (bits & mask)) & 0xffu;
+        bits >>= width;
+        left -= width;
+        table[k] = (int8_t)((int32_t)u - 128);
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = table[in[i] + 128];
     }
 }
 

@@ -108,6 +108,35 @@ typedef struct {
 void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 
+/* ADD of two contiguous tensors of n elements without an activation clamp (every residual ADD): TFLM's
+ * arithmetic with the constants folded by the generator (dssdn_edge/mcu/ops.py, lower_binary), which checks
+ * that every intermediate stays in int32. Input b is the one at multiplier 1/2 (TFLite's common scale is
+ * twice the larger input scale), so it costs a shift: per element
+ *   A' = (2*h + a_rnd - [h < 0]) >> a_right, h = SMMULR((a << 21) + a_off, a_mult)
+ *        (TFLM's rescaled input a minus b_zp * 2^19; a_off = -a_zp * 2^21, a_rnd = 2^(a_right-1) - b_zp*2^(19+a_right)),
+ *   S2 = 2*A' + (b << 20) (twice TFLM's sum),
+ *   out = sat8((2*g + out_rnd - [g < 0]) >> out_right), g = SMMULR(S2, out_mult)
+ *        (out_rnd = 2^(out_right-1) + out_zp * 2^out_right). */
+typedef struct {
+    int32_t n, a_off, a_mult, a_rnd, out_mult, out_rnd;
+    int8_t a_right, out_right;
+    int8_t table; /* 1: A' is tabulated for the 256 values of a first (1 KiB of stack; for big tensors) */
+} dssdn_add_flat_t;
+
+void dssdn_add_flat(const dssdn_add_flat_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+
+/* MUL of a contiguous [pixels][channels] tensor by a per-channel vector b (the squeeze-excitation scaling),
+ * without an activation clamp. Per channel, B = (b - b_zp) << b_left and K = -a_zp * B go into work (arena
+ * bytes free during the op, 8 * channels, 4-aligned) once per call; per element
+ *   out = sat8((2*g + out_rnd - [g < 0]) >> out_right), g = SMMULR(a * B + K, out_mult). */
+typedef struct {
+    int32_t pixels, channels, out_mult, out_rnd;
+    int8_t a_zp, b_zp, b_left, out_right;
+    int8_t *work;
+} dssdn_mul_chan_t;
+
+void dssdn_mul_channels(const dssdn_mul_chan_t *p, const int8_t *a, const int8_t *b, int8_t *out);
+
 /* MEAN over the middle axis of [outer][reduced][inner]: TFLM's fixed-point path, 1/n folded into mult/shift
  * (the pinned wheel takes it even when input and output quantisation agree). */
 typedef struct {
@@ -126,14 +155,19 @@ typedef struct {
 
 void dssdn_pool(const dssdn_pool_t *p, const int8_t *in, int8_t *out);
 
-/* LOGISTIC (int8, output scale 1/256 and zero point -128): TFLM's fixed-point path at run time. The input
- * minus in_zp is rescaled to Q4.27 by mult, shift; inputs at or beyond +-radius saturate. */
+/* LOGISTIC (int8, output scale 1/256 and zero point -128) by table: the generator evaluates TFLM's fixed-point
+ * arithmetic (dssdn_edge/mcu/quant.py) for the 256 inputs and packs the table of out + 128 as first (its value
+ * at input -128) and 255 steps of width bits each (1, 2, 4 or 8; least significant first in uint32 words;
+ * added modulo 256, so any table fits at width 8). A sigmoid's steps are small: 32-128 bytes per op, less
+ * flash than the fixed-point code. The kernel unpacks the table up to the largest input it is given (256
+ * bytes of stack), then looks each input up. */
 typedef struct {
-    int32_t mult, radius;
-    int8_t in_zp, shift;
-} dssdn_logistic_t;
+    const uint32_t *steps;
+    int16_t first;
+    int8_t width;
+} dssdn_logistic_lut_t;
 
-void dssdn_logistic(const dssdn_logistic_t *p, const int8_t *in, int8_t *out, int32_t n);
+void dssdn_logistic_lut(const dssdn_logistic_lut_t *p, const int8_t *in, int8_t *out, int32_t n);
 
 /* Byte moves for SLICE, PAD and CONCATENATION when they cannot be views. */
 typedef struct {
