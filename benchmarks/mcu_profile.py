@@ -35,30 +35,7 @@ from mcu import fold5, regenerate  # noqa: E402
 from dssdn_edge.device import firmware, mcu_check  # noqa: E402
 from dssdn_edge.device.cortex_m import get_target, toolchain  # noqa: E402
 
-_MAP_TEXT = re.compile(r"^ \.text\.(\S+)\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
-_MAP_NAME = re.compile(r"^ \.text\.(\S+)\s*$")
-_MAP_REST = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
 _INSN = re.compile(r"^0x([0-9a-f]{8}):")
-
-
-def text_ranges(map_text: str) -> list[tuple[int, int, str]]:
-    """(address, size, object) of every .text.* input section of a GNU ld map (-ffunction-sections)."""
-    out, pending = [], None
-    for line in map_text.splitlines():
-        m = _MAP_TEXT.match(line)
-        if m:
-            out.append((int(m.group(2), 16), int(m.group(3), 16), m.group(4).strip()))
-            pending = None
-            continue
-        m = _MAP_NAME.match(line)
-        if m:
-            pending = m.group(1)
-            continue
-        m = _MAP_REST.match(line)
-        if m and pending is not None:
-            out.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()))
-        pending = None
-    return [r for r in out if r[1] > 0]
 
 
 def functions(elf: Path) -> list[tuple[int, int, str]]:
@@ -124,8 +101,8 @@ def main() -> None:
         cmd = run.commands[0]
         elf = Path(cmd[cmd.index("-kernel") + 1])
         model = firmware.model_objects(mcu)
-        in_model = [(a, n) for a, n, obj in text_ranges(elf.with_suffix(".map").read_text())
-                    if Path(obj.split("(")[0]).stem in model]
+        in_model = [(a, n) for out_sec, _, a, n, obj in firmware.placed_sections(elf.with_suffix(".map").read_text())
+                    if out_sec == ".text" and n > 0 and Path(obj.split("(")[0]).stem in model]
         model_starts = {a for a, _ in in_model}
         funcs = functions(elf)
         keep = [(a, n, name) for a, n, name in funcs if a not in model_starts]

@@ -138,8 +138,8 @@ _IN_NAME_ONLY = re.compile(r"^ (\.[\w.$]+|COMMON)\s*$")
 _IN_REST = re.compile(r"^\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S.*)$")
 
 
-def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
-    """(output section, input section, size, object) of every placed input section of a GNU ld map.
+def placed_sections(map_text: str) -> list[tuple[str, str, int, int, str]]:
+    """(output section, input section, address, size, object) of every placed input section of a GNU ld map.
 
     The size is what the section occupies in the image: a mergeable string section whose strings ld folded
     into another one is listed with its input size at the address of the next section, so a size is cut to
@@ -165,13 +165,18 @@ def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
         if m and pending is not None:
             found.append((current, pending, int(m.group(1), 16), int(m.group(2), 16), m.group(3).strip()))
         pending = None
-    out: list[tuple[str, str, int, str]] = []
+    out: list[tuple[str, str, int, int, str]] = []
     for k, (out_sec, in_sec, addr, size, obj) in enumerate(found):
         nxt = found[k + 1] if k + 1 < len(found) else None
         if nxt is not None and nxt[0] == out_sec and size and addr <= nxt[2] < addr + size:
             size = nxt[2] - addr
-        out.append((out_sec, in_sec, size, obj))
+        out.append((out_sec, in_sec, addr, size, obj))
     return out
+
+
+def map_sections(map_text: str) -> list[tuple[str, str, int, str]]:
+    """(output section, input section, size, object): ``placed_sections`` without the addresses."""
+    return [(out_sec, in_sec, size, obj) for out_sec, in_sec, _, size, obj in placed_sections(map_text)]
 
 
 def _part(obj: str, section: str, model_objects: set[str]) -> str:
