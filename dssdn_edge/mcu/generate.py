@@ -14,7 +14,8 @@ from .graph import read_graph
 from .plan import plan_memory
 
 # The kernels copied beside every generated model; a build compiles every .c among them (KERNEL_SOURCES).
-KERNEL_FILES = ("dssdn_kernels.h", "dssdn_arith.h", "dssdn_kernels.c", "dssdn_conv.c")
+KERNEL_FILES = ("dssdn_kernels.h", "dssdn_arith.h", "dssdn_requant.h", "dssdn_kernels.c", "dssdn_requant.c",
+                "dssdn_conv.c", "dssdn_depthwise.c")
 KERNEL_SOURCES = tuple(n for n in KERNEL_FILES if n.endswith(".c"))
 
 

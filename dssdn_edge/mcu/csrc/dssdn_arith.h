@@ -1,4 +1,4 @@
-/* dssdn_arith.h - the integer arithmetic the kernels share (internal to dssdn_kernels.c and dssdn_conv.c):
+/* dssdn_arith.h - the integer arithmetic the kernels share (internal to the kernel files):
  * TFLite's requantisation, int8 dot products (with Arm DSP-extension fast paths), int8 clamps. Static inline
  * only, so each kernel file gets its own inlined copy and nothing here is part of the API. */
 #ifndef DSSDN_ARITH_H

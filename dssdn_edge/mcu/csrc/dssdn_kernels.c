@@ -1,5 +1,5 @@
-/* dssdn_kernels.c - see dssdn_kernels.h: every kernel but the convolutions (dssdn_conv.c). Integer arithmetic
- * only; every kernel mirrors the arithmetic of TensorFlow Lite Micro's reference int8 kernel
+/* dssdn_kernels.c - see dssdn_kernels.h: every kernel but the convolutions (dssdn_conv.c, dssdn_depthwise.c).
+ * Integer arithmetic only; every kernel mirrors the arithmetic of TensorFlow Lite Micro's reference int8 kernel
  * (tensorflow/lite/kernels/internal/reference/integer_ops). */
 #include "dssdn_kernels.h"
 
