@@ -345,15 +345,6 @@ def _same_quant_ids(graph: Graph, a: int, b: int) -> bool:
     return graph.t(a).scales == graph.t(b).scales and graph.t(a).zero_point == graph.t(b).zero_point
 
 
-def _pack_steps(steps: np.ndarray, width: int) -> np.ndarray:
-    """``width``-bit fields (width divides 32), least significant first, in uint32 words (dssdn_logistic_lut)."""
-    per_word = 32 // width
-    padded = np.zeros(-(-len(steps) // per_word) * per_word, np.uint64)
-    padded[: len(steps)] = steps
-    shifts = np.arange(per_word, dtype=np.uint64) * np.uint64(width)
-    return (padded.reshape(-1, per_word) << shifts).sum(1).astype(np.uint32)
-
-
 def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     t_in, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     if out.zero_point != -128 or abs(out.scale - 1.0 / 256) > 1e-9:
@@ -365,7 +356,7 @@ def lower_logistic(graph: Graph, plan: Plan, op: Op, prefix: str) -> Lowered:
     table = np.asarray(quant.logistic_table(t_in.scale, t_in.zero_point), np.int64) + 128  # 0..255
     steps = np.diff(table) % 256
     width = next(w for w in (1, 2, 4, 8) if int(steps.max()) < 1 << w)
-    words = _pack_steps(steps, width)
+    words = pack.pack_fields((int(v), width) for v in steps)
     fields = {"steps": f"{prefix}_s", "first": int(table[0]), "width": width}
     return Lowered("dssdn_logistic_lut_t", fields, [Array(f"{prefix}_s", "uint32_t", words)],
                    f"dssdn_logistic_lut(&{prefix}, A + {plan.addr(op.inputs[0])}, A + {plan.addr(op.outputs[0])}, "

@@ -14,6 +14,7 @@ flash, not instructions in the hot loops.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,22 @@ def signed_bits(values: np.ndarray) -> int:
     return max(hi.bit_length(), (-lo - 1).bit_length()) + 1
 
 
+def pack_fields(fields: Iterable[tuple[int, int]]) -> np.ndarray:
+    """(value, width) fields, each ``value`` already masked to ``width`` bits, one after the other from bit 0 of
+    little-endian uint32 words: the stream dssdn_chan_unpack and dssdn_logistic_lut read (dssdn_kernels.c)."""
+    acc, n, words = 0, 0, []
+    for v, w in fields:
+        acc |= v << n
+        n += w
+        while n >= 32:
+            words.append(acc & 0xFFFFFFFF)
+            acc >>= 32
+            n -= 32
+    if n:
+        words.append(acc)
+    return np.asarray(words, np.uint32)
+
+
 def pack_channels(bias: np.ndarray | None, mults: list[int], shifts: list[int]) -> PackedChannels:
     """The bit stream of ``bias`` (one per channel, or None) and the ``len(mults)`` (multiplier, shift) pairs."""
     m = np.asarray(mults, np.int64)
@@ -53,25 +70,14 @@ def pack_channels(bias: np.ndarray | None, mults: list[int], shifts: list[int]) 
     shift_bits = int(s.max() - shift_min).bit_length()
     b = np.zeros(0, np.int64) if bias is None else np.asarray(bias, np.int64)
     bias_bits = signed_bits(b)
-    channels = max(len(b), len(m))
-    acc, n, words = 0, 0, []
-    for c in range(channels):
-        fields = []
+    fields = []
+    for c in range(max(len(b), len(m))):
         if bias_bits:
             fields.append((int(b[c]) & ((1 << bias_bits) - 1), bias_bits))
         if c < len(m):
             fields.append((int(m[c]) & ((1 << mult_bits) - 1), mult_bits))
             fields.append((int(s[c]) - shift_min, shift_bits))
-        for v, w in fields:
-            acc |= v << n
-            n += w
-            while n >= 32:
-                words.append(acc & 0xFFFFFFFF)
-                acc >>= 32
-                n -= 32
-    if n:
-        words.append(acc)
-    return PackedChannels(np.asarray(words, np.uint32), bias_bits, mult_bits, shift_bits, shift_min)
+    return PackedChannels(pack_fields(fields), bias_bits, mult_bits, shift_bits, shift_min)
 
 
 def unpack_channels(p: PackedChannels, channels: int, n_mult: int) -> tuple[list[int], list[int], list[int]]:
