@@ -105,6 +105,31 @@ void dssdn_fully_connected(const dssdn_fc_t *p, const int8_t *in, int8_t *out)
     }
 }
 
+/* SMMULR: floor((x*m + 2^31) / 2^32), one instruction with the DSP extension. */
+static inline int32_t mul_hi_round(int32_t x, int32_t m)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t h;
+    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x), "r"(m));
+    return h;
+#else
+    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/* The rounding right shift of requantize with a constant folded in: (2h + rnd - [h < 0]) >> right, written
+ * as rnd + 2h + (h >> 31) so that it takes two shifted-operand additions. */
+static inline int32_t round_shift(int32_t h, int32_t rnd, int32_t right)
+{
+#if defined(__ARM_FEATURE_DSP)
+    int32_t t; /* (GCC would spend a third instruction on h >> 31) */
+    __asm__("add %0, %1, %2, lsl #1\n\tadd %0, %0, %2, asr #31" : "=&r"(t) : "r"(rnd), "r"(h));
+    return t >> right;
+#else
+    return (int32_t)((uint32_t)rnd + ((uint32_t)h << 1) + (uint32_t)(h >> 31)) >> right;
+#endif
+}
+
 /* A requantisation whose parameters are loop-invariant (ADD, MUL), prepared once per row as ready
  * operands: requantize's formula with the left shift (plus an op's own pre-shift and high_mul's doubling),
  * the rounding term 2^right and the final shift right + 1. */
@@ -127,13 +152,7 @@ static inline rq_fixed_t rq_fixed(int32_t m, int32_t shift, int32_t pre_shift)
 static inline int32_t rq_apply(const rq_fixed_t *f, int32_t x)
 {
     const int32_t x2 = (int32_t)((uint32_t)x << f->left2); /* 2 * x * 2^left */
-#if defined(__ARM_FEATURE_DSP)
-    int32_t h;
-    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x2), "r"(f->m));
-#else
-    const int32_t h = (int32_t)(((int64_t)x2 * f->m + ((int64_t)1 << 31)) >> 32);
-#endif
-    return (2 * h + f->rnd - (int32_t)((uint32_t)h >> 31)) >> f->right1;
+    return round_shift(mul_hi_round(x2, f->m), f->rnd, f->right1);
 }
 
 /* The loop of binary_row; flat (both strides 1) and full (no activation clamp besides int8's) are constants
@@ -227,31 +246,6 @@ void dssdn_add(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t
 void dssdn_mul(const dssdn_binary_t *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
     binary(p, a, b, out, 0);
-}
-
-/* SMMULR: floor((x*m + 2^31) / 2^32), one instruction with the DSP extension. */
-static inline int32_t mul_hi_round(int32_t x, int32_t m)
-{
-#if defined(__ARM_FEATURE_DSP)
-    int32_t h;
-    __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(x), "r"(m));
-    return h;
-#else
-    return (int32_t)(((int64_t)x * m + ((int64_t)1 << 31)) >> 32);
-#endif
-}
-
-/* The rounding right shift of requantize with a constant folded in: (2h + rnd - [h < 0]) >> right, written
- * as rnd + 2h + (h >> 31) so that it takes two shifted-operand additions. */
-static inline int32_t round_shift(int32_t h, int32_t rnd, int32_t right)
-{
-#if defined(__ARM_FEATURE_DSP)
-    int32_t t; /* (GCC would spend a third instruction on h >> 31) */
-    __asm__("add %0, %1, %2, lsl #1\n\tadd %0, %0, %2, asr #31" : "=&r"(t) : "r"(rnd), "r"(h));
-    return t >> right;
-#else
-    return (int32_t)((uint32_t)rnd + ((uint32_t)h << 1) + (uint32_t)(h >> 31)) >> right;
-#endif
 }
 
 /* 2 * A' of dssdn_add_flat for one input value (x = (a << 21) + a_off). */
